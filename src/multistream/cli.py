@@ -1,0 +1,135 @@
+"""The ``multistream`` command: a thin layer over the library's typed functions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .streams import DEFAULT_LAYOUT, Layout, LayoutError
+
+
+def _layout_and_tokenizer(model_ref: str, layout_spec: str | None):
+    """Layout and stream tokenizer of a multistream model folder or a base model reference."""
+    from transformers import AutoTokenizer
+
+    from .bases import resolve_base
+    from .model import CONFIG_FILE
+    from .text import StreamTokenizer
+
+    folder = Path(model_ref)
+    if (folder / CONFIG_FILE).exists():
+        cfg = json.loads((folder / CONFIG_FILE).read_text())
+        layout = Layout.from_list(cfg["layout"])
+        tok = StreamTokenizer.wrap(AutoTokenizer.from_pretrained(folder), cfg["silence_token"], cfg["end_token"])
+    else:
+        layout = DEFAULT_LAYOUT
+        tok = StreamTokenizer.wrap(AutoTokenizer.from_pretrained(resolve_base(model_ref)))
+    if layout_spec:
+        layout = Layout.parse(layout_spec)
+    return layout, tok
+
+
+def cmd_validate(args) -> int:
+    from .timeline import validate_file
+
+    if args.structure_only:
+        layout, length_of = Layout.parse(args.layout) if args.layout else DEFAULT_LAYOUT, None
+    else:
+        layout, tok = _layout_and_tokenizer(args.model, args.layout)
+        length_of = tok.message_rows
+    n_ok, rows, errors = validate_file(args.file, layout, length_of, args.max_rows)
+    for e in errors:
+        print(f"{args.file}: {e}", file=sys.stderr)
+    if errors:
+        print(f"{args.file}: {len(errors)} problem(s); {n_ok} timeline(s) valid", file=sys.stderr)
+        return 1
+    detail = f", {rows} rows" if length_of else " (structure only)"
+    print(f"{args.file}: {n_ok} timeline(s) valid{detail}")
+    return 0
+
+
+def cmd_convert_chat(args) -> int:
+    from .convert import Schedule, convert_chat_file
+
+    layout = Layout.parse(args.layout) if args.layout else DEFAULT_LAYOUT
+    n, errors = convert_chat_file(args.src, args.dst, Schedule(args.schedule, args.k), layout)
+    for e in errors:
+        print(f"{args.src}: {e}", file=sys.stderr)
+    print(f"wrote {n} timeline(s) to {args.dst}" + (f"; skipped {len(errors)} bad record(s)" if errors else ""))
+    return 1 if errors else 0
+
+
+def cmd_demo(args) -> int:
+    import torch
+
+    from .model import MultiStreamModel
+    from .reference import reference_decode
+    from .timeline import Segment, Timeline
+
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    model = MultiStreamModel.from_base(args.model).eval()
+    print(f"loaded and wrapped {args.model!r} in {time.perf_counter() - t0:.1f} s: "
+          f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, streams: "
+          + ", ".join(f"{s.name} ({s.kind}{', untrusted' if s.trust == 'untrusted' else ''})" for s in model.layout))
+    question = args.question
+    timeline = Timeline(
+        model.layout.names,
+        [Segment("user", question, start_row=0)],
+        prefix="You are a helpful assistant.",
+    )
+    t0 = time.perf_counter()
+    out = reference_decode(model, timeline, rows=args.rows)
+    dt = time.perf_counter() - t0
+    print(f"user (row 0): {question}")
+    print(f"reference decoder, {args.rows} rows x {len(model.layout)} streams in {dt:.1f} s "
+          "(a freshly wrapped model has not learned the multi-stream format; train it for real answers):")
+    for name, text in out.texts.items():
+        print(f"  {name:>7}: {text!r}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="multistream", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="wrap the default model and decode one timeline")
+    d.add_argument("--model", default="default", help="base model: 'default' or a local folder")
+    d.add_argument("--question", default="What is the capital of France?")
+    d.add_argument("--rows", type=int, default=24)
+    d.set_defaults(func=cmd_demo)
+
+    v = sub.add_parser("validate", help="check a timeline JSONL file")
+    v.add_argument("file")
+    v.add_argument("--model", default="default", help="model whose tokenizer counts rows (multistream folder or base)")
+    v.add_argument("--layout", help="layout spec name:kind[:trust],... (default: the model's)")
+    v.add_argument("--max-rows", type=int, default=4096)
+    v.add_argument("--structure-only", action="store_true", help="skip checks that need token counts")
+    v.set_defaults(func=cmd_validate)
+
+    c = sub.add_parser("convert", help="convert data to timelines")
+    csub = c.add_subparsers(dest="source", required=True)
+    cc = csub.add_parser("chat", help="OpenAI-style chat JSONL to timelines")
+    cc.add_argument("src")
+    cc.add_argument("dst")
+    cc.add_argument("--schedule", choices=["after-input", "wait-k"], default="after-input")
+    cc.add_argument("--k", type=int, default=3, help="rows to wait after the user message starts (wait-k)")
+    cc.add_argument("--layout", help="layout spec (default: the default layout)")
+    cc.set_defaults(func=cmd_convert_chat)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (LayoutError, FileNotFoundError) as e:
+        print(f"multistream: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

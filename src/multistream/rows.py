@@ -1,0 +1,150 @@
+"""Rows: the one place where timelines become model inputs.
+
+A timeline becomes a grid ``[rows, streams]`` of token ids (silence where a stream is
+idle). A grid is packed row-major after its prefix into one sequence of token ids,
+stream ids, positions and labels; the attention mask is derived from positions (and
+document ids when several timelines share a sequence), never stored per sample.
+Training, the reference decoder and the engine all call these functions, so what the
+model is trained on and what it runs on cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .streams import Layout
+from .text import StreamTokenizer
+from .timeline import DEFAULT_MAX_ROWS, Timeline, resolve_rows
+
+IGNORE = -100
+
+
+@dataclass
+class RowGrid:
+    """A tokenised timeline."""
+
+    prefix_ids: torch.Tensor
+    """``[P]`` prefix (system prompt) token ids, processed causally before row 0."""
+    tokens: torch.Tensor
+    """``[rows, streams]`` token ids; silence where a stream is idle."""
+    prefix_stream: int
+    """Index of the stream whose embedding the prefix tokens get."""
+
+    @property
+    def rows(self) -> int:
+        return self.tokens.shape[0]
+
+
+def timeline_to_grid(
+    timeline: Timeline,
+    tok: StreamTokenizer,
+    layout: Layout,
+    *,
+    kinds: tuple[str, ...] = ("input", "output"),
+    max_rows: int = DEFAULT_MAX_ROWS,
+) -> RowGrid:
+    """Tokenise ``timeline`` into a grid. ``kinds=("input",)`` keeps only what is fed from outside."""
+    messages = {id(s): tok.encode_message(s.text) for s in timeline.segments}
+    length_of = {s.text: len(messages[id(s)]) for s in timeline.segments}.__getitem__
+    starts, lengths, rows = resolve_rows(timeline, length_of, max_rows)
+    tokens = torch.full((rows, len(layout)), tok.silence_id, dtype=torch.long)
+    for seg, start, n in zip(timeline.segments, starts, lengths):
+        stream = layout[seg.stream]
+        if stream.kind in kinds:
+            tokens[start : start + n, layout.index(seg.stream)] = torch.tensor(messages[id(seg)])
+    prefix = torch.tensor(tok.encode_prefix(timeline.prefix), dtype=torch.long)
+    return RowGrid(prefix, tokens, layout.index(layout.prefix_stream))
+
+
+def row_inputs(tokens: torch.Tensor, first_row: int, prefix_len: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Flatten rows ``[n, C]`` (starting at row ``first_row``) row-major: ids, stream ids, positions."""
+    n, c = tokens.shape
+    stream_ids = torch.arange(c).repeat(n)
+    positions = (prefix_len + first_row + torch.arange(n)).repeat_interleave(c)
+    return tokens.reshape(-1), stream_ids, positions
+
+
+@dataclass
+class Packed:
+    """One training/inference sequence: prefix then rows, for one or more timelines."""
+
+    input_ids: torch.Tensor
+    stream_ids: torch.Tensor
+    position_ids: torch.Tensor
+    labels: torch.Tensor
+    """Next-row token of the same stream at output-stream cells, ``IGNORE`` elsewhere."""
+    doc_ids: torch.Tensor
+    """Which timeline each token belongs to; tokens only attend within their own."""
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+
+def pack_grid(grid: RowGrid, output_mask: list[bool] | torch.Tensor, doc: int = 0) -> Packed:
+    """Prefix then rows, with labels on output streams (silence targets included)."""
+    out = torch.as_tensor(output_mask, dtype=torch.bool)
+    p = grid.prefix_ids.shape[0]
+    ids, streams, pos = row_inputs(grid.tokens, 0, p)
+    labels = torch.full_like(grid.tokens, IGNORE)
+    labels[:-1, out] = grid.tokens[1:, out]
+    return Packed(
+        input_ids=torch.cat([grid.prefix_ids, ids]),
+        stream_ids=torch.cat([torch.full((p,), grid.prefix_stream), streams]),
+        position_ids=torch.cat([torch.arange(p), pos]),
+        labels=torch.cat([torch.full((p,), IGNORE), labels.reshape(-1)]),
+        doc_ids=torch.full((p + ids.shape[0],), doc),
+    )
+
+
+def pack_many(packs: list[Packed]) -> Packed:
+    """Concatenate packed timelines into one sequence; document ids keep them apart."""
+    return Packed(
+        input_ids=torch.cat([p.input_ids for p in packs]),
+        stream_ids=torch.cat([p.stream_ids for p in packs]),
+        position_ids=torch.cat([p.position_ids for p in packs]),
+        labels=torch.cat([p.labels for p in packs]),
+        doc_ids=torch.cat([torch.full_like(p.doc_ids, i) for i, p in enumerate(packs)]),
+    )
+
+
+def collate(packs: list[Packed], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad sequences into a batch. Padding is its own document (doc id -1) with no labels."""
+    n = max(len(p) for p in packs)
+
+    def pad(t: torch.Tensor, value: int) -> torch.Tensor:
+        return torch.cat([t, torch.full((n - t.shape[0],), value, dtype=t.dtype)])
+
+    return {
+        "input_ids": torch.stack([pad(p.input_ids, pad_id) for p in packs]),
+        "stream_ids": torch.stack([pad(p.stream_ids, 0) for p in packs]),
+        "position_ids": torch.stack([pad(p.position_ids, 0) for p in packs]),
+        "labels": torch.stack([pad(p.labels, IGNORE) for p in packs]),
+        "doc_ids": torch.stack([pad(p.doc_ids, -1) for p in packs]),
+    }
+
+
+def stream_causal_mask(
+    q_pos: torch.Tensor,
+    k_pos: torch.Tensor,
+    q_doc: torch.Tensor | None = None,
+    k_doc: torch.Tensor | None = None,
+    k_valid: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Boolean mask ``[B, 1, Q, K]``: True where query may attend key.
+
+    The queries are the last ``Q`` of the ``K`` keys (a full forward has ``Q == K``; a
+    cached step has the cache before them). A token sees every token at an earlier
+    position (the prefix and all earlier rows) and, among tokens sharing its position
+    (its own row), only itself; with ``*_doc`` only within its own document.
+    """
+    q, k = q_pos.shape[-1], k_pos.shape[-1]
+    earlier = k_pos[:, None, :] < q_pos[:, :, None]
+    itself = torch.arange(k, device=q_pos.device)[None, :] == (k - q + torch.arange(q, device=q_pos.device))[:, None]
+    mask = earlier | itself
+    if q_doc is not None and k_doc is not None:
+        mask = mask & (q_doc[:, :, None] == k_doc[:, None, :])
+    if k_valid is not None:
+        mask = mask & k_valid[:, None, :]
+    return mask[:, None]

@@ -1,0 +1,132 @@
+"""Stream layouts: the ordered, named streams a multi-stream model reads and writes.
+
+A layout is plain data. It is saved with every model (``layout`` in
+``multistream_config.json``) and checked when a model or a timeline is loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Iterable, Literal
+
+Kind = Literal["input", "output"]
+Trust = Literal["trusted", "untrusted"]
+
+
+class LayoutError(ValueError):
+    """A layout (or a reference to a stream in it) is invalid."""
+
+
+@dataclass(frozen=True)
+class Stream:
+    name: str
+    """Identifier used in timelines, the engine and the wire protocol."""
+    kind: Kind
+    """``input`` streams are fed from outside; ``output`` streams are sampled."""
+    trust: Trust = "trusted"
+    """``untrusted`` marks text the model must not take instructions from (tool results, documents)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise LayoutError(f"stream name {self.name!r} must be a non-empty identifier")
+        if self.kind not in ("input", "output"):
+            raise LayoutError(f"stream {self.name!r}: kind must be 'input' or 'output', got {self.kind!r}")
+        if self.trust not in ("trusted", "untrusted"):
+            raise LayoutError(f"stream {self.name!r}: trust must be 'trusted' or 'untrusted', got {self.trust!r}")
+
+
+@dataclass(frozen=True)
+class Layout:
+    streams: tuple[Stream, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "streams", tuple(self.streams))
+        if not self.streams:
+            raise LayoutError("a layout needs at least one stream")
+        names = [s.name for s in self.streams]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise LayoutError(f"duplicate stream names: {', '.join(dupes)}")
+
+    # -- lookups ---------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.streams)
+
+    def __iter__(self):
+        return iter(self.streams)
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.streams]
+
+    def index(self, name: str) -> int:
+        for i, s in enumerate(self.streams):
+            if s.name == name:
+                return i
+        raise LayoutError(f"unknown stream {name!r}; the layout has: {', '.join(self.names)}")
+
+    def __getitem__(self, name: str) -> Stream:
+        return self.streams[self.index(name)]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.names
+
+    @property
+    def inputs(self) -> list[Stream]:
+        return [s for s in self.streams if s.kind == "input"]
+
+    @property
+    def outputs(self) -> list[Stream]:
+        return [s for s in self.streams if s.kind == "output"]
+
+    @property
+    def output_mask(self) -> list[bool]:
+        return [s.kind == "output" for s in self.streams]
+
+    @property
+    def prefix_stream(self) -> str:
+        """The stream whose embedding the prefix (system prompt) gets: ``system`` or the first input."""
+        if "system" in self:
+            return "system"
+        return self.inputs[0].name if self.inputs else self.streams[0].name
+
+    # -- (de)serialisation -----------------------------------------------------
+    def to_list(self) -> list[dict]:
+        return [asdict(s) for s in self.streams]
+
+    @classmethod
+    def from_list(cls, items: Iterable[dict]) -> "Layout":
+        streams = []
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise LayoutError(f"layout entry {i} must be an object with name/kind/trust")
+            unknown = set(item) - {"name", "kind", "trust"}
+            if unknown:
+                raise LayoutError(f"layout entry {i}: unknown field(s) {sorted(unknown)}")
+            if "name" not in item or "kind" not in item:
+                raise LayoutError(f"layout entry {i}: 'name' and 'kind' are required")
+            streams.append(Stream(item["name"], item["kind"], item.get("trust", "trusted")))
+        return cls(tuple(streams))
+
+    @classmethod
+    def parse(cls, spec: str) -> "Layout":
+        """Parse ``name:kind[:trust],...`` (e.g. ``user:input,answer:output``)."""
+        streams = []
+        for part in spec.split(","):
+            bits = part.strip().split(":")
+            if len(bits) not in (2, 3):
+                raise LayoutError(f"bad stream spec {part!r}: use name:kind[:trust]")
+            streams.append(Stream(*bits))
+        return cls(tuple(streams))
+
+
+DEFAULT_LAYOUT = Layout(
+    (
+        Stream("system", "input", "trusted"),
+        Stream("user", "input", "trusted"),
+        Stream("tool", "input", "untrusted"),
+        Stream("think", "output", "trusted"),
+        Stream("answer", "output", "trusted"),
+        Stream("call", "output", "trusted"),
+    )
+)

@@ -1,0 +1,94 @@
+"""Tokenisation for streams: text never becomes control tokens.
+
+Every piece of text that arrives on a stream (user, tool results, documents, even
+the model's own earlier output when re-fed) is tokenised with special-token parsing
+off, so ``<|im_end|>`` or the silence token's text typed by a user stays plain text.
+Only the chat template around the prefix and the tokens this module adds on purpose
+(silence, end of message) are control tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SILENCE_TOKEN = "<|silence|>"
+_SENTINEL = "\u2063MULTISTREAM-PREFIX\u2063"
+
+
+@dataclass
+class StreamTokenizer:
+    """A Hugging Face tokenizer plus the ids a multi-stream model relies on."""
+
+    hf: object
+    """The underlying ``PreTrainedTokenizer(Fast)``, with the silence token added."""
+    silence_id: int
+    end_id: int
+    """Ends a message on any stream (the base model's end-of-turn token, e.g. ``<|im_end|>``)."""
+
+    @classmethod
+    def wrap(cls, hf_tokenizer, silence_token: str = SILENCE_TOKEN, end_token: str | None = None) -> "StreamTokenizer":
+        """Add the silence token (if missing) and pick the end-of-message token."""
+        if silence_token not in hf_tokenizer.get_vocab():
+            hf_tokenizer.add_special_tokens({"additional_special_tokens": [silence_token]})
+        if end_token is None:
+            vocab = hf_tokenizer.get_vocab()
+            end_token = "<|im_end|>" if "<|im_end|>" in vocab else hf_tokenizer.eos_token
+        if end_token is None:
+            raise ValueError("the tokenizer has no end-of-turn or eos token; pass end_token=")
+        return cls(hf_tokenizer, hf_tokenizer.convert_tokens_to_ids(silence_token), hf_tokenizer.convert_tokens_to_ids(end_token))
+
+    @property
+    def silence_token(self) -> str:
+        return self.hf.convert_ids_to_tokens(self.silence_id)
+
+    @property
+    def end_token(self) -> str:
+        return self.hf.convert_ids_to_tokens(self.end_id)
+
+    @property
+    def special_ids(self) -> set[int]:
+        ids = set(self.hf.all_special_ids) | {self.silence_id, self.end_id}
+        ids |= {i for i, t in self.hf.added_tokens_decoder.items() if t.special}
+        return ids
+
+    def encode_text(self, text: str) -> list[int]:
+        """Plain text to ids with special-token parsing off."""
+        if not text:
+            return []
+        ids = self.hf(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+        leaked = set(ids) & self.special_ids
+        if leaked:  # a tokenizer whose normal vocabulary can spell a control token
+            raise ValueError(f"text tokenised into control token ids {sorted(leaked)}: {text[:60]!r}")
+        return list(ids)
+
+    def encode_message(self, text: str) -> list[int]:
+        """A message on a stream: its text tokens, then the end-of-message token."""
+        return self.encode_text(text) + [self.end_id]
+
+    def message_rows(self, text: str) -> int:
+        return len(self.encode_message(text))
+
+    def encode_prefix(self, text: str) -> list[int]:
+        """The session prefix: the system prompt in the base model's chat template if it has one.
+
+        The template's markers are control tokens; the prompt text itself is plain text.
+        """
+        if not text:
+            return []
+        template = getattr(self.hf, "chat_template", None)
+        if not template:
+            return self.encode_text(text)
+        rendered = self.hf.apply_chat_template([{"role": "system", "content": _SENTINEL}], tokenize=False)
+        before, sep, after = rendered.partition(_SENTINEL)
+        if not sep:  # a template that drops or rewrites the system message
+            return self.encode_text(text)
+        markup = lambda s: self.hf(s, add_special_tokens=False)["input_ids"] if s else []  # noqa: E731
+        return markup(before) + self.encode_text(text) + markup(after)
+
+    def decode(self, ids: list[int]) -> str:
+        """Text of a stream's tokens, silence and end-of-message tokens dropped."""
+        keep = [i for i in ids if i not in (self.silence_id, self.end_id)]
+        return self.hf.decode(keep, skip_special_tokens=False)
+
+    def __len__(self) -> int:
+        return len(self.hf)
