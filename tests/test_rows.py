@@ -39,9 +39,9 @@ def test_pack_layout_positions_streams_and_labels():
     assert p.input_ids.tolist() == [5, 6, 10, 20, 30, 11, 21, 31, 12, 22, 32]
     assert p.stream_ids.tolist() == [0, 0, 0, 1, 2, 0, 1, 2, 0, 1, 2]
     assert p.position_ids.tolist() == [0, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]
-    I = IGNORE
+    X = IGNORE
     # label at (t, s) is the token of stream s at row t+1, for output streams only
-    assert p.labels.tolist() == [I, I, I, 21, 31, I, 22, 32, I, I, I]
+    assert p.labels.tolist() == [X, X, X, 21, 31, X, 22, 32, X, X, X]
 
 
 def test_packed_timelines_never_attend_to_each_other():

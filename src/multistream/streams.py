@@ -6,8 +6,9 @@ A layout is plain data. It is saved with every model (``layout`` in
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Iterable, Literal
+from typing import Literal
 
 Kind = Literal["input", "output"]
 Trust = Literal["trusted", "untrusted"]
@@ -95,7 +96,7 @@ class Layout:
         return [asdict(s) for s in self.streams]
 
     @classmethod
-    def from_list(cls, items: Iterable[dict]) -> "Layout":
+    def from_list(cls, items: Iterable[dict]) -> Layout:
         streams = []
         for i, item in enumerate(items):
             if not isinstance(item, dict):
@@ -109,7 +110,7 @@ class Layout:
         return cls(tuple(streams))
 
     @classmethod
-    def parse(cls, spec: str) -> "Layout":
+    def parse(cls, spec: str) -> Layout:
         """Parse ``name:kind[:trust],...`` (e.g. ``user:input,answer:output``)."""
         streams = []
         for part in spec.split(","):

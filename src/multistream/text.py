@@ -26,7 +26,7 @@ class StreamTokenizer:
     """Ends a message on any stream (the base model's end-of-turn token, e.g. ``<|im_end|>``)."""
 
     @classmethod
-    def wrap(cls, hf_tokenizer, silence_token: str = SILENCE_TOKEN, end_token: str | None = None) -> "StreamTokenizer":
+    def wrap(cls, hf_tokenizer, silence_token: str = SILENCE_TOKEN, end_token: str | None = None) -> StreamTokenizer:
         """Add the silence token (if missing) and pick the end-of-message token."""
         if silence_token not in hf_tokenizer.get_vocab():
             hf_tokenizer.add_special_tokens({"additional_special_tokens": [silence_token]})
@@ -82,7 +82,7 @@ class StreamTokenizer:
         before, sep, after = rendered.partition(_SENTINEL)
         if not sep:  # a template that drops or rewrites the system message
             return self.encode_text(text)
-        markup = lambda s: self.hf(s, add_special_tokens=False)["input_ids"] if s else []  # noqa: E731
+        markup = lambda s: self.hf(s, add_special_tokens=False)["input_ids"] if s else []
         return markup(before) + self.encode_text(text) + markup(after)
 
     def decode(self, ids: list[int]) -> str:

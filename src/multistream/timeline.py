@@ -24,9 +24,9 @@ problems that need token counts (overlaps, rows over the limit) by :func:`resolv
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 from .streams import Layout
 

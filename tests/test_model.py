@@ -1,0 +1,171 @@
+import pytest
+import torch
+from conftest import FAMILIES, make_base, make_tokenizer
+from transformers import DynamicCache
+
+from multistream.model import MultiStreamModel
+from multistream.rows import RowGrid, pack_grid, pack_many, row_inputs
+from multistream.streams import Layout
+
+
+def forward_packed(model, packed):
+    return model(
+        packed.input_ids[None], packed.stream_ids[None], packed.position_ids[None], doc_ids=packed.doc_ids[None]
+    ).logits[0]
+
+
+def random_grid(model, rows, seed=0, prefix_len=5):
+    g = torch.Generator().manual_seed(seed)
+    vocab = len(model.tok)
+    tokens = torch.randint(0, vocab, (rows, len(model.layout)), generator=g)
+    tokens[torch.rand(tokens.shape, generator=g) < 0.3] = model.tok.silence_id
+    prefix = torch.randint(0, vocab, (prefix_len,), generator=g)
+    return RowGrid(prefix, tokens, model.layout.index(model.layout.prefix_stream))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_one_stream_wrap_equals_base(family):
+    tok = make_tokenizer()
+    base = make_base(family, len(tok) + 8)
+    ids = torch.randint(0, len(tok), (2, 17))
+    with torch.no_grad():
+        expected = base(input_ids=ids).logits
+    n_vocab = len(tok)  # logits of the added silence token are new; every other one must match
+    model = MultiStreamModel.wrap(base, tok, Layout.parse("text:output")).eval()
+    # one stream, no silence: rows are ordinary tokens at positions 0..L-1
+    streams = torch.zeros_like(ids)
+    pos = torch.arange(ids.shape[1]).expand_as(ids)
+    with torch.no_grad():
+        got = model(ids, streams, pos).logits
+    assert (got[..., :n_vocab] - expected[..., :n_vocab]).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_cached_row_decoding_equals_full_forward(wrap, family, attn):
+    model = wrap(family, attn=attn)
+    grid = random_grid(model, rows=6)
+    packed = pack_grid(grid, model.layout.output_mask)
+    with torch.no_grad():
+        full = forward_packed(model, packed)
+        p = grid.prefix_ids.shape[0]
+        cache = DynamicCache(config=model.base.config)
+        pre = torch.arange(p)[None]
+        steps = [model(grid.prefix_ids[None], torch.full((1, p), grid.prefix_stream), pre,
+                       past_key_values=cache, use_cache=True).logits[0]]
+        past = pre
+        for t in range(grid.rows):  # one row per forward, then two rows at once at the end
+            ids, streams, pos = row_inputs(grid.tokens[t : t + 1], t, p)
+            out = model(ids[None], streams[None], pos[None], past_key_values=cache, past_positions=past, use_cache=True)
+            steps.append(out.logits[0])
+            past = torch.cat([past, pos[None]], 1)
+    assert (torch.cat(steps) - full).abs().max() <= 1e-4
+
+
+def test_multi_row_cached_chunk_equals_full_forward(wrap):
+    model = wrap("llama")
+    grid = random_grid(model, rows=7)
+    packed = pack_grid(grid, model.layout.output_mask)
+    p = grid.prefix_ids.shape[0]
+    with torch.no_grad():
+        full = forward_packed(model, packed)
+        cache = DynamicCache(config=model.base.config)
+        n = p + 3 * len(model.layout)  # prefix and three rows in one go, then four rows in one go
+        first = model(packed.input_ids[None, :n], packed.stream_ids[None, :n], packed.position_ids[None, :n],
+                      past_key_values=cache, use_cache=True).logits[0]
+        rest = model(packed.input_ids[None, n:], packed.stream_ids[None, n:], packed.position_ids[None, n:],
+                     past_key_values=cache, past_positions=packed.position_ids[None, :n], use_cache=True).logits[0]
+    assert (torch.cat([first, rest]) - full).abs().max() <= 1e-4
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_tokens_a_position_must_not_see_do_not_change_its_logits(wrap, family):
+    model = wrap(family)
+    grid = random_grid(model, rows=5)
+    c, p = len(model.layout), grid.prefix_ids.shape[0]
+    t, s = 2, 4  # query: row 2, stream 'answer'
+    q = p + t * c + s
+    with torch.no_grad():
+        before = forward_packed(model, pack_grid(grid, model.layout.output_mask))
+        changed = grid.tokens.clone()
+        changed[t, [0, 1, 2, 3, 5]] = (changed[t, [0, 1, 2, 3, 5]] + 1) % len(model.tok)  # its own row's neighbours
+        changed[t + 1 :] = (changed[t + 1 :] + 1) % len(model.tok)  # later rows
+        after = forward_packed(model, pack_grid(RowGrid(grid.prefix_ids, changed, grid.prefix_stream),
+                                                model.layout.output_mask))
+        assert torch.equal(before[q], after[q])
+        changed = grid.tokens.clone()
+        changed[t - 1, 0] = (changed[t - 1, 0] + 1) % len(model.tok)  # an earlier row: must matter
+        after = forward_packed(model, pack_grid(RowGrid(grid.prefix_ids, changed, grid.prefix_stream),
+                                                model.layout.output_mask))
+        assert not torch.allclose(before[q], after[q])
+
+
+def test_packed_timelines_do_not_see_each_other(wrap):
+    model = wrap("llama")
+    a = pack_grid(random_grid(model, 3, seed=1, prefix_len=2), model.layout.output_mask)
+    b = pack_grid(random_grid(model, 4, seed=2, prefix_len=4), model.layout.output_mask)
+    with torch.no_grad():
+        alone_a, alone_b = forward_packed(model, a), forward_packed(model, b)
+        both = forward_packed(model, pack_many([a, b]))
+    assert (both[: len(a)] - alone_a).abs().max() <= 1e-5
+    assert (both[len(a) :] - alone_b).abs().max() <= 1e-5
+
+
+def test_silence_token_added_with_mean_embedding(tokenizer):
+    base = make_base("qwen2", len(tokenizer))
+    old = base.get_input_embeddings().weight.detach().clone()
+    model = MultiStreamModel.wrap(base, tokenizer)
+    sid = model.tok.silence_id
+    assert model.new_token_ids == [sid]
+    assert torch.allclose(model.base.get_input_embeddings().weight[sid], old.mean(0), atol=1e-6)
+    assert torch.count_nonzero(model.stream_embed.weight) == 0
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_save_then_load_reproduces_logits(wrap, family, tmp_path):
+    model = wrap(family)
+    with torch.no_grad():
+        model.base.get_input_embeddings().weight[model.tok.silence_id].normal_()  # as if trained
+    base_dir = tmp_path / "base"
+    tiny = make_base(family, len(make_tokenizer()) + 8)  # the same seed: the same base weights
+    tiny.save_pretrained(base_dir)
+    model.base_ref = str(base_dir)
+    packed = pack_grid(random_grid(model, 4), model.layout.output_mask)
+    with torch.no_grad():
+        before = forward_packed(model, packed)
+    model.save(tmp_path / "ms")
+    loaded = MultiStreamModel.load(tmp_path / "ms")
+    assert loaded.layout == model.layout and loaded.tok.silence_id == model.tok.silence_id
+    with torch.no_grad():
+        after = forward_packed(loaded, packed)
+    assert torch.equal(before, after)
+
+
+def test_save_then_load_with_lora_adapter(wrap, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    model = wrap("llama")
+    base_dir = tmp_path / "base"
+    make_base("llama", len(make_tokenizer()) + 8).save_pretrained(base_dir)
+    model.base_ref = str(base_dir)
+    model.base = get_peft_model(model.base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    packed = pack_grid(random_grid(model, 4), model.layout.output_mask)
+    with torch.no_grad():
+        before = forward_packed(model.eval(), packed)
+    model.save(tmp_path / "ms")
+    loaded = MultiStreamModel.load(tmp_path / "ms")
+    with torch.no_grad():
+        after = forward_packed(loaded, packed)
+    assert torch.equal(before, after)
+
+
+def test_load_rejects_layout_mismatch(wrap, tmp_path):
+    import json
+
+    model = wrap("llama")
+    folder = model.save(tmp_path / "ms")
+    cfg = json.loads((folder / "multistream_config.json").read_text())
+    cfg["layout"] = cfg["layout"][:2]
+    (folder / "multistream_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(Exception, match="stream embeddings for 2 streams"):
+        MultiStreamModel.load(folder)

@@ -1,0 +1,30 @@
+import torch
+
+from multistream.reference import reference_decode
+from multistream.rows import RowGrid, pack_grid
+from multistream.timeline import Segment, Timeline
+
+
+def test_reference_decoder_feeds_inputs_and_follows_its_own_argmax(wrap):
+    model = wrap("llama")
+    layout = model.layout
+    timeline = Timeline(
+        layout.names,
+        [Segment("user", "What is 2+3?", start_row=0), Segment("tool", "doc text", start_row=4)],
+        prefix="Be brief.",
+    )
+    out = reference_decode(model, timeline, rows=12)
+    tok = model.tok
+    user = tok.encode_message("What is 2+3?")
+    assert out.tokens[: len(user), layout.index("user")].tolist() == user
+    assert out.tokens[4 : 4 + len(tok.encode_message("doc text")), layout.index("tool")].tolist() == tok.encode_message("doc text")
+    outs = [i for i, s in enumerate(layout) if s.kind == "output"]
+    assert (out.tokens[0, outs] == tok.silence_id).all()  # nothing is sampled before row 0
+    # one full forward over the final grid agrees with every per-row greedy choice
+    packed = pack_grid(RowGrid(out.prefix_ids, out.tokens, layout.index("system")), layout.output_mask)
+    with torch.no_grad():
+        logits = model(packed.input_ids[None], packed.stream_ids[None], packed.position_ids[None]).logits[0]
+    p, c = len(out.prefix_ids), len(layout)
+    for t in range(out.tokens.shape[0] - 1):
+        assert logits[p + t * c + torch.tensor(outs)].argmax(-1).tolist() == out.tokens[t + 1, outs].tolist()
+    assert set(out.texts) == {"think", "answer", "call"}
