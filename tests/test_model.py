@@ -53,12 +53,13 @@ def test_cached_row_decoding_equals_full_forward(wrap, family, attn):
         pre = torch.arange(p)[None]
         steps = [model(grid.prefix_ids[None], torch.full((1, p), grid.prefix_stream), pre,
                        past_key_values=cache, use_cache=True).logits[0]]
-        past = pre
-        for t in range(grid.rows):  # one row per forward, then two rows at once at the end
+        past, past_streams = pre, torch.full((1, p), grid.prefix_stream)
+        for t in range(grid.rows):  # one row per forward
             ids, streams, pos = row_inputs(grid.tokens[t : t + 1], t, p)
-            out = model(ids[None], streams[None], pos[None], past_key_values=cache, past_positions=past, use_cache=True)
+            out = model(ids[None], streams[None], pos[None], past_key_values=cache,
+                        past_positions=past, past_streams=past_streams, use_cache=True)
             steps.append(out.logits[0])
-            past = torch.cat([past, pos[None]], 1)
+            past, past_streams = torch.cat([past, pos[None]], 1), torch.cat([past_streams, streams[None]], 1)
     assert (torch.cat(steps) - full).abs().max() <= 1e-4
 
 
@@ -74,7 +75,8 @@ def test_multi_row_cached_chunk_equals_full_forward(wrap):
         first = model(packed.input_ids[None, :n], packed.stream_ids[None, :n], packed.position_ids[None, :n],
                       past_key_values=cache, use_cache=True).logits[0]
         rest = model(packed.input_ids[None, n:], packed.stream_ids[None, n:], packed.position_ids[None, n:],
-                     past_key_values=cache, past_positions=packed.position_ids[None, :n], use_cache=True).logits[0]
+                     past_key_values=cache, past_positions=packed.position_ids[None, :n],
+                     past_streams=packed.stream_ids[None, :n], use_cache=True).logits[0]
     assert (torch.cat([first, rest]) - full).abs().max() <= 1e-4
 
 

@@ -4,9 +4,8 @@ from multistream.rows import IGNORE, RowGrid, pack_grid, pack_many, row_inputs, 
 
 
 def full_mask(packed):
-    pos = packed.position_ids[None]
-    doc = packed.doc_ids[None]
-    return stream_causal_mask(pos, pos, doc, doc)[0, 0].int()
+    pos, streams, doc = packed.position_ids[None], packed.stream_ids[None], packed.doc_ids[None]
+    return stream_causal_mask(pos, pos, streams, streams, doc, doc)[0, 0].int()
 
 
 def test_mask_matches_design_example():
@@ -54,9 +53,18 @@ def test_packed_timelines_never_attend_to_each_other():
 
 
 def test_cached_step_mask_sees_cache_and_only_itself():
-    _, _, pos = row_inputs(torch.zeros(3, 4, dtype=torch.long), 0, 2)
+    _, streams, pos = row_inputs(torch.zeros(3, 4, dtype=torch.long), 0, 2)
     k_pos = torch.cat([torch.arange(2), pos])[None]
-    q_pos = k_pos[:, -4:]  # the last row as new tokens
-    m = stream_causal_mask(q_pos, k_pos)[0, 0]
+    k_stream = torch.cat([torch.zeros(2, dtype=torch.long), streams])[None]
+    m = stream_causal_mask(k_pos[:, -4:], k_pos, k_stream[:, -4:], k_stream)[0, 0]  # the last row as new tokens
     assert m[:, :-4].all()
     assert torch.equal(m[:, -4:], torch.eye(4, dtype=torch.bool))
+
+
+def test_mask_does_not_depend_on_key_order_or_gaps():
+    # a cache with a free slot (invalid) between rows, keys not in row-major order
+    k_pos = torch.tensor([[0, 1, 1, 9, 2, 2]])
+    k_stream = torch.tensor([[0, 0, 1, 0, 1, 0]])
+    valid = torch.tensor([[1, 1, 1, 0, 1, 1]], dtype=torch.bool)
+    m = stream_causal_mask(torch.tensor([[2, 2]]), k_pos, torch.tensor([[0, 1]]), k_stream, k_valid=valid)[0, 0]
+    assert m.int().tolist() == [[1, 1, 1, 0, 0, 1], [1, 1, 1, 0, 1, 0]]

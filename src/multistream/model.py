@@ -97,25 +97,24 @@ class MultiStreamModel(nn.Module):
         attention_mask: torch.Tensor | None = None,
         past_key_values=None,
         past_positions: torch.Tensor | None = None,
-        past_valid: torch.Tensor | None = None,
+        past_streams: torch.Tensor | None = None,
         use_cache: bool = False,
         logits_to_keep: int | torch.Tensor = 0,
     ):
         """One forward over ``[B, L]`` tokens; returns the base model's output (``logits``, ``past_key_values``).
 
-        The mask is the stream-causal one unless given: built from positions (and
-        ``doc_ids`` for packed timelines); with a cache, ``past_positions`` ``[B, K]``
-        are the positions of the cached tokens and ``past_valid`` marks real (non-pad) ones.
+        The mask is the stream-causal one unless given: built from positions and stream
+        ids (and ``doc_ids`` for packed timelines); with a cache, ``past_positions`` and
+        ``past_streams`` ``[B, K]`` describe the cached tokens. Callers with their own
+        cache layout (the engine) pass ``attention_mask`` built by ``rows.stream_causal_mask``.
         """
         if attention_mask is None:
             if past_positions is None:
-                attention_mask = stream_causal_mask(position_ids, position_ids, doc_ids, doc_ids)
+                attention_mask = stream_causal_mask(position_ids, position_ids, stream_ids, stream_ids, doc_ids, doc_ids)
             else:
                 k_pos = torch.cat([past_positions, position_ids], dim=1)
-                k_valid = None
-                if past_valid is not None:
-                    k_valid = torch.cat([past_valid, torch.ones_like(position_ids, dtype=torch.bool)], dim=1)
-                attention_mask = stream_causal_mask(position_ids, k_pos, k_valid=k_valid)
+                k_stream = torch.cat([past_streams, stream_ids], dim=1)
+                attention_mask = stream_causal_mask(position_ids, k_pos, stream_ids, k_stream)
         embeds = self.embed(input_ids, stream_ids)
         return self.base(
             inputs_embeds=embeds,

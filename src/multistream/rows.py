@@ -128,20 +128,22 @@ def collate(packs: list[Packed], pad_id: int) -> dict[str, torch.Tensor]:
 def stream_causal_mask(
     q_pos: torch.Tensor,
     k_pos: torch.Tensor,
+    q_stream: torch.Tensor,
+    k_stream: torch.Tensor,
     q_doc: torch.Tensor | None = None,
     k_doc: torch.Tensor | None = None,
     k_valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Boolean mask ``[B, 1, Q, K]``: True where query may attend key.
+    """Boolean mask ``[B, 1, Q, K]``: True where a query token may attend a key token.
 
-    The queries are the last ``Q`` of the ``K`` keys (a full forward has ``Q == K``; a
-    cached step has the cache before them). A token sees every token at an earlier
-    position (the prefix and all earlier rows) and, among tokens sharing its position
-    (its own row), only itself; with ``*_doc`` only within its own document.
+    A token sees every token at an earlier position (the prefix and all earlier rows)
+    and, among the tokens sharing its position (its own row), only itself: the one of
+    its own stream. With ``*_doc`` only within its own document; ``k_valid`` masks
+    padding and free cache slots. All inputs are ``[B, Q]`` or ``[B, K]``, so queries
+    may sit anywhere among the keys (a cache with gaps, several rows at once).
     """
-    q, k = q_pos.shape[-1], k_pos.shape[-1]
     earlier = k_pos[:, None, :] < q_pos[:, :, None]
-    itself = torch.arange(k, device=q_pos.device)[None, :] == (k - q + torch.arange(q, device=q_pos.device))[:, None]
+    itself = (k_pos[:, None, :] == q_pos[:, :, None]) & (k_stream[:, None, :] == q_stream[:, :, None])
     mask = earlier | itself
     if q_doc is not None and k_doc is not None:
         mask = mask & (q_doc[:, :, None] == k_doc[:, None, :])
