@@ -1,0 +1,1 @@
+"""Real-time multi-stream inference: a synchronous core, an asyncio wrapper, tools."""

@@ -1,0 +1,396 @@
+"""The engine core: a synchronous ``step()`` that advances every active session by one row.
+
+At each step every session with work to do contributes a *plan*: its prefix (first
+step only) and one row (its next queued input token per input stream or silence, and
+the output tokens chosen at the previous step). All plans go through one batched
+forward over a slotted KV cache; then each output stream's next token is sampled and
+post-processed (mute, abort, budget, stop strings). Commands (open, send, abort, ...)
+are queued and applied between steps, so text that arrives during a step enters at
+the next row.
+
+Two ways to feed several rows in one forward:
+
+- *bulk*: input sent with ``bulk=True`` is read with the outputs held silent, up to
+  ``bulk_chunk`` rows per forward (like a prefill);
+- *speculative* (``EngineConfig.speculative = N``): when input is queued and no output
+  is speaking, feed up to N rows assuming the outputs stay silent, keep the rows up to
+  the first one where the model chose to speak and roll the cache back past it. At
+  temperature 0 this gives exactly the tokens of step-by-step decoding.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+from dataclasses import dataclass
+
+import torch
+
+from ..model import MultiStreamModel
+from ..rows import stream_causal_mask
+from .cache import SlotKVCache
+from .sampling import sample
+from .session import Event, InputState, OutputState, Session, StreamParams
+
+
+class EngineError(ValueError):
+    """A request the engine refuses (unknown session or stream, limits); nothing else is affected."""
+
+
+@dataclass
+class EngineConfig:
+    max_sessions: int = 32
+    """Sessions open at once."""
+    max_rows: int = 4096
+    """Rows per session; a session at the limit is closed."""
+    bulk_chunk: int = 64
+    """Rows per forward when reading bulk input."""
+    speculative: int = 0
+    """Rows fed at once, assuming silent outputs, while input is queued (0: off)."""
+    idle_rows: int | None = 32
+    """Pause a session after this many rows with nothing queued and nothing spoken (None: never)."""
+    capacity: int = 256
+    """Initial KV cache length per session (grows by doubling)."""
+
+    def __post_init__(self) -> None:
+        if self.max_sessions < 1 or self.max_rows < 2 or self.bulk_chunk < 1 or self.speculative < 0:
+            raise ValueError("max_sessions >= 1, max_rows >= 2, bulk_chunk >= 1 and speculative >= 0 are required")
+
+
+@dataclass
+class _Plan:
+    session: Session
+    ids: list[int]
+    streams: list[int]
+    positions: list[int]
+    rows: list[list[int]]  # the rows fed, [streams] each
+    popped: list[dict[int, int]]  # per row: input stream -> token taken from its queue
+    prefix_len: int
+    mode: str  # "step" | "bulk" | "spec"
+
+
+class EngineCore:
+    def __init__(self, model: MultiStreamModel, config: EngineConfig | None = None):
+        self.model = model.eval()
+        self.config = config or EngineConfig()
+        self.layout = model.layout
+        self.tok = model.tok
+        self.silence, self.end = model.tok.silence_id, model.tok.end_id
+        self.out_idx = [i for i, s in enumerate(self.layout) if s.kind == "output"]
+        self.in_idx = [i for i, s in enumerate(self.layout) if s.kind == "input"]
+        self.cache = SlotKVCache.for_model(model.base, slots=1, capacity=self.config.capacity)
+        self.sessions: dict[str, Session] = {}
+        self._commands: queue.SimpleQueue = queue.SimpleQueue()
+        self._ids = itertools.count()
+        self._live: set[str] = set()  # ids opened and not closed, as the callers see them
+        self.steps = 0
+
+    # -- commands (thread-safe; applied at the start of the next step) ---------------
+    def open(
+        self,
+        session_id: str | None = None,
+        prefix: str = "",
+        params: dict[str, StreamParams] | None = None,
+    ) -> str:
+        """Open a session now (validated at once); returns its id."""
+        sid = session_id or f"s{next(self._ids)}"
+        if sid in self._live:
+            raise EngineError(f"session {sid!r} is already open")
+        if len(self._live) >= self.config.max_sessions:
+            raise EngineError(f"{self.config.max_sessions} sessions are open already; close one first")
+        params = params or {}
+        for name in params:
+            if name not in self.layout or self.layout[name].kind != "output":
+                raise EngineError(f"unknown output stream {name!r}; outputs: {', '.join(s.name for s in self.layout.outputs)}")
+        prefix_ids = self.tok.encode_prefix(prefix)
+        if len(prefix_ids) >= self.config.max_rows * len(self.layout):
+            raise EngineError("prefix too long")
+        self._live.add(sid)
+        self._commands.put(("open", sid, prefix_ids, params))
+        return sid
+
+    def _check(self, session_id: str) -> None:
+        if session_id not in self._live:
+            raise EngineError(f"unknown session {session_id!r}")
+
+    def send(self, session_id: str, stream: str, text: str, bulk: bool = False) -> None:
+        """Queue ``text`` (plus the end-of-message token) on an input stream."""
+        if stream not in self.layout or self.layout[stream].kind != "input":
+            raise EngineError(f"unknown input stream {stream!r}; inputs: {', '.join(s.name for s in self.layout.inputs)}")
+        self._check(session_id)
+        self._commands.put(("send", session_id, self.layout.index(stream), self.tok.encode_message(text), bulk))
+
+    def abort(self, session_id: str, stream: str | None = None) -> None:
+        """End one output stream's message now and keep it silent (or all outputs when ``stream`` is None)."""
+        if stream is not None and (stream not in self.layout or self.layout[stream].kind != "output"):
+            raise EngineError(f"unknown output stream {stream!r}")
+        self._check(session_id)
+        self._commands.put(("abort", session_id, stream))
+
+    def mute(self, session_id: str, stream: str, muted: bool = True) -> None:
+        """Hold an output stream silent (its message pauses) until unmuted."""
+        if stream not in self.layout or self.layout[stream].kind != "output":
+            raise EngineError(f"unknown output stream {stream!r}")
+        self._check(session_id)
+        self._commands.put(("mute", session_id, stream, muted))
+
+    def close(self, session_id: str) -> None:
+        self._check(session_id)
+        self._live.discard(session_id)
+        self._commands.put(("close", session_id))
+
+    def _apply(self, events: list[Event]) -> None:
+        while True:
+            try:
+                cmd = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            kind, sid = cmd[0], cmd[1]
+            if kind == "open":
+                self._open(sid, cmd[2], cmd[3])
+                continue
+            sess = self.sessions.get(sid)
+            if sess is None:
+                continue  # closed meanwhile: the command has nothing to act on
+            if kind == "send":
+                _, _, stream, ids, bulk = cmd
+                state = sess.inputs[stream]
+                if bulk and not state.queue:
+                    state.bulk = len(ids)
+                state.queue.extend(ids)
+                sess.quiet_rows = 0
+            elif kind == "abort":
+                names = [cmd[2]] if cmd[2] else [self.layout.streams[i].name for i in self.out_idx]
+                for name in names:
+                    o = sess.outputs[self.layout.index(name)]
+                    o.stopped = True
+                    o.end_next = bool(o.message)
+            elif kind == "mute":
+                sess.outputs[self.layout.index(cmd[2])].muted = cmd[3]
+            elif kind == "close":
+                self._close(sess, events)
+
+    def _open(self, sid: str, prefix: list[int], params: dict[str, StreamParams]) -> None:
+        slot = len(self.sessions)
+        self.cache.ensure(slot + 1, 1)
+        self.cache.clear(slot)
+        outputs = {}
+        for i in self.out_idx:
+            p = params.get(self.layout.streams[i].name, StreamParams())
+            outputs[i] = OutputState(p, p.sampling.generator())
+        self.sessions[sid] = Session(
+            sid, slot, prefix, {i: InputState() for i in self.in_idx}, outputs,
+            next_out={i: (self.silence, True) for i in self.out_idx},
+        )
+
+    def _close(self, sess: Session, events: list[Event], reason: str = "closed") -> None:
+        del self.sessions[sess.id]
+        self._live.discard(sess.id)
+        last = len(self.sessions)  # keep live slots at the front: move the last one into the hole
+        if sess.slot != last:
+            for other in self.sessions.values():
+                if other.slot == last:
+                    self.cache.move(last, sess.slot)
+                    other.slot = sess.slot
+        self.cache.clear(last)
+        events.append(Event(sess.id, "closed", sess.row, "", text=reason))
+
+    # -- the step ----------------------------------------------------------------------
+    def has_work(self) -> bool:
+        return any(self._wants_step(s) for s in self.sessions.values()) or not self._commands.empty()
+
+    def _wants_step(self, sess: Session) -> bool:
+        if not sess.started:
+            return sess.pending_input
+        if sess.pending_input or sess.speaking or any(t != self.silence for t, _ in sess.next_out.values()):
+            return True
+        return self.config.idle_rows is None or sess.quiet_rows < self.config.idle_rows
+
+    @torch.no_grad()
+    def step(self) -> list[Event]:
+        events: list[Event] = []
+        self._apply(events)
+        plans = [self._plan(s) for s in sorted(self.sessions.values(), key=lambda s: s.slot) if self._wants_step(s)]
+        if not plans:
+            return events
+        self.steps += 1
+        c = len(self.layout)
+        n = max(len(p.ids) for p in plans)
+        b = len(plans)
+        ids = torch.full((b, n), self.silence, dtype=torch.long)
+        streams = torch.zeros((b, n), dtype=torch.long)
+        pos = torch.zeros((b, n), dtype=torch.long)
+        q_valid = torch.zeros((b, n), dtype=torch.bool)
+        keep = torch.zeros((b, n), dtype=torch.bool)
+        for j, p in enumerate(plans):
+            k = len(p.ids)
+            ids[j, :k], streams[j, :k], pos[j, :k] = torch.tensor(p.ids), torch.tensor(p.streams), torch.tensor(p.positions)
+            pos[j, k:] = p.positions[-1] + 1  # padding: never attended (see k_valid), harmless as queries
+            q_valid[j, :k] = True
+            rows_needed = range(len(p.rows)) if p.mode == "spec" else [len(p.rows) - 1]
+            for r in rows_needed:
+                for o in self.out_idx:
+                    keep[j, p.prefix_len + r * c + o] = True
+        slots = torch.tensor([p.session.slot for p in plans])
+        k_pos, k_stream, filled, write = self.cache.begin(slots, pos, streams)
+        k_valid = filled.clone()
+        k_valid[torch.arange(b)[:, None], write] = q_valid
+        mask = stream_causal_mask(pos.to(k_pos.device), k_pos, streams.to(k_pos.device), k_stream, k_valid=k_valid)
+        dev = self.model.device
+        out = self.model(
+            ids.to(dev), streams.to(dev), pos.to(dev), attention_mask=mask.to(dev),
+            past_key_values=self.cache, use_cache=True, logits_to_keep=keep.to(dev),
+        )
+        logits = out.logits.float()
+        kept, offset = [], 0
+        for p in plans:
+            rows_needed = len(p.rows) if p.mode == "spec" else 1
+            chunk = logits[offset : offset + rows_needed * len(self.out_idx)].view(rows_needed, len(self.out_idx), -1)
+            offset += rows_needed * len(self.out_idx)
+            kept.append(self._finish(p, chunk, events))
+        self.cache.commit(slots, torch.tensor(kept))
+        for p in plans:
+            if p.session.row >= self.config.max_rows - 1 and p.session.id in self.sessions:
+                self._close(p.session, events, reason=f"row limit ({self.config.max_rows}) reached")
+        return events
+
+    def _plan(self, sess: Session) -> _Plan:
+        c = len(self.layout)
+        prefix = [] if sess.started else sess.prefix
+        p = len(prefix)
+        mode, n_rows = "step", 1
+        bulk = max((s.bulk for s in sess.inputs.values()), default=0)
+        waiting = max((len(s.queue) for s in sess.inputs.values()), default=0)
+        silent_next = all(t == self.silence for t, _ in sess.next_out.values())
+        if bulk and not sess.speaking and silent_next:
+            mode, n_rows = "bulk", min(bulk, self.config.bulk_chunk)
+        elif self.config.speculative > 1 and waiting > 1 and silent_next and not any(
+            o.end_next for o in sess.outputs.values()
+        ):
+            mode, n_rows = "spec", min(waiting, self.config.speculative)
+        n_rows = max(1, min(n_rows, self.config.max_rows - 1 - sess.row))
+        base_pos = len(sess.prefix) + sess.row
+        rows, popped = [], []
+        for r in range(n_rows):
+            row = [self.silence] * c
+            took = {}
+            for i, state in sess.inputs.items():
+                if state.queue:
+                    took[i] = row[i] = state.queue.popleft()
+                    if state.bulk:
+                        state.bulk -= 1
+            if r == 0:
+                for i, (tok, _) in sess.next_out.items():
+                    row[i] = tok
+            rows.append(row)
+            popped.append(took)
+        ids = prefix + [t for row in rows for t in row]
+        streams = [self.layout.index(self.layout.prefix_stream)] * p + list(range(c)) * n_rows
+        positions = list(range(p)) + [base_pos + r for r in range(n_rows) for _ in range(c)]
+        return _Plan(sess, ids, streams, positions, rows, popped, p, mode)
+
+    def _finish(self, plan: _Plan, logits: torch.Tensor, events: list[Event]) -> int:
+        """Sample, accept rows (speculative rollback), emit events; returns tokens kept in the cache."""
+        sess = plan.session
+        c = len(self.layout)
+        params = [sess.outputs[i].params.sampling for i in self.out_idx]
+        gens = [sess.outputs[i].generator for i in self.out_idx]
+        accepted = len(plan.rows)
+        choices = None
+        for r in range(logits.shape[0]):
+            sampled = sample(logits[r], params, gens).tolist()
+            choices = sampled
+            if plan.mode == "spec" and r < len(plan.rows) - 1:
+                speaks = any(
+                    tok != self.silence and not sess.outputs[i].muted and not sess.outputs[i].stopped
+                    for i, tok in zip(self.out_idx, sampled)
+                )
+                if speaks:
+                    accepted = r + 1
+                    break
+        # roll back rejected rows: their input tokens go back to the front of the queues
+        for took in reversed(plan.popped[accepted:]):
+            for i, tok in took.items():
+                sess.inputs[i].queue.appendleft(tok)
+        for r in range(accepted):
+            self._feed_row(sess, plan.rows[r], events)
+        sess.started = True
+        reading = plan.mode == "bulk" and any(s.bulk for s in sess.inputs.values())
+        for i, tok in zip(self.out_idx, choices):
+            # while a bulk text is being read, outputs are held silent
+            sess.next_out[i] = (self.silence, tok != self.silence) if reading else self._decide(sess, i, tok, events)
+        return plan.prefix_len + accepted * c
+
+    def _feed_row(self, sess: Session, row: list[int], events: list[Event]) -> None:
+        t = sess.row
+        for i in self.in_idx:
+            tok = row[i]
+            if tok == self.silence:
+                continue
+            state = sess.inputs[i]
+            name = self.layout.streams[i].name
+            if tok == self.end:
+                events.append(Event(sess.id, "message_end", t, name, tok, self.tok.decode(state.message), True))
+                state.message = []
+            else:
+                before = self.tok.decode(state.message)
+                state.message.append(tok)
+                events.append(Event(sess.id, "token", t, name, tok, self.tok.decode(state.message)[len(before):], True))
+        sess.history.append(torch.tensor(row))
+        sess.row += 1
+        busy = sess.pending_input or sess.speaking or any(tok != self.silence for tok in row)
+        sess.quiet_rows = 0 if busy else sess.quiet_rows + 1
+
+    def _decide(self, sess: Session, i: int, sampled: int, events: list[Event]) -> tuple[int, bool]:
+        """The token output stream ``i`` holds at row ``sess.row``, given the model's choice."""
+        o = sess.outputs[i]
+        name = self.layout.streams[i].name
+        t = sess.row
+        if o.end_next and o.message:
+            o.end_next = False
+            return self._end_message(sess, o, name, t, forced=True, events=events)
+        o.end_next = False
+        if o.stopped or o.muted:
+            return self.silence, sampled != self.silence
+        if sampled == self.silence:
+            return self.silence, False
+        if sampled == self.end:
+            if not o.message:
+                return self.silence, True  # an end with nothing said: nothing to end
+            return self._end_message(sess, o, name, t, forced=False, events=events)
+        if o.params.max_tokens is not None and o.emitted >= o.params.max_tokens:
+            o.stopped = True
+            if o.message:
+                return self._end_message(sess, o, name, t, forced=True, events=events)
+            return self.silence, True
+        before = o.text
+        o.message.append(sampled)
+        o.emitted += 1
+        o.text = self.tok.decode(o.message)
+        sess.first_output_row.setdefault(name, t)
+        events.append(Event(sess.id, "token", t, name, sampled, o.text[len(before):], False))
+        if any(s in o.text for s in o.params.stop) or (
+            o.params.max_tokens is not None and o.emitted >= o.params.max_tokens
+        ):
+            o.end_next = True
+            if o.params.max_tokens is not None and o.emitted >= o.params.max_tokens:
+                o.stopped = True
+        return sampled, False
+
+    def _end_message(self, sess, o: OutputState, name: str, t: int, forced: bool, events) -> tuple[int, bool]:
+        text = o.text
+        for s in o.params.stop:
+            if s in text:
+                text = text[: text.index(s)]
+        events.append(Event(sess.id, "message_end", t, name, self.end, text, forced))
+        o.message, o.text = [], ""
+        return self.end, forced
+
+    # -- conveniences for tests and scripts ---------------------------------------------
+    def grid(self, session_id: str) -> torch.Tensor:
+        """Rows fed so far ``[rows, streams]``, plus the output tokens chosen for the next row."""
+        sess = self.sessions[session_id]
+        nxt = torch.full((1, len(self.layout)), self.silence)
+        for i, (tok, _) in sess.next_out.items():
+            nxt[0, i] = tok
+        return torch.cat([torch.stack(sess.history), nxt]) if sess.history else nxt

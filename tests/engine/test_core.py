@@ -1,0 +1,294 @@
+"""The engine against the slow reference decoder, on tiny random models."""
+
+import pytest
+import torch
+
+from multistream.engine.core import EngineConfig, EngineCore, EngineError
+from multistream.engine.sampling import SamplingParams
+from multistream.engine.session import StreamParams
+from multistream.reference import reference_decode
+from multistream.rows import RowGrid, pack_grid
+from multistream.streams import Layout
+from multistream.timeline import Segment, Timeline
+
+INPUTS = [("user", "What is 2+3?", 0), ("tool", "the doc says 5", 3), ("system", "hurry", 9)]
+PREFIX = "Be brief."
+
+
+def talkative(model, bias=2.0):
+    """Make a random tiny model speak now and then: lower the silence logit a bit."""
+    with torch.no_grad():
+        head = model.base.get_output_embeddings()
+        if head.weight is model.base.get_input_embeddings().weight:
+            return model
+        head.weight[model.tok.silence_id] -= bias * head.weight[model.tok.silence_id].sign()
+    return model
+
+
+def run_engine(engine, inputs, rows, sid=None, prefix=PREFIX):
+    """Send each input when the session reaches its row (a session starts at its first input, row 0)."""
+    sid = engine.open(sid, prefix=prefix)
+    sent = set()
+    row = 0
+    while row < rows - 1:
+        for k, (stream, text, at) in enumerate(inputs):
+            if at == row and k not in sent:
+                engine.send(sid, stream, text)
+                sent.add(k)
+        engine.step()
+        row = engine.sessions[sid].row
+    return sid
+
+
+def reference(model, inputs, rows):
+    timeline = Timeline(model.layout.names, [Segment(s, t, start_row=r) for s, t, r in inputs], prefix=PREFIX)
+    return reference_decode(model, timeline, rows=rows).tokens
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_engine_equals_reference_decoder(wrap, family):
+    model = talkative(wrap(family))
+    rows = 16
+    expected = reference(model, INPUTS, rows)
+    engine = EngineCore(model, EngineConfig(idle_rows=None))
+    sid = run_engine(engine, INPUTS, rows)
+    got = engine.grid(sid)
+    assert torch.equal(got, expected)
+    outs = [i for i, s in enumerate(model.layout) if s.kind == "output"]
+    assert (got[1:, outs] != model.tok.silence_id).any(), "the test model never spoke: the comparison would be weak"
+
+
+def test_batched_sessions_equal_each_session_alone(wrap):
+    model = talkative(wrap("qwen2"))
+    rows = 12
+    plans = {  # session -> (prefix, inputs, the step at which it opens)
+        "a": (PREFIX, INPUTS, 0),
+        "b": ("", [("user", "Tell me a story about a cat", 0)], 2),
+        "c": ("Be kind and brief, please.", [("tool", "x", 0), ("user", "hi", 4)], 5),
+    }
+    alone = {}
+    for sid, (prefix, inputs, _) in plans.items():
+        e = EngineCore(model, EngineConfig(idle_rows=None))
+        run_engine(e, inputs, rows, sid, prefix=prefix)
+        alone[sid] = e.grid(sid)
+    # all three in one engine, opened at different steps: different prefixes and lengths in one forward
+    engine = EngineCore(model, EngineConfig(idle_rows=None))
+    together, sent = {}, set()
+    for step in range(rows + 12):
+        for sid, (prefix, inputs, opened) in plans.items():
+            if step == opened:
+                engine.open(sid, prefix=prefix)
+            if step >= opened and sid not in together:
+                row = engine.sessions[sid].row if sid in engine.sessions else 0
+                for k, (stream, text, at) in enumerate(inputs):
+                    if at == row and (sid, k) not in sent:
+                        engine.send(sid, stream, text)
+                        sent.add((sid, k))
+        engine.step()
+        for sid in plans:
+            if sid in engine.sessions and engine.sessions[sid].row == rows - 1 and sid not in together:
+                together[sid] = engine.grid(sid)
+    assert set(together) == set(plans)
+    for sid in plans:
+        assert torch.equal(together[sid], alone[sid]), sid
+
+
+def with_silence_bias(model, bias):
+    """Add ``bias`` to the silence logit (a head bias), to make a random tiny model quieter."""
+    head = model.base.get_output_embeddings()
+    vec = torch.zeros(head.weight.shape[0])
+    vec[model.tok.silence_id] = bias
+    head.bias = torch.nn.Parameter(vec)
+    return model
+
+
+def speaks_first_at(model, inputs, rows, lo=6):
+    """Tune the silence bias so that the model's first words come at a chosen row >= ``lo`` while it reads.
+
+    Runs once held silent, measures per row how close the outputs came to speaking, and
+    sets the bias between the record margin at a row >= ``lo`` and every earlier margin.
+    """
+    for seed in range(20):
+        t = _record_row(model, inputs, rows, lo, seed)
+        if t is not None:
+            return t + 1  # logits at row t choose the token of row t + 1
+    raise AssertionError("no random model came closer to speaking at a later row than before")
+
+
+def _record_row(model, inputs, rows, lo, seed):
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        model.stream_embed.weight.normal_(0, 0.5)
+        for q in model.base.parameters():  # a sharper random model: its choices depend on what it reads
+            if q.dim() >= 2:
+                q.normal_(0, 0.3)
+    with_silence_bias(model, 1e4)
+    quiet = EngineCore(model, EngineConfig(idle_rows=None))
+    run_engine(quiet, inputs, rows, "q")
+    grid = quiet.grid("q")
+    prefix = torch.tensor(model.tok.encode_prefix(PREFIX))
+    packed = pack_grid(RowGrid(prefix, grid, 0), model.layout.output_mask)
+    with_silence_bias(model, 0.0)
+    with torch.no_grad():
+        logits = model(packed.input_ids[None], packed.stream_ids[None], packed.position_ids[None]).logits[0]
+    outs = torch.tensor([i for i, s in enumerate(model.layout) if s.kind == "output"])
+    at = len(prefix) + torch.arange(rows)[:, None] * len(model.layout) + outs[None]
+    sil = model.tok.silence_id
+    other = logits[at].clone()
+    other[..., sil] = float("-inf")
+    margin = (other.max(-1).values - logits[at][..., sil]).max(-1).values
+    records = [t for t in range(lo, rows - 10) if margin[t] > margin[:t].max() + 1e-3]
+    if not records:
+        return None
+    t = records[-1]
+    with_silence_bias(model, float(margin[t] + margin[:t].max()) / 2)
+    return t
+
+
+@pytest.mark.parametrize("speculative", [4, 16])
+def test_speculative_ingest_equals_step_by_step(wrap, speculative):
+    model = wrap("qwen2")
+    long_doc = "the quick brown fox jumps over the lazy dog " * 3
+    inputs = [("user", "Summarise:", 0), ("tool", long_doc, 0)]  # both queued at once: spec jumps rows
+    rows = 60
+    first = speaks_first_at(model, inputs, rows)
+    plain = EngineCore(model, EngineConfig(idle_rows=None))
+    run_engine(plain, inputs, rows, "x")
+    assert min(plain.sessions["x"].first_output_row.values()) == first  # it speaks mid-document: rollback needed
+    spec = EngineCore(model, EngineConfig(idle_rows=None, speculative=speculative))
+    run_engine(spec, inputs, rows, "x")
+    assert spec.steps < plain.steps, "speculation fed no more than one row per forward"
+    a, b = spec.grid("x"), plain.grid("x")  # spec may run past the last row: compare the rows both have
+    outs = [i for i, s in enumerate(model.layout) if s.kind == "output"]
+    assert a.shape[0] >= b.shape[0]
+    assert torch.equal(a[: b.shape[0] - 1], b[:-1]) and torch.equal(a[b.shape[0] - 1, outs], b[-1, outs])
+
+
+def test_bulk_input_reads_many_rows_per_forward_with_outputs_silent(wrap):
+    model = talkative(wrap("llama"))
+    engine = EngineCore(model, EngineConfig(idle_rows=None, bulk_chunk=8))
+    sid = engine.open(prefix=PREFIX)
+    doc = "the quick brown fox jumps over the lazy dog " * 2
+    n = len(model.tok.encode_message(doc))
+    engine.send(sid, "tool", doc, bulk=True)
+    engine.step()
+    while engine.sessions[sid].inputs[2].queue:
+        engine.step()
+    assert engine.steps == -(-n // 8)
+    grid = engine.grid(sid)
+    outs = [i for i, s in enumerate(model.layout) if s.kind == "output"]
+    assert (grid[: n, outs] == model.tok.silence_id).all()
+    assert grid[:n, 2].tolist() == model.tok.encode_message(doc)
+
+
+def test_interrupt_enters_user_stream_at_the_next_row(wrap):
+    model = talkative(wrap("llama"))
+    engine = EngineCore(model, EngineConfig(idle_rows=None))
+    sid = engine.open(prefix=PREFIX)
+    engine.send(sid, "user", "Tell me about cats")
+    engine.step()
+    while engine.sessions[sid].pending_input:
+        engine.step()
+    engine.step()
+    row = engine.sessions[sid].row
+    engine.send(sid, "user", "No, dogs!")  # arrives between steps: fed at the very next row
+    events = engine.step()
+    user = [e for e in events if e.stream == "user" and e.type == "token"]
+    assert user and user[0].row == row and user[0].forced
+    assert engine.grid(sid)[row, 1].item() == model.tok.encode_text("No, dogs!")[0]
+
+
+def test_abort_stops_one_stream_only_and_budget_and_stop_strings_hold(wrap):
+    model = wrap("llama")
+    # a one-layer toy: force answers by making every output stream very likely to speak
+    with torch.no_grad():
+        model.base.get_input_embeddings().weight[model.tok.silence_id] *= 0  # silence is no more likely than anything
+    greedy = SamplingParams(temperature=1.0, seed=1)
+    engine = EngineCore(model, EngineConfig(idle_rows=None))
+    sid = engine.open(params={
+        "think": StreamParams(greedy),
+        "answer": StreamParams(greedy, max_tokens=3),
+        "call": StreamParams(greedy),
+    })
+    engine.send(sid, "user", "go")
+    events = []
+    for _ in range(6):
+        events += engine.step()
+    engine.abort(sid, "call")
+    for _ in range(20):
+        events += engine.step()
+    answer = [e for e in events if e.stream == "answer" and e.type == "token"]
+    assert len(answer) <= 3
+    call_after = [e for e in events if e.stream == "call" and e.type == "token" and e.row > 7]
+    assert call_after == []
+    think_rows = {e.row for e in events if e.stream == "think" and e.type == "token"}
+    assert any(r > 8 for r in think_rows), "think kept going after call was aborted"
+
+
+def test_stop_string_ends_the_message(wrap):
+    model = wrap("llama")
+    with torch.no_grad():
+        model.base.get_input_embeddings().weight[model.tok.silence_id] *= 0
+    engine = EngineCore(model, EngineConfig(idle_rows=None))
+    params = StreamParams(SamplingParams(temperature=1.0, seed=3))
+    sid = engine.open(params={"think": params, "answer": params, "call": params})
+    engine.send(sid, "user", "go")
+    events = []
+    for _ in range(12):
+        events += engine.step()
+    first = next(e for e in events if e.type == "token" and not e.forced)
+    # rerun with that token's text as a stop string: the message ends right after it
+    engine = EngineCore(model, EngineConfig(idle_rows=None))
+    stop = StreamParams(params.sampling, stop=(first.text,))
+    sid = engine.open(params={"think": params, "answer": params, "call": params} | {first.stream: stop})
+    engine.send(sid, "user", "go")
+    ev2 = []
+    for _ in range(12):
+        ev2 += engine.step()
+    ends = [e for e in ev2 if e.stream == first.stream and e.type == "message_end"]
+    assert ends and ends[0].row == first.row + 1 and ends[0].forced and first.text not in ends[0].text
+
+
+def test_bad_requests_are_refused_without_side_effects(wrap):
+    engine = EngineCore(wrap("llama"), EngineConfig(max_sessions=1))
+    sid = engine.open("a")
+    with pytest.raises(EngineError, match="unknown input stream"):
+        engine.send(sid, "answer", "hi")
+    with pytest.raises(EngineError, match="unknown session"):
+        engine.send("nope", "user", "hi")
+    with pytest.raises(EngineError, match="already open"):
+        engine.open("a")
+    with pytest.raises(EngineError, match="sessions are open"):
+        engine.open("b")
+    engine.send(sid, "user", "still fine")
+    assert any(e.type == "token" for e in engine.step())
+
+
+def test_sessions_free_their_cache_and_slots_on_close(wrap):
+    model = wrap("llama")
+    engine = EngineCore(model, EngineConfig(idle_rows=None))
+    a, b = engine.open("a"), engine.open("b")
+    for sid in (a, b):
+        engine.send(sid, "user", "hello there")
+    for _ in range(3):
+        engine.step()
+    grid_b = engine.grid(b).clone()
+    engine.close(a)
+    events = engine.step()
+    assert any(e.type == "closed" and e.session == "a" for e in events)
+    assert set(engine.sessions) == {"b"} and engine.sessions["b"].slot == 0
+    assert int(engine.cache.lengths[1]) == 0
+    assert torch.equal(engine.grid(b)[:3], grid_b[:3])
+
+
+def test_any_layout_works(tokenizer):
+    from conftest import make_base
+    from multistream.model import MultiStreamModel
+
+    layout = Layout.parse("user:input,answer:output")
+    model = talkative(MultiStreamModel.wrap(make_base("qwen2", len(tokenizer) + 8), tokenizer, layout).eval())
+    rows = 10
+    inputs = [("user", "What is 2+3?", 0)]
+    expected = reference(model, inputs, rows)
+    engine = EngineCore(model, EngineConfig(idle_rows=None))
+    assert torch.equal(engine.grid(run_engine(engine, inputs, rows)), expected)
