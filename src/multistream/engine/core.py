@@ -113,12 +113,13 @@ class EngineCore:
         if session_id not in self._live:
             raise EngineError(f"unknown session {session_id!r}")
 
-    def send(self, session_id: str, stream: str, text: str, bulk: bool = False) -> None:
-        """Queue ``text`` (plus the end-of-message token) on an input stream."""
+    def send(self, session_id: str, stream: str, text: str, bulk: bool = False, end: bool = True) -> None:
+        """Queue ``text`` on an input stream, then the end-of-message token (``end=False``: more text follows)."""
         if stream not in self.layout or self.layout[stream].kind != "input":
             raise EngineError(f"unknown input stream {stream!r}; inputs: {', '.join(s.name for s in self.layout.inputs)}")
         self._check(session_id)
-        self._commands.put(("send", session_id, self.layout.index(stream), self.tok.encode_message(text), bulk))
+        ids = self.tok.encode_message(text) if end else self.tok.encode_text(text)
+        self._commands.put(("send", session_id, self.layout.index(stream), ids, bulk))
 
     def abort(self, session_id: str, stream: str | None = None) -> None:
         """End one output stream's message now and keep it silent (or all outputs when ``stream`` is None)."""

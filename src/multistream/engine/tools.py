@@ -1,0 +1,126 @@
+"""Tools the model can call on its ``call`` stream, and two demo tools.
+
+A call is one message on the ``call`` stream, ``name({"json": "args"})`` (see
+``multistream.toolcall``). A tool is a Python callable taking keyword arguments: a
+plain function, a coroutine function, or a (sync or async) generator whose pieces are
+streamed into the ``tool`` stream as they come. Whatever goes wrong (unknown tool, bad
+arguments, an exception, a timeout) becomes an error text on the ``tool`` stream.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import datetime as dt
+import inspect
+import math
+import operator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from ..toolcall import ToolCallError, parse_call
+
+
+@dataclass
+class Tool:
+    name: str
+    fn: Callable
+    description: str = ""
+
+
+class ToolRegistry:
+    def __init__(self, timeout: float = 10.0):
+        self.tools: dict[str, Tool] = {}
+        self.timeout = timeout
+
+    def register(self, name: str, fn: Callable, description: str = "") -> None:
+        self.tools[name] = Tool(name, fn, description or (inspect.getdoc(fn) or "").split("\n")[0])
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.tools
+
+    async def run(self, call_text: str) -> AsyncIterator[str]:
+        """Pieces of the result of one call; errors are yielded as ``error: ...`` text, never raised."""
+        try:
+            name, args = parse_call(call_text)
+        except ToolCallError as e:
+            yield f"error: {e}"
+            return
+        tool = self.tools.get(name)
+        if tool is None:
+            yield f"error: unknown tool {name!r}; available: {', '.join(sorted(self.tools)) or 'none'}"
+            return
+        deadline = asyncio.get_running_loop().time() + self.timeout
+        try:
+            async with asyncio.timeout_at(deadline):
+                async for piece in _pieces(tool.fn, args):
+                    yield piece
+        except TimeoutError:
+            yield f"error: tool {name!r} timed out after {self.timeout:g} s"
+        except Exception as e:  # a crashed tool must not take the session down
+            yield f"error: tool {name!r} failed: {type(e).__name__}: {e}"
+
+
+async def _pieces(fn: Callable, args: dict) -> AsyncIterator[str]:
+    if inspect.isasyncgenfunction(fn):
+        async for piece in fn(**args):
+            yield str(piece)
+    elif inspect.iscoroutinefunction(fn):
+        yield str(await fn(**args))
+    elif inspect.isgeneratorfunction(fn):
+        gen = fn(**args)
+        while True:  # each piece computed off the event loop
+            piece = await asyncio.to_thread(next, gen, StopIteration)
+            if piece is StopIteration:
+                return
+            yield str(piece)
+    else:
+        yield str(await asyncio.to_thread(fn, **args))
+
+
+# -- demo tools --------------------------------------------------------------------------
+_BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+           ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
+_UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+_FUNCS = {"sqrt": math.sqrt, "abs": abs, "round": round, "min": min, "max": max}
+
+
+def calculator(expression: str) -> str:
+    """Evaluate arithmetic: + - * / // % ** ( ), numbers, sqrt/abs/round/min/max. Nothing else is executed."""
+    if len(expression) > 200:
+        raise ValueError("expression longer than 200 characters")
+    tree = ast.parse(expression, mode="eval")
+
+    def ev(node):
+        if isinstance(node, ast.Expression):
+            return ev(node.body)
+        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+            return node.value
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+            left, right = ev(node.left), ev(node.right)
+            if isinstance(node.op, ast.Pow) and abs(right) > 64:
+                raise ValueError("exponent too large")
+            return _BINARY[type(node.op)](left, right)
+        if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
+            return _UNARY[type(node.op)](ev(node.operand))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCS and not node.keywords:
+            return _FUNCS[node.func.id](*[ev(a) for a in node.args])
+        raise ValueError(f"unsupported expression element: {ast.dump(node)[:40]}")
+
+    value = ev(tree)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
+
+
+def clock(utc_offset_hours: float = 0.0) -> str:
+    """The current date and time (UTC, or at the given offset in hours)."""
+    tz = dt.timezone(dt.timedelta(hours=float(utc_offset_hours)))
+    return dt.datetime.now(tz).strftime("%Y-%m-%d %H:%M:%S %z")
+
+
+def demo_tools(timeout: float = 10.0) -> ToolRegistry:
+    reg = ToolRegistry(timeout)
+    reg.register("calculator", calculator)
+    reg.register("clock", clock)
+    return reg
