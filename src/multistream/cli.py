@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     cc.add_argument("--k", type=int, default=3, help="rows to wait after the user message starts (wait-k)")
     cc.add_argument("--layout", help="layout spec (default: the default layout)")
     cc.set_defaults(func=cmd_convert_chat)
+    __import__("multistream.train.cli", fromlist=["register"]).register(sub)
+    __import__("multistream.data.cli", fromlist=["register"]).register(sub)
+    __import__("multistream.engine.cli", fromlist=["register"]).register(sub)
     return p
 
 

@@ -1,0 +1,62 @@
+"""CLI: ``multistream train`` and ``multistream evaluate-default``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def cmd_train(args) -> int:
+    if args.recipe:
+        from .recipes import run_recipe
+
+        out = args.out or f"runs/{args.recipe}"
+        report = run_recipe(args.recipe, out, do_export=args.export, do_eval=not args.no_eval)
+        print(json.dumps({k: v for k, v in report.items() if k != "eval"}, indent=2))
+        return 0
+    if not args.config:
+        print("multistream train: give a CONFIG.yaml or --recipe", file=sys.stderr)
+        return 2
+    from .config import TrainConfig
+    from .loop import train
+
+    cfg = TrainConfig.from_yaml(args.config)
+    if args.output_dir:
+        cfg.output_dir = args.output_dir
+    result = train(cfg, progress=not args.no_progress)
+    print(f"trained {result.steps} steps in {result.seconds:.0f} s ({result.tokens_per_s:.0f} tokens/s): "
+          f"loss {result.train_loss:.4f}" + (f", eval loss {result.eval_loss:.4f}" if result.eval_loss is not None else "")
+          + (f"; model in {result.final_dir}" if result.final_dir else ""))
+    return 0
+
+
+def cmd_evaluate_default(args) -> int:
+    from .evaluate import evaluate_all, format_report
+
+    results = evaluate_all(args.model, args.single, args.data, args.n, include_base=not args.no_base)
+    print(format_report(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+def register(sub) -> None:
+    t = sub.add_parser("train", help="supervised fine-tuning (multi-stream or single-stream) from a YAML config or a recipe")
+    t.add_argument("config", nargs="?", help="YAML file with TrainConfig fields")
+    t.add_argument("--recipe", choices=["default", "tiny"], help="build data, train the multi-stream model and its twin")
+    t.add_argument("--out", help="recipe output folder (default runs/RECIPE)")
+    t.add_argument("--export", action="store_true", help="recipe: write the compact weights into the package (weights/default*)")
+    t.add_argument("--no-eval", action="store_true", help="recipe: skip the held-out report")
+    t.add_argument("--output-dir", help="override output_dir of the config")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to output_dir/log.jsonl)")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate-default", help="held-out accuracy per skill: multi-stream model, its twin, the base model")
+    e.add_argument("--model", default="default", help="multi-stream model (name or folder)")
+    e.add_argument("--single", default="default-single", help="single-stream twin (name or folder)")
+    e.add_argument("--data", help="held-out timelines (default: the synthetic test split, generated)")
+    e.add_argument("--n", type=int, default=30, help="examples per skill")
+    e.add_argument("--no-base", action="store_true", help="skip the untrained base model")
+    e.add_argument("--json", help="also write the results here")
+    e.set_defaults(func=cmd_evaluate_default)

@@ -1,0 +1,355 @@
+"""Supervised fine-tuning through ``accelerate``: multi-stream timelines or single-stream chats.
+
+Loss normalisation: every optimizer step covers a global batch of packed sequences,
+split among processes and, within a process, into micro-batches. The loss of a
+micro-batch is the *sum* of its token cross-entropies divided by the number of target
+tokens in the whole global batch (counted up front and summed over processes), times
+the number of processes (DDP averages gradients). The gradient is therefore the
+gradient of the mean token loss over the global batch, whatever the split: gradient
+accumulation of 4 equals a batch of 4, and 2 processes equal 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..rows import IGNORE, Packed, collate, stream_causal_mask
+from .config import TrainConfig
+from .examples import load_chats, load_timelines
+from .packing import StepPlan, build_sequences
+from .token_rows import TrainableRows
+
+log = logging.getLogger(__name__)
+CHECKPOINT = "checkpoint"
+
+
+class SingleStreamLM(nn.Module):
+    """A plain causal LM with the multi-stream forward signature (packed, document-masked)."""
+
+    def __init__(self, base: nn.Module, hf_tokenizer):
+        super().__init__()
+        self.base = base
+        self.hf_tokenizer = hf_tokenizer
+
+    def forward(self, input_ids, stream_ids, position_ids, *, doc_ids=None, logits_to_keep=0):
+        mask = stream_causal_mask(position_ids, position_ids, stream_ids, stream_ids, doc_ids, doc_ids)
+        return self.base(input_ids=input_ids, position_ids=position_ids, attention_mask=mask, logits_to_keep=logits_to_keep)
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    train_loss: float
+    eval_loss: float | None
+    tokens: int
+    seconds: float
+    history: list[dict] = field(default_factory=list)
+    final_dir: Path | None = None
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / max(self.seconds, 1e-9)
+
+
+def _lora_config(cfg: TrainConfig):
+    from peft import LoraConfig
+
+    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=cfg.lora_targets,
+                      bias="none", task_type="CAUSAL_LM")
+
+
+def build_model(cfg: TrainConfig) -> nn.Module:
+    """A trainable model for ``cfg.mode``: a MultiStreamModel or a SingleStreamLM, LoRA or full."""
+    from peft import get_peft_model
+
+    from ..bases import load_base
+    from ..model import MultiStreamModel, _unwrap
+
+    if cfg.mode == "multi":
+        model = MultiStreamModel.from_base(cfg.base)
+    else:
+        base, tokenizer = load_base(cfg.base)
+        model = SingleStreamLM(base, tokenizer)
+    if cfg.lora:
+        model.base = get_peft_model(model.base, _lora_config(cfg))
+        if cfg.mode == "multi" and cfg.train_new_tokens and model.new_token_ids:
+            model.token_rows = TrainableRows(_unwrap(model.base), model.new_token_ids)
+    else:
+        for p in model.parameters():
+            p.requires_grad_(True)
+    return model
+
+
+def token_loss_sum(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+    """Sum of cross-entropies over the batch's targets, and their count; logits only where there are targets."""
+    labels = batch["labels"]
+    keep = (labels != IGNORE).any(0).nonzero().squeeze(1)
+    if keep.numel() == 0:
+        return labels.new_zeros((), dtype=torch.float32), 0
+    out = model(batch["input_ids"], batch["stream_ids"], batch["position_ids"], doc_ids=batch["doc_ids"], logits_to_keep=keep)
+    logits = out.logits.float()
+    target = labels[:, keep]
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=IGNORE, reduction="sum")
+    return loss, int((target != IGNORE).sum())
+
+
+def _trainable(model: nn.Module) -> dict[str, nn.Parameter]:
+    return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _lr_lambda(cfg: TrainConfig):
+    def f(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return f
+
+
+def _mixed_precision(cfg: TrainConfig, cpu: bool) -> str:
+    if cfg.mixed_precision != "auto":
+        return cfg.mixed_precision
+    if not cpu and torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if _cpu_has_bf16() else "no"
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def load_examples(cfg: TrainConfig, model: nn.Module, path: str) -> list[Packed]:
+    if cfg.mode == "multi":
+        return load_timelines(path, model.tok, model.layout)
+    return load_chats(path, model.hf_tokenizer)
+
+
+def pad_id(model: nn.Module) -> int:
+    if hasattr(model, "tok"):
+        return model.tok.silence_id
+    hf = model.hf_tokenizer
+    return hf.pad_token_id if hf.pad_token_id is not None else hf.eos_token_id
+
+
+def train(
+    cfg: TrainConfig,
+    model: nn.Module | None = None,
+    *,
+    accelerator=None,
+    progress: bool = True,
+    _stop_after: int | None = None,
+) -> TrainResult:
+    """Train as ``cfg`` says; resumes from ``output_dir/checkpoint`` when one is there.
+
+    ``model`` may be given ready-made (tests); ``_stop_after`` ends the run after that many
+    steps without saving a final model, as a crash would (tests of resumption).
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out_dir = Path(cfg.output_dir)
+    if accelerator is None:
+        cpu = not torch.cuda.is_available()
+        accelerator = Accelerator(mixed_precision=_mixed_precision(cfg, cpu), cpu=cpu)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    if cfg.batch_size % (world * cfg.micro_batch_size):
+        raise ValueError(f"batch_size {cfg.batch_size} must be a multiple of processes x micro_batch_size = "
+                         f"{world} x {cfg.micro_batch_size}")
+    set_seed(cfg.seed)
+    if model is None:
+        model = build_model(cfg)
+    if cfg.gradient_checkpointing:
+        from ..model import _unwrap
+
+        _unwrap(model.base).gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    examples = load_examples(cfg, model, cfg.train_file)
+    evals = load_examples(cfg, model, cfg.eval_file)[: cfg.eval_max_sequences] if cfg.eval_file else []
+    plan = StepPlan([len(e) for e in examples], cfg.seq_len, cfg.batch_size, cfg.seed)
+    params = _trainable(model)
+    decay = [p for n, p in params.items() if p.ndim >= 2 and "stream_embed" not in n and "token_rows" not in n]
+    no_decay = [p for n, p in params.items() if not (p.ndim >= 2 and "stream_embed" not in n and "token_rows" not in n)]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+                                  lr=cfg.lr, betas=(0.9, 0.99))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
+    model, optimizer = accelerator.prepare(model, optimizer)
+    raw = accelerator.unwrap_model(model)
+    pid = pad_id(raw)
+    if accelerator.is_main_process:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        cfg.save(out_dir / "config.yaml")
+    start, history = _resume(out_dir / CHECKPOINT, raw, optimizer, scheduler)
+    if start and accelerator.is_main_process:
+        log.warning("resuming from %s at step %d", out_dir / CHECKPOINT, start)
+
+    bar = None
+    if progress and accelerator.is_main_process:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.max_steps, initial=start, desc=f"train {cfg.mode}", dynamic_ncols=True)
+    t0 = time.perf_counter()
+    tokens_seen, last_loss, eval_loss = 0, float("nan"), None
+    step = start
+    per_proc = cfg.batch_size // world
+    while step < cfg.max_steps:
+        seqs = build_sequences(examples, plan.step(step))
+        mine = seqs[rank * per_proc : (rank + 1) * per_proc]
+        micro = [collate(mine[i : i + cfg.micro_batch_size], pid) for i in range(0, per_proc, cfg.micro_batch_size)]
+        n_targets = accelerator.reduce(torch.tensor(sum(int((b["labels"] != IGNORE).sum()) for b in micro),
+                                                    device=accelerator.device), "sum").item()
+        loss_total = torch.zeros((), device=accelerator.device)
+        for j, batch in enumerate(micro):
+            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            sync = j == len(micro) - 1
+            ctx = accelerator.no_sync(model) if not sync else contextlib.nullcontext()
+            with ctx, accelerator.autocast():
+                loss_sum, _ = token_loss_sum(model, batch)
+                accelerator.backward(loss_sum * world / max(n_targets, 1))
+            loss_total += loss_sum.detach()
+        if cfg.grad_clip:
+            accelerator.clip_grad_norm_(list(params.values()), cfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        last_loss = accelerator.reduce(loss_total, "sum").item() / max(n_targets, 1)
+        tokens_seen += int(accelerator.reduce(torch.tensor(sum(len(s) for s in mine), device=accelerator.device), "sum").item())
+        step += 1
+        record = {"step": step, "loss": last_loss, "lr": scheduler.get_last_lr()[0], "tokens": tokens_seen,
+                  "seconds": round(time.perf_counter() - t0, 2), "epoch": round(plan.epoch_of(step), 3)}
+        if evals and (step % cfg.eval_every == 0 or step == cfg.max_steps):
+            eval_loss = evaluate_loss(model, evals, pid, accelerator, cfg.micro_batch_size)
+            record["eval_loss"] = eval_loss
+            model.train()
+        history.append(record)
+        elapsed = time.perf_counter() - t0
+        out_of_time = cfg.max_minutes is not None and elapsed > cfg.max_minutes * 60
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{last_loss:.4f}", tok_s=f"{tokens_seen / elapsed:.0f}",
+                            **({"eval": f"{eval_loss:.4f}"} if eval_loss is not None else {}))
+        if accelerator.is_main_process and (step % cfg.log_every == 0 or "eval_loss" in record):
+            with open(out_dir / "log.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+        if step % cfg.save_every == 0 or step == cfg.max_steps or out_of_time:
+            _checkpoint(out_dir / CHECKPOINT, raw, optimizer, scheduler, step, history, accelerator)
+        if _stop_after is not None and step - start >= _stop_after:
+            accelerator.wait_for_everyone()
+            return TrainResult(step, last_loss, eval_loss, tokens_seen, time.perf_counter() - t0, history)
+        if out_of_time:
+            if accelerator.is_main_process:
+                log.warning("max_minutes=%s reached at step %d: stopping", cfg.max_minutes, step)
+            break
+    if bar is not None:
+        bar.close()
+    seconds = time.perf_counter() - t0
+    accelerator.wait_for_everyone()
+    final = None
+    if accelerator.is_main_process:
+        final = save_final(raw, out_dir / "final")
+        summary = {"steps": step, "train_loss": last_loss, "eval_loss": eval_loss, "tokens": tokens_seen,
+                   "seconds": round(seconds, 1), "tokens_per_s": round(tokens_seen / max(seconds, 1e-9), 1),
+                   "processes": world, "mixed_precision": str(accelerator.mixed_precision)}
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    accelerator.wait_for_everyone()
+    return TrainResult(step, last_loss, eval_loss, tokens_seen, seconds, history, final)
+
+
+@torch.no_grad()
+def evaluate_loss(model: nn.Module, evals: list[Packed], pid: int, accelerator, micro_batch_size: int = 1) -> float:
+    """Token-weighted loss over ``evals`` (split among processes, summed over them)."""
+    model.eval()
+    mine = evals[accelerator.process_index :: accelerator.num_processes]
+    total, count = torch.zeros((), device=accelerator.device), torch.zeros((), device=accelerator.device)
+    for i in range(0, len(mine), micro_batch_size):
+        batch = {k: v.to(accelerator.device) for k, v in collate(mine[i : i + micro_batch_size], pid).items()}
+        with accelerator.autocast():
+            loss_sum, n = token_loss_sum(model, batch)
+        total += loss_sum
+        count += n
+    total, count = accelerator.reduce(total, "sum"), accelerator.reduce(count, "sum")
+    return (total / count.clamp(min=1)).item()
+
+
+def _checkpoint(path: Path, raw: nn.Module, optimizer, scheduler, step: int, history: list[dict], accelerator) -> None:
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        tmp = path.with_name(path.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        save_file({n: p.detach().contiguous().cpu() for n, p in _trainable(raw).items()}, tmp / "trainable.safetensors")
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "rng": torch.get_rng_state()}, tmp / "state.pt")
+        (tmp / "progress.json").write_text(json.dumps({"step": step, "history": history}) + "\n")
+        old = path.with_name(path.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)  # the checkpoint folder is always complete
+        shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def _resume(path: Path, raw: nn.Module, optimizer, scheduler) -> tuple[int, list[dict]]:
+    if not (path / "progress.json").exists():
+        return 0, []
+    weights = load_file(path / "trainable.safetensors")
+    params = _trainable(raw)
+    missing = sorted(set(params) - set(weights))
+    if missing:
+        raise ValueError(f"{path}: checkpoint lacks trainable parameter(s) {missing[:3]}; was the config changed?")
+    with torch.no_grad():
+        for n, p in params.items():
+            p.copy_(weights[n].to(p.device, p.dtype))
+    state = torch.load(path / "state.pt", weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"])
+    progress = json.loads((path / "progress.json").read_text())
+    return progress["step"], progress["history"]
+
+
+def save_final(raw: nn.Module, path: Path, dtype: torch.dtype | None = None) -> Path:
+    """The trained model as a loadable folder (MultiStreamModel.save, or a PEFT adapter + tokenizer)."""
+    rows = getattr(raw, "token_rows", None)
+    if rows is not None:
+        rows.merge()
+    if isinstance(raw, SingleStreamLM):
+        path.mkdir(parents=True, exist_ok=True)
+        raw.base.save_pretrained(path)
+        raw.hf_tokenizer.save_pretrained(path)
+        return path
+    raw.save(path, save_base=not hasattr(raw.base, "peft_config"))  # full fine-tuning: the base is the model
+    _drop_embedding_copies(path)
+    return path
+
+
+def _drop_embedding_copies(path: Path) -> None:
+    """PEFT stores whole embedding matrices when the vocabulary grew (the silence token); the base has them,
+    and ``MultiStreamModel.save`` stores the added rows, so the adapter keeps only what was trained."""
+    f = path / "adapter_model.safetensors"
+    if not f.exists():
+        return
+    weights = load_file(f)
+    kept = {k: v for k, v in weights.items() if not k.endswith(("embed_tokens.weight", "lm_head.weight"))}
+    if len(kept) != len(weights):
+        save_file(kept, f, metadata={"format": "pt"})

@@ -1,0 +1,149 @@
+"""Recipes: the shipped default model (multi-stream SmolLM2 + its single-stream twin) and a tiny CI run.
+
+A recipe builds the synthetic skills, writes two training configs (``multi.yaml`` on the
+timelines, ``single.yaml`` on their twins: same examples, same steps), trains both side by
+side in two one-thread processes (the fastest use of a 2-core CPU), exports compact bf16
+copies and evaluates them on the held-out split.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..data.build import SyntheticConfig, build_synthetic
+from .config import TrainConfig
+
+WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+
+
+@dataclass
+class Recipe:
+    name: str
+    data: SyntheticConfig
+    train: dict = field(default_factory=dict)
+    """TrainConfig fields shared by both runs."""
+    eval_per_skill: int = 40
+
+
+RECIPES = {
+    "default": Recipe(
+        "default",
+        SyntheticConfig(train_per_skill=400, test_per_skill=40, seed=0),
+        dict(max_steps=280, batch_size=2, micro_batch_size=1, seq_len=1024, lr=3e-4, warmup_steps=15, eval_every=40,
+             save_every=20, log_every=5, threads=1, max_minutes=48, eval_max_sequences=8),
+        eval_per_skill=30,
+    ),
+    "tiny": Recipe(
+        "tiny",
+        SyntheticConfig(train_per_skill=4, test_per_skill=1, seed=0),
+        dict(max_steps=3, batch_size=2, micro_batch_size=1, seq_len=768, lr=3e-4, warmup_steps=1, eval_every=3,
+             save_every=2, log_every=1, threads=1, eval_max_sequences=2),
+        eval_per_skill=1,
+    ),
+}
+
+
+def _mean_len(path: Path, load) -> float:
+    lens = [len(p) for p in load(path)]
+    return sum(lens) / len(lens), max(lens)
+
+
+def prepare(recipe: Recipe, out: Path, base: str = "default") -> tuple[Path, Path]:
+    """Build the data and write ``multi.yaml`` and ``single.yaml`` under ``out``."""
+    from transformers import AutoTokenizer
+
+    from ..bases import resolve_base
+    from ..streams import DEFAULT_LAYOUT
+    from ..text import StreamTokenizer
+    from .examples import load_chats, load_timelines
+
+    hf = AutoTokenizer.from_pretrained(resolve_base(base))
+    tok = StreamTokenizer.wrap(AutoTokenizer.from_pretrained(resolve_base(base)))
+    data = out / "data"
+    build_synthetic(data, tok.message_rows, recipe.data)
+    multi_mean, _ = _mean_len(data / "train.jsonl", lambda p: load_timelines(p, tok, DEFAULT_LAYOUT))
+    single_mean, single_max = _mean_len(data / "twin_train.jsonl", lambda p: load_chats(p, hf))
+    seq_len = recipe.train["seq_len"]
+    # the twin packs as many examples per sequence as the multi-stream run: same examples, same steps
+    single_len = max(single_max, round(seq_len * single_mean / multi_mean))
+    paths = []
+    for mode, train_file, test_file, n in (("multi", "train.jsonl", "test.jsonl", seq_len),
+                                           ("single", "twin_train.jsonl", "twin_test.jsonl", single_len)):
+        cfg = TrainConfig(train_file=str(data / train_file), eval_file=str(data / test_file), output_dir=str(out / mode),
+                          mode=mode, base=base, **{**recipe.train, "seq_len": n})
+        cfg.save(out / f"{mode}.yaml")
+        paths.append(out / f"{mode}.yaml")
+    return paths[0], paths[1]
+
+
+def train_side_by_side(configs: list[Path], log_dir: Path) -> None:
+    """Run one ``multistream train CONFIG`` process per config at once, one thread each."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    procs = []
+    for c in configs:
+        logf = open(log_dir / f"{c.stem}.log", "a")
+        procs.append((c, subprocess.Popen([sys.executable, "-m", "multistream.cli", "train", str(c), "--no-progress"],
+                                          stdout=logf, stderr=subprocess.STDOUT, env=env), logf))
+    failed = []
+    for c, p, logf in procs:
+        if p.wait() != 0:
+            failed.append(f"{c} (exit {p.returncode}, log {logf.name})")
+        logf.close()
+    if failed:
+        raise RuntimeError("training failed: " + ", ".join(failed))
+
+
+def compact(src: Path, dst: Path, dtype: torch.dtype = torch.bfloat16) -> Path:
+    """Copy a saved model folder with every safetensors file cast to ``dtype`` (README files dropped)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.rmtree(dst, ignore_errors=True)
+    dst.mkdir(parents=True)
+    for f in sorted(src.iterdir()):
+        if f.suffix == ".safetensors":
+            save_file({k: v.to(dtype) if v.is_floating_point() else v for k, v in load_file(f).items()}, dst / f.name,
+                      metadata={"format": "pt"})
+        elif f.is_file() and f.name != "README.md":
+            shutil.copy2(f, dst / f.name)
+    return dst
+
+
+def export(out: Path, weights: Path = WEIGHTS) -> tuple[Path, Path]:
+    multi = compact(out / "multi" / "final", weights / "default")
+    single = compact(out / "single" / "final", weights / "default-single")
+    (single / "single_config.json").write_text(json.dumps({"base_model": "default", "format": "peft-adapter"}, indent=2) + "\n")
+    return multi, single
+
+
+def run_recipe(name: str, out: str | Path, do_export: bool = False, do_eval: bool = True) -> dict:
+    recipe = RECIPES[name]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    multi_cfg, single_cfg = prepare(recipe, out)
+    train_side_by_side([multi_cfg, single_cfg], out)
+    report: dict = {"recipe": name, "train_seconds": round(time.perf_counter() - t0, 1)}
+    for mode in ("multi", "single"):
+        report[mode] = json.loads((out / mode / "summary.json").read_text())
+    multi_dir, single_dir = out / "multi" / "final", out / "single" / "final"
+    if do_export:
+        multi_dir, single_dir = export(out)
+    if do_eval:
+        from .evaluate import evaluate_all, format_report
+
+        results = evaluate_all(multi_dir, single_dir, out / "data" / "test.jsonl", recipe.eval_per_skill)
+        report["eval"] = results
+        print(format_report(results))
+    report["total_seconds"] = round(time.perf_counter() - t0, 1)
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
