@@ -43,6 +43,8 @@ class EngineConfig:
     """Sessions open at once."""
     max_rows: int = 4096
     """Rows per session; a session at the limit is closed."""
+    max_prefix_tokens: int = 4096
+    """Tokens in a session's prefix (system prompt)."""
     bulk_chunk: int = 64
     """Rows per forward when reading bulk input."""
     speculative: int = 0
@@ -91,8 +93,12 @@ class EngineCore:
         session_id: str | None = None,
         prefix: str = "",
         params: dict[str, StreamParams] | None = None,
+        start: bool = False,
     ) -> str:
-        """Open a session now (validated at once); returns its id."""
+        """Open a session (validated now, applied at the next step); returns its id.
+
+        A session starts stepping at its first input (that row is row 0), or at once with ``start``.
+        """
         sid = session_id or f"s{next(self._ids)}"
         if sid in self._live:
             raise EngineError(f"session {sid!r} is already open")
@@ -103,10 +109,10 @@ class EngineCore:
             if name not in self.layout or self.layout[name].kind != "output":
                 raise EngineError(f"unknown output stream {name!r}; outputs: {', '.join(s.name for s in self.layout.outputs)}")
         prefix_ids = self.tok.encode_prefix(prefix)
-        if len(prefix_ids) >= self.config.max_rows * len(self.layout):
-            raise EngineError("prefix too long")
+        if len(prefix_ids) > self.config.max_prefix_tokens:
+            raise EngineError(f"prefix of {len(prefix_ids)} tokens is over the limit of {self.config.max_prefix_tokens}")
         self._live.add(sid)
-        self._commands.put(("open", sid, prefix_ids, params))
+        self._commands.put(("open", sid, prefix_ids, params, start))
         return sid
 
     def _check(self, session_id: str) -> None:
@@ -117,9 +123,15 @@ class EngineCore:
         """Queue ``text`` on an input stream, then the end-of-message token (``end=False``: more text follows)."""
         if stream not in self.layout or self.layout[stream].kind != "input":
             raise EngineError(f"unknown input stream {stream!r}; inputs: {', '.join(s.name for s in self.layout.inputs)}")
-        self._check(session_id)
         ids = self.tok.encode_message(text) if end else self.tok.encode_text(text)
-        self._commands.put(("send", session_id, self.layout.index(stream), ids, bulk))
+        self.send_tokens(session_id, stream, ids, bulk)
+
+    def send_tokens(self, session_id: str, stream: str, ids: list[int], bulk: bool = False) -> None:
+        """Queue token ids (from ``tok.encode_text``/``encode_message``) on an input stream."""
+        if stream not in self.layout or self.layout[stream].kind != "input":
+            raise EngineError(f"unknown input stream {stream!r}; inputs: {', '.join(s.name for s in self.layout.inputs)}")
+        self._check(session_id)
+        self._commands.put(("send", session_id, self.layout.index(stream), list(ids), bulk))
 
     def abort(self, session_id: str, stream: str | None = None) -> None:
         """End one output stream's message now and keep it silent (or all outputs when ``stream`` is None)."""
@@ -148,7 +160,7 @@ class EngineCore:
                 return
             kind, sid = cmd[0], cmd[1]
             if kind == "open":
-                self._open(sid, cmd[2], cmd[3])
+                self._open(sid, *cmd[2:])
                 continue
             sess = self.sessions.get(sid)
             if sess is None:
@@ -171,7 +183,7 @@ class EngineCore:
             elif kind == "close":
                 self._close(sess, events)
 
-    def _open(self, sid: str, prefix: list[int], params: dict[str, StreamParams]) -> None:
+    def _open(self, sid: str, prefix: list[int], params: dict[str, StreamParams], start: bool) -> None:
         slot = len(self.sessions)
         self.cache.ensure(slot + 1, 1)
         self.cache.clear(slot)
@@ -181,7 +193,7 @@ class EngineCore:
             outputs[i] = OutputState(p, p.sampling.generator())
         self.sessions[sid] = Session(
             sid, slot, prefix, {i: InputState() for i in self.in_idx}, outputs,
-            next_out={i: (self.silence, True) for i in self.out_idx},
+            next_out={i: (self.silence, True) for i in self.out_idx}, wait_for_input=not start,
         )
 
     def _close(self, sess: Session, events: list[Event], reason: str = "closed") -> None:
@@ -201,7 +213,7 @@ class EngineCore:
         return any(self._wants_step(s) for s in self.sessions.values()) or not self._commands.empty()
 
     def _wants_step(self, sess: Session) -> bool:
-        if not sess.started:
+        if not sess.started and sess.wait_for_input:
             return sess.pending_input
         if sess.pending_input or sess.speaking or any(t != self.silence for t, _ in sess.next_out.values()):
             return True

@@ -70,6 +70,9 @@ class Session:
     row: int = 0
     """The next row to feed."""
     started: bool = False
+    """Whether the prefix has been fed."""
+    wait_for_input: bool = True
+    """Whether row 0 waits for the first input."""
     next_out: dict[int, tuple[int, bool]] = field(default_factory=dict)
     """Output tokens (token id, forced) for row ``row``, chosen at the previous step."""
     quiet_rows: int = 0

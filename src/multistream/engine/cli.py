@@ -1,0 +1,85 @@
+"""``multistream generate``: one scripted session, printed or as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+
+_INPUT = re.compile(r"^(?P<stream>[A-Za-z_]\w*)=(?P<text>.*?)(?:@(?P<row>\d+))?$", re.S)
+
+
+def parse_input(spec: str):
+    from .runner import Input
+
+    m = _INPUT.match(spec)
+    if not m:
+        raise argparse.ArgumentTypeError(f"--input {spec!r}: use STREAM=TEXT or STREAM=TEXT@ROW")
+    return Input(m["stream"], m["text"], int(m["row"]) if m["row"] else None)
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="default", help="'default', 'base[:REF]' or a saved model folder")
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+
+
+def add_sampling_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--max-tokens", type=int, default=None, help="budget per output stream")
+    p.add_argument("--speculative", type=int, default=16, help="rows fed at once while reading (0: off)")
+
+
+def engine_from_args(args, **config):
+    import torch
+
+    from ..zoo import load_model
+    from .core import EngineConfig, EngineCore
+    from .sampling import SamplingParams
+    from .session import StreamParams
+
+    model = load_model(args.model, dtype=getattr(torch, args.dtype))
+    core = EngineCore(model, EngineConfig(speculative=args.speculative, **config))
+    sampling = SamplingParams(args.temperature, args.top_k, args.top_p, args.seed)
+    params = {s.name: StreamParams(sampling, args.max_tokens) for s in model.layout.outputs}
+    return core, params
+
+
+def cmd_generate(args) -> int:
+    from .core import EngineError
+    from .runner import run_session
+    from .tools import demo_tools
+
+    core, params = engine_from_args(args, max_rows=args.max_rows + 1)
+    try:
+        result = run_session(
+            core, args.input, prefix=args.prefix, params=params, max_rows=args.max_rows,
+            tools=None if args.no_tools else demo_tools(),
+        )
+    except EngineError as e:
+        print(f"multistream generate: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        d = result.to_dict()
+        print(json.dumps({k: d[k] for k in ("streams", "rows", "first_output_row", "events")}, ensure_ascii=False))
+    else:
+        for name, text in result.streams.items():
+            print(f"[{name}] (from row {result.first_output_row.get(name, '-')})\n{text}\n")
+        print(f"{result.rows} rows")
+    return 0
+
+
+def register(sub) -> None:
+    g = sub.add_parser("generate", help="run one session with scripted inputs and print every output stream")
+    add_model_args(g)
+    g.add_argument("--input", action="append", type=parse_input, required=True, metavar="STREAM=TEXT[@ROW]",
+                   help="text for an input stream, entering at ROW (default: at once); repeatable")
+    g.add_argument("--prefix", default="", help="system prompt (the session prefix)")
+    g.add_argument("--max-rows", type=int, default=256)
+    g.add_argument("--no-tools", action="store_true", help="do not run tool calls")
+    g.add_argument("--json", action="store_true")
+    add_sampling_args(g)
+    g.set_defaults(func=cmd_generate)

@@ -1,0 +1,144 @@
+"""Run one session to completion: scripted inputs (at rows, or arriving at a rate), tools, timings.
+
+Used by ``multistream generate``, the benchmarks and the evaluations, so they all
+measure the same thing. Timings are wall-clock seconds from the moment the first
+input starts to arrive: ``ttft`` to the first token of the answer stream, ``e2e`` to
+the end of the answer's first message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from .core import EngineCore
+from .session import Event, StreamParams
+from .tools import ToolRegistry
+
+
+@dataclass
+class Input:
+    stream: str
+    text: str
+    row: int | None = None
+    """Enter when the session reaches this row (None: at once). The first input opens row 0."""
+    rate: float | None = None
+    """Arrival rate in tokens per second (None: all at once)."""
+    bulk: bool = False
+
+
+@dataclass
+class RunResult:
+    streams: dict[str, str]
+    """Every output stream's text, messages separated by newlines."""
+    rows: int
+    first_output_row: dict[str, int]
+    events: list[Event] = field(repr=False)
+    ttft: float | None
+    e2e: float | None
+    input_done: float
+    """When the last input token had arrived (seconds from the start)."""
+    steps: int
+
+    def to_dict(self, with_events: bool = True) -> dict:
+        d = {"streams": self.streams, "rows": self.rows, "first_output_row": self.first_output_row,
+             "ttft": self.ttft, "e2e": self.e2e, "input_done": self.input_done, "steps": self.steps}
+        if with_events:
+            d["events"] = [e.to_dict() for e in self.events]
+        return d
+
+
+@dataclass
+class _Feed:
+    spec: Input
+    ids: list[int]
+    sent: int = 0
+    started_at: float | None = None
+
+
+def run_session(
+    core: EngineCore,
+    inputs: list[Input],
+    prefix: str = "",
+    params: dict[str, StreamParams] | None = None,
+    max_rows: int = 512,
+    tools: ToolRegistry | None = None,
+    answer_stream: str = "answer",
+    patience: int = 24,
+    session_id: str | None = None,
+) -> RunResult:
+    """Step until the inputs are read and the outputs have finished (or ``max_rows``)."""
+    sid = core.open(session_id, prefix=prefix, params=params)
+    feeds = [_Feed(i, core.tok.encode_message(i.text)) for i in inputs]
+    messages: dict[str, list[str]] = {s.name: [] for s in core.layout.outputs}
+    current: dict[str, str] = {name: "" for name in messages}
+    events: list[Event] = []
+    t0 = time.perf_counter()
+    ttft = e2e = None
+    input_done = 0.0
+    steps = 0
+    answered = False
+    while True:
+        sess = core.sessions.get(sid)
+        row = sess.row if sess else 0
+        now = time.perf_counter() - t0
+        for f in feeds:
+            if f.sent == len(f.ids) or (f.spec.row is not None and row < f.spec.row):
+                continue
+            if f.started_at is None:
+                f.started_at = now
+            due = len(f.ids) if f.spec.rate is None else min(len(f.ids), int((now - f.started_at) * f.spec.rate) + 1)
+            if due > f.sent:
+                core.send_tokens(sid, f.spec.stream, f.ids[f.sent : due], bulk=f.spec.bulk)
+                f.sent = due
+                if f.sent == len(f.ids):
+                    input_done = max(input_done, now)
+        step_events = core.step()
+        steps += 1
+        for ev in step_events:
+            ev_time = time.perf_counter() - t0
+            events.append(ev)
+            if ev.stream in current and ev.type == "token":
+                current[ev.stream] += ev.text
+                if ev.stream == answer_stream and ttft is None:
+                    ttft = ev_time
+            elif ev.stream in current and ev.type == "message_end":
+                messages[ev.stream].append(ev.text)
+                current[ev.stream] = ""
+                if ev.stream == answer_stream:
+                    answered = True
+                    e2e = e2e if e2e is not None else ev_time
+                if tools is not None and ev.stream == "call":
+                    _run_tool(core, sid, tools, ev.text, events)
+        sess = core.sessions.get(sid)
+        if sess is None:  # closed at the row limit
+            break
+        all_sent = all(f.sent == len(f.ids) for f in feeds)
+        quiet = all_sent and not sess.pending_input and not sess.speaking
+        if quiet and sess.quiet_rows >= (2 if answered else patience):
+            break
+        if sess.row >= max_rows or (not core.has_work() and all_sent):
+            break
+    final = core.sessions.get(sid)
+    rows = final.row if final else row
+    first = dict(final.first_output_row) if final else {}
+    if final:
+        core.close(sid)
+        core.step()
+    for name, text in current.items():
+        if text:
+            messages[name].append(text)
+    streams = {name: "\n".join(m) for name, m in messages.items()}
+    return RunResult(streams, rows, first, events, ttft, e2e, input_done, steps)
+
+
+def _run_tool(core: EngineCore, sid: str, tools: ToolRegistry, call_text: str, events: list[Event]) -> None:
+    async def collect() -> list[str]:
+        return [piece async for piece in tools.run(call_text)]
+
+    row = core.sessions[sid].row
+    result = "".join(asyncio.run(collect()))
+    events.append(Event(sid, "tool_call", row, "call", text=call_text))
+    events.append(Event(sid, "tool_result", row, "tool", text=result))
+    core.send(sid, "tool", result)
