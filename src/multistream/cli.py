@@ -134,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     cc.set_defaults(func=cmd_convert_chat)
     __import__("multistream.train.cli", fromlist=["register"]).register(sub)
     __import__("multistream.data.cli", fromlist=["register"]).register(sub)
+    __import__("multistream.server.cli", fromlist=["register"]).register(sub)
     __import__("multistream.engine.cli", fromlist=["register"]).register(sub)
     __import__("multistream.bench", fromlist=["register"]).register(sub)
     return p

@@ -1,0 +1,128 @@
+"""The FastAPI application: ``create_app(engine_or_model, api_key=None, limits=ServerLimits())``.
+
+Routes: ``GET /`` (the live page) and ``/static``, ``GET /health``, ``GET /v1/models``,
+``POST /v1/chat/completions`` and the WebSocket ``/v1/sessions``. With an API key every
+``/v1`` route needs ``Authorization: Bearer KEY`` (WebSockets may pass ``?api_key=KEY``
+instead, as browsers cannot set headers on them); without it HTTP gets 401 and a
+WebSocket is refused before it opens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import logging
+from pathlib import Path
+
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..engine.aio import AsyncEngine
+from ..engine.core import EngineConfig, EngineCore
+from ..engine.tools import ToolRegistry, demo_tools
+from .hub import Hub
+from .limits import ServerLimits
+from .openai_compat import chat_completions, models_response, openai_error
+from .ws import WsSession
+
+STATIC = Path(__file__).parent / "static"
+log = logging.getLogger("multistream.server")
+
+
+def build_engine(engine_or_model, limits: ServerLimits, tools: ToolRegistry | None = None) -> AsyncEngine:
+    """An :class:`AsyncEngine` (not started) from an engine, an engine core or a model."""
+    if isinstance(engine_or_model, AsyncEngine):
+        return engine_or_model
+    if isinstance(engine_or_model, EngineCore):
+        return AsyncEngine(engine_or_model, tools if tools is not None else demo_tools())
+    core = EngineCore(engine_or_model, EngineConfig(max_sessions=limits.max_sessions, max_rows=limits.max_rows))
+    return AsyncEngine(core, tools if tools is not None else demo_tools())
+
+
+def warm_up(core: EngineCore, rows: int = 4) -> None:
+    """Run a throwaway session for a few rows, so the first client does not pay for first-call set-up."""
+    sid = core.open("warm-up", prefix="warm up")
+    core.send(sid, core.layout.inputs[0].name, "hello")
+    for _ in range(rows):
+        core.step()
+    core.close(sid)
+    core.step()
+
+
+def _authorized(header: str | None, query: str | None, api_key: str | None) -> bool:
+    if api_key is None:
+        return True
+    given = None
+    if header and header.lower().startswith("bearer "):
+        given = header[7:].strip()
+    elif query:
+        given = query
+    return given is not None and hmac.compare_digest(given.encode(), api_key.encode())
+
+
+def create_app(engine_or_model, api_key: str | None = None, limits: ServerLimits | None = None,
+               model_name: str = "multistream", tools: ToolRegistry | None = None) -> FastAPI:
+    limits = limits or ServerLimits()
+    engine = build_engine(engine_or_model, limits, tools)
+    hub = Hub(engine, limits, model_name)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        engine.start()
+        log.info("serving %r: streams %s; limits %s", model_name, ", ".join(hub.layout.names), limits.public())
+        try:
+            yield
+        finally:
+            await hub.shutdown()
+            await engine.stop()
+
+    app = FastAPI(title="multistream", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.hub = hub
+    app.state.api_key = api_key
+
+    @app.middleware("http")
+    async def auth(request: Request, call_next):
+        if request.url.path.startswith("/v1") and not _authorized(request.headers.get("authorization"), None, api_key):
+            return openai_error("invalid_api_key", "missing or wrong API key: send 'Authorization: Bearer KEY'")
+        return await call_next(request)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        if request.url.path.startswith("/v1"):
+            code = "not_found" if exc.status_code == 404 else "invalid_request"
+            return openai_error(code, f"{request.method} {request.url.path}: {exc.detail}", status=exc.status_code)
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+
+    @app.get("/", include_in_schema=False)
+    async def index():
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/health")
+    async def health():
+        return {"status": "closing" if hub.closing else "ok", "model": model_name, "sessions": len(hub.sessions),
+                "max_sessions": limits.max_sessions}
+
+    @app.get("/v1/models")
+    async def models():
+        return models_response(hub)
+
+    @app.post("/v1/chat/completions")
+    async def completions(request: Request):
+        return await chat_completions(hub, request)
+
+    @app.websocket("/v1/sessions")
+    async def sessions(ws: WebSocket):
+        if not _authorized(ws.headers.get("authorization"), ws.query_params.get("api_key"), api_key):
+            with contextlib.suppress(RuntimeError):  # servers without the denial-response extension: a plain refusal
+                await ws.send_denial_response(openai_error("invalid_api_key", "missing or wrong API key"))
+                return
+            await ws.close(code=1008)
+            return
+        await ws.accept()
+        await WsSession(hub, ws).serve()
+
+    return app

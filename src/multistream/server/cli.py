@@ -1,0 +1,54 @@
+"""``multistream serve``: load and warm a model, then serve it (WebSocket sessions, OpenAI HTTP, the web page)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+
+def cmd_serve(args) -> int:
+    from ..engine.aio import AsyncEngine
+    from ..engine.core import EngineConfig, EngineCore
+    from ..engine.tools import demo_tools
+    from ..zoo import load_model
+    from .app import create_app, warm_up
+    from .limits import ServerLimits
+    from .run import Server
+
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log = logging.getLogger("multistream.server")
+    limits = ServerLimits(
+        max_message_bytes=args.max_message_bytes, max_input_chars=args.max_input_chars, max_sessions=args.max_sessions,
+        max_rows=args.max_rows, idle_timeout_s=args.idle_timeout,
+    )
+    t0 = time.perf_counter()
+    model = load_model(args.model)
+    core = EngineCore(model, EngineConfig(max_sessions=limits.max_sessions, max_rows=limits.max_rows,
+                                          speculative=args.speculative))
+    warm_up(core)
+    log.info("model %r loaded and warmed up in %.1f s", args.model, time.perf_counter() - t0)
+    api_key = args.api_key or os.environ.get("MULTISTREAM_API_KEY") or None
+    app = create_app(AsyncEngine(core, demo_tools()), api_key=api_key, limits=limits, model_name=args.name or args.model)
+    where = f"http://{args.host}:{args.port}"
+    log.info("open %s/ in a browser; WebSocket %s/v1/sessions; OpenAI base URL %s/v1%s",
+             where, where.replace("http", "ws", 1), where, " (API key required)" if api_key else "")
+    Server(app, args.host, args.port, log_level=args.log_level.lower()).run()
+    return 0
+
+
+def register(sub) -> None:
+    s = sub.add_parser("serve", help="serve a model: WebSocket sessions, OpenAI-compatible HTTP and a live web page")
+    s.add_argument("--model", default="default", help="'default', 'base[:REF]' or a saved multistream model folder")
+    s.add_argument("--name", help="model id clients use (default: the --model value)")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (or MULTISTREAM_API_KEY)")
+    s.add_argument("--max-sessions", type=int, default=32, help="sessions open at once")
+    s.add_argument("--max-rows", type=int, default=4096, help="rows per session")
+    s.add_argument("--max-input-chars", type=int, default=16_000, help="text per input message")
+    s.add_argument("--max-message-bytes", type=int, default=64 * 1024, help="largest WebSocket frame or HTTP body")
+    s.add_argument("--idle-timeout", type=float, default=300.0, help="seconds without traffic before a session is closed")
+    s.add_argument("--speculative", type=int, default=0, help="rows fed at once while reading input (0: off)")
+    s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    s.set_defaults(func=cmd_serve)

@@ -1,0 +1,173 @@
+"""The server's one view of the engine: open sessions under the server's limits, send, abort, read events.
+
+Every session the server opens (WebSocket or HTTP) goes through :class:`Hub`, which
+gives it a fresh random id (clients never choose ids, so one client cannot reach
+another's session), counts it against ``max_sessions``, and logs one line when it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from ..engine.aio import AsyncEngine
+from ..engine.core import EngineError
+from ..engine.session import Event, StreamParams
+from .limits import ServerLimits
+from .protocol import ProtocolError
+
+log = logging.getLogger("multistream.server")
+
+
+@dataclass
+class SessionInfo:
+    id: str
+    kind: str  # "ws" | "http"
+    peer: str
+    opened: float = field(default_factory=time.monotonic)
+    rows: int = 0
+    reason: str | None = None
+    """Set when the server closes the session itself (idle, row limit, shutdown, ...)."""
+
+
+class Hub:
+    def __init__(self, engine: AsyncEngine, limits: ServerLimits, model_name: str):
+        self.engine = engine
+        self.limits = limits
+        self.model_name = model_name
+        self.layout = engine.core.layout
+        self.tok = engine.core.tok
+        self.sessions: dict[str, SessionInfo] = {}
+        self.closing = False
+        self.done: dict[str, asyncio.Event] = {}
+        self.handlers: set[asyncio.Event] = set()
+        """One per connection being served; set when it has finished (shutdown waits for them)."""
+
+    @property
+    def tools(self) -> list[str]:
+        return sorted(self.engine.tools.tools)
+
+    # -- sessions ------------------------------------------------------------------------
+    def open(self, kind: str, peer: str, prefix: str = "", params: dict[str, StreamParams] | None = None,
+             tools: bool = True) -> str:
+        if self.closing:
+            raise ProtocolError("shutting_down", "the server is shutting down")
+        if len(self.sessions) >= self.limits.max_sessions:
+            raise ProtocolError("too_many_sessions", f"{self.limits.max_sessions} sessions are open already (max_sessions); try later")
+        if len(prefix) > self.limits.max_input_chars:
+            raise ProtocolError("input_too_long", f"prefix has {len(prefix)} characters; max_input_chars is {self.limits.max_input_chars}")
+        sid = f"{kind}-{secrets.token_hex(8)}"
+        try:
+            self.engine.open(sid, prefix=prefix, params=params, tools=tools)
+        except EngineError as e:
+            code = "too_many_sessions" if "sessions are open" in str(e) else "invalid_session"
+            raise ProtocolError(code, str(e)) from None
+        self.sessions[sid] = SessionInfo(sid, kind, peer)
+        self.done[sid] = asyncio.Event()
+        log.debug("session %s opened (%s, %s)", sid, kind, peer)
+        return sid
+
+    def send(self, sid: str, stream: str, text: str, bulk: bool = False, end: bool = True) -> None:
+        if len(text) > self.limits.max_input_chars:
+            raise ProtocolError("input_too_long", f"text has {len(text)} characters; max_input_chars is {self.limits.max_input_chars}")
+        self._check_stream(stream, "input")
+        try:
+            self.engine.send(sid, stream, text, bulk=bulk, end=end)
+        except EngineError as e:
+            raise ProtocolError("invalid_session", str(e)) from None
+
+    def abort(self, sid: str, stream: str | None = None) -> None:
+        if stream is not None:
+            self._check_stream(stream, "output")
+        try:
+            self.engine.abort(sid, stream)
+        except EngineError as e:
+            raise ProtocolError("invalid_session", str(e)) from None
+
+    def mute(self, sid: str, stream: str, muted: bool) -> None:
+        self._check_stream(stream, "output")
+        try:
+            self.engine.mute(sid, stream, muted)
+        except EngineError as e:
+            raise ProtocolError("invalid_session", str(e)) from None
+
+    def close(self, sid: str, reason: str | None = None) -> None:
+        """Ask the engine to close ``sid`` (its ``closed`` event follows); no-op if it is gone."""
+        info = self.sessions.get(sid)
+        if info is not None and reason and info.reason is None:
+            info.reason = reason
+        with contextlib.suppress(EngineError):
+            self.engine.close(sid)
+
+    def _check_stream(self, stream: str, kind: str) -> None:
+        if stream not in self.layout or self.layout[stream].kind != kind:
+            names = ", ".join(s.name for s in self.layout if s.kind == kind)
+            raise ProtocolError("unknown_stream", f"unknown {kind} stream {stream!r}; {kind}s: {names}")
+
+    async def events(self, sid: str) -> AsyncIterator[Event]:
+        """The session's events; ends after ``closed`` (whose text is the reason), then the session is forgotten."""
+        info = self.sessions[sid]
+        try:
+            async for ev in self.engine.events(sid):
+                if ev.row >= 0:
+                    info.rows = max(info.rows, ev.row + 1)
+                if ev.type == "closed":
+                    reason = info.reason or ("row_limit" if "row limit" in ev.text else ev.text)
+                    ev = Event(ev.session, "closed", ev.row, "", text=reason)
+                    info.reason = reason
+                yield ev
+                if ev.type == "closed":
+                    return
+                if ev.row >= self.limits.max_rows - 1:
+                    self.close(sid, "row_limit")
+        finally:
+            self.drop(sid)
+
+    def drop(self, sid: str) -> None:
+        """Close ``sid`` if it is still open, forget it and log its line (once)."""
+        info = self.sessions.pop(sid, None)
+        if info is None:
+            return
+        self.close(sid)  # the reader went away before the end: the engine must not keep it
+        done = self.done.pop(sid, None)
+        if done is not None:
+            done.set()
+        log.info("session %s (%s, %s): %d rows in %.1f s, %s", sid, info.kind, info.peer, info.rows,
+                 time.monotonic() - info.opened, info.reason or "closed")
+
+    def idle(self, sid: str) -> bool:
+        """True when the engine has paused ``sid`` (nothing queued, nothing said for its idle rows).
+
+        The engine has no public call for this yet, so this reads its session table.
+        """
+        core = self.engine.core
+        sess = core.sessions.get(sid)
+        if sess is None or not sess.started:
+            return False
+        return not core._wants_step(sess) and core._commands.empty()
+
+    @contextlib.contextmanager
+    def handler(self):
+        """Wrap the serving of one connection, so that shutdown can wait for it to say goodbye."""
+        done = asyncio.Event()
+        self.handlers.add(done)
+        try:
+            yield
+        finally:
+            done.set()
+            self.handlers.discard(done)
+
+    async def shutdown(self, timeout: float = 5.0) -> None:
+        """Close every session (each client gets ``closed``, reason ``shutdown``) and wait for them to go."""
+        self.closing = True
+        waits = [d.wait() for d in [*self.done.values(), *self.handlers]]
+        for sid in list(self.sessions):
+            self.close(sid, "shutdown")
+        if waits:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*waits), timeout)

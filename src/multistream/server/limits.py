@@ -1,0 +1,34 @@
+"""What one client may ask of the server; each limit, when hit, gives an error that names it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass
+class ServerLimits:
+    max_message_bytes: int = 64 * 1024
+    """Largest WebSocket frame (or HTTP body) the protocol reads; a larger one gets ``message_too_large``."""
+    max_input_chars: int = 16_000
+    """Longest text in one ``input`` message (or one chat message)."""
+    max_backlog_chars: int = 64_000
+    """Input text a session may have queued and not yet read by the model."""
+    max_sessions: int = 32
+    """Sessions open at once, WebSocket and HTTP together."""
+    max_rows: int = 4096
+    """Rows per session; a session that reaches it is closed with reason ``row_limit``."""
+    idle_timeout_s: float = 300.0
+    """A WebSocket session with no message from either side for this long is closed (``idle_timeout``)."""
+    max_outbox: int = 10_000
+    """Events waiting for a client that does not read; past it the session is closed (``slow_client``)."""
+    completion_idle_s: float = 1.0
+    """Chat completions: how long the engine must have nothing to say before an unfinished answer is returned."""
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if value <= 0:
+                raise ValueError(f"ServerLimits.{name} must be > 0, got {value}")
+
+    def public(self) -> dict:
+        """What the ``opened`` message tells a client."""
+        return {k: v for k, v in asdict(self).items() if k not in ("max_outbox", "completion_idle_s")}

@@ -1,0 +1,192 @@
+"""A live server on a free loopback port around a mock model whose answer depends on the question."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import make_tokenizer
+from multistream.engine.aio import AsyncEngine
+from multistream.engine.core import EngineConfig, EngineCore
+from multistream.engine.tools import demo_tools
+from multistream.server import ServerLimits, create_app
+from multistream.server.run import Server
+from multistream.streams import DEFAULT_LAYOUT
+from multistream.text import StreamTokenizer
+
+
+class EchoModel(nn.Module):
+    """After each user message, the ``answer`` stream says that message back, then ends it.
+
+    ``repeats=0`` says it back forever (until interrupted or aborted); ``think`` writes
+    ``len=N`` on the think stream first. A message containing ``+`` is also sent to the
+    calculator on the ``call`` stream. The model keeps no state of its own: it reads the
+    tokens (ids, streams, positions) back from the engine's KV cache, so what it says
+    comes only from what its session's cache holds.
+    """
+
+    def __init__(self, repeats: int = 1, delay: float = 0.0, think: bool = False):
+        super().__init__()
+        self.layout = DEFAULT_LAYOUT
+        self.tok = StreamTokenizer.wrap(make_tokenizer())
+        self.vocab = len(self.tok)
+        self.repeats, self.delay, self.think = repeats, delay, think
+        cfg = SimpleNamespace(num_hidden_layers=1, num_key_value_heads=1, head_dim=3, hidden_size=3, num_attention_heads=1)
+        emb = nn.Embedding(self.vocab, 3)
+        self.base = SimpleNamespace(config=cfg, get_input_embeddings=lambda: emb)
+        self.idx = {s.name: i for i, s in enumerate(self.layout)}
+
+    @property
+    def device(self):
+        return torch.device("cpu")
+
+    def _target(self, stream: str, message: list[int], n: int) -> int | None:
+        tok = self.tok
+        if stream == "answer":
+            if self.repeats == 0:
+                return message[n % len(message)]
+            seq = message * self.repeats + [tok.end_id]
+        elif stream == "think" and self.think:
+            seq = tok.encode_message(f"len={len(message)}")
+        elif stream == "call" and "+" in tok.decode(message):
+            seq = tok.encode_message('calculator({"expression": "%s"})' % tok.decode(message).replace('"', ""))
+        else:
+            return None
+        return seq[n] if n < len(seq) else None
+
+    def forward(self, ids, streams, pos, attention_mask, past_key_values, use_cache, logits_to_keep):
+        if self.delay:
+            time.sleep(self.delay)
+        kv = torch.stack([ids, streams, pos], -1).float()[:, None]
+        keys, _ = past_key_values.update(kv, kv, 0)
+        k_id, k_stream, k_pos = (keys[:, 0, :, i].long() for i in range(3))
+        b, n = ids.shape
+        logits = torch.zeros(b, n, self.vocab)
+        logits[..., self.tok.silence_id] = 1.0
+        silence, end, user = self.tok.silence_id, self.tok.end_id, self.idx["user"]
+        for j, q in logits_to_keep.nonzero().tolist():
+            stream = self.layout.streams[int(streams[j, q])].name
+            seen = attention_mask[j, 0, q]
+            sid, sst, spos = k_id[j][seen], k_stream[j][seen], k_pos[j][seen]
+            user_ids, user_pos = sid[sst == user], spos[sst == user]
+            ends = (user_ids == end).nonzero().flatten().tolist()
+            if not ends:
+                continue
+            start = ends[-2] + 1 if len(ends) > 1 else 0
+            message = [t for t in user_ids[start : ends[-1]].tolist() if t != silence]
+            if not message:
+                continue
+            end_row = int(user_pos[ends[-1]])
+            mine = (sst == int(streams[j, q])) & (spos > end_row + 1) & (sid != silence)
+            target = self._target(stream, message, int(mine.sum()))
+            if target is not None:
+                logits[j, q, target] = 2.0
+        return SimpleNamespace(logits=logits[logits_to_keep])
+
+
+def free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+class LiveServer:
+    """The real app under uvicorn in a background thread, on a free loopback port."""
+
+    def __init__(self, app):
+        self.app = app
+        self.sock = free_socket()
+        self.port = self.sock.getsockname()[1]
+        self.server = Server(app, "127.0.0.1", self.port, log_level="warning")
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/v1/sessions"
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        for _ in range(200):
+            if self.server.started:
+                return self
+            time.sleep(0.05)
+        raise RuntimeError("the server did not start in 10 s")
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+        self.sock.close()
+
+
+def echo_app(repeats: int = 1, delay: float = 0.0, think: bool = False, api_key: str | None = None,
+             limits: ServerLimits | None = None, idle_rows: int | None = 8, max_sessions: int = 32):
+    model = EchoModel(repeats, delay, think)
+    core = EngineCore(model, EngineConfig(max_sessions=max_sessions, idle_rows=idle_rows))
+    return create_app(AsyncEngine(core, demo_tools()), api_key=api_key, limits=limits, model_name="echo")
+
+
+@pytest.fixture
+def live():
+    """``live(**echo_app kwargs)`` -> a started :class:`LiveServer`, stopped after the test."""
+    servers = []
+
+    def start(**kw) -> LiveServer:
+        s = LiveServer(echo_app(**kw)).__enter__()
+        servers.append(s)
+        return s
+
+    yield start
+    for s in servers:
+        s.__exit__()
+
+
+class WsClient:
+    """A small synchronous WebSocket client: JSON in, JSON out, every wait bounded."""
+
+    def __init__(self, url: str, **kw):
+        from websockets.sync.client import connect
+
+        self.conn = connect(url, open_timeout=10, max_size=None, **kw)
+        self.seen: list[dict] = []
+
+    def send(self, **msg) -> None:
+        self.conn.send(json.dumps(msg))
+
+    def send_raw(self, data) -> None:
+        self.conn.send(data)
+
+    def recv(self, timeout: float = 10.0) -> dict:
+        msg = json.loads(self.conn.recv(timeout=timeout))
+        self.seen.append(msg)
+        return msg
+
+    def until(self, pred, timeout: float = 20.0, limit: int = 100_000) -> dict:
+        """Receive until ``pred(msg)``; returns that message (all are kept in ``seen``)."""
+        deadline = time.monotonic() + timeout
+        for _ in range(limit):
+            msg = self.recv(max(0.01, deadline - time.monotonic()))
+            if pred(msg):
+                return msg
+        raise AssertionError(f"no matching message in {limit} messages")
+
+    def open(self, **kw) -> dict:
+        self.send(type="open", **kw)
+        return self.until(lambda m: m["type"] in ("opened", "error"))
+
+    def text(self, stream: str, after: int = 0) -> str:
+        return "".join(m["text"] for m in self.seen[after:] if m["type"] == "token" and m.get("stream") == stream)
+
+    def close(self) -> None:
+        self.conn.close()
