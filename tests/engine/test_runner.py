@@ -1,0 +1,80 @@
+import argparse
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import make_base, make_tokenizer
+from multistream.engine.baseline import SingleStreamBaseline
+from multistream.engine.cli import parse_input
+from multistream.engine.core import EngineConfig, EngineCore
+from multistream.engine.runner import Input, run_session
+from multistream.engine.tools import demo_tools
+
+from .test_scheduler import ScriptedModel
+
+
+def test_run_session_collects_streams_rows_and_timings():
+    model = ScriptedModel({"answer": "hello world", "think": "hmm"}, {"answer": 4, "think": 2})
+    result = run_session(EngineCore(model, EngineConfig()), [Input("user", "hi")])
+    assert result.streams == {"think": "hmm", "answer": "hello world", "call": ""}
+    assert result.first_output_row == {"think": 2, "answer": 4}
+    assert 0 <= result.ttft <= result.e2e
+    assert result.rows < 20  # it stopped soon after the answer ended
+    d = result.to_dict()
+    assert d["events"][0]["session"] and json.dumps(d)
+
+
+def test_inputs_enter_at_their_rows_and_at_a_rate():
+    model = ScriptedModel({}, {})
+    result = run_session(EngineCore(model, EngineConfig(idle_rows=None)),
+                         [Input("user", "hi"), Input("tool", "doc", row=5)], max_rows=30)
+    tool_rows = [e.row for e in result.events if e.stream == "tool"]
+    assert tool_rows[0] == 5
+    slow = run_session(EngineCore(model, EngineConfig(idle_rows=None, max_rows=5000)), [Input("user", "hi there", rate=500)],
+                       max_rows=5000)
+    user_rows = [e.row for e in slow.events if e.stream == "user" and e.type == "token"]
+    assert user_rows[-1] - user_rows[0] > len(user_rows)  # silence rows in between: the text trickled in
+    n = len(model.tok.encode_message("hi there"))
+    assert len(user_rows) == n - 1 and slow.input_done >= (n - 1) / 500  # all of it arrived, no faster than the rate
+
+
+def test_tool_calls_run_and_their_result_enters_the_tool_stream():
+    model = ScriptedModel({"call": 'calculator({"expression": "6*7"})'}, {"call": 2})
+    result = run_session(EngineCore(model, EngineConfig()), [Input("user", "what is 6*7?")], tools=demo_tools())
+    assert [e.text for e in result.events if e.type == "tool_result"] == ["42"]
+    assert "".join(e.text for e in result.events if e.stream == "tool" and e.type == "token") == "42"
+
+
+def test_parse_input():
+    i = parse_input("user=What is 2+3?@4")
+    assert (i.stream, i.text, i.row) == ("user", "What is 2+3?", 4)
+    assert parse_input("tool=a=b").text == "a=b" and parse_input("tool=a=b").row is None
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_input("no equals sign")
+
+
+def test_single_stream_baseline_times_a_reply():
+    tok = make_tokenizer()
+    base = make_base("llama", len(tok))
+    result = SingleStreamBaseline(base, tok, max_new_tokens=5).run([{"role": "user", "content": "hello"}])
+    assert result.steps == 5 and 0 < result.ttft <= result.e2e
+    with torch.no_grad():
+        ids = tok.apply_chat_template([{"role": "user", "content": "hello"}], add_generation_prompt=True,
+                                      return_tensors="pt", return_dict=True)["input_ids"]
+        greedy = base.generate(ids, max_new_tokens=5, do_sample=False, pad_token_id=tok.eos_token_id)
+    assert result.streams["answer"] == tok.decode(greedy[0, ids.shape[1]:], skip_special_tokens=True).strip()
+
+
+@pytest.mark.slow
+def test_generate_command_on_the_default_model():
+    cmd = [sys.executable, "-m", "multistream.cli", "generate", "--model", "default", "--input", "user=What is 2+3?",
+           "--max-rows", "40", "--json"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(res.stdout)
+    assert set(out) == {"streams", "rows", "first_output_row", "events"}
+    assert set(out["streams"]) == {"think", "answer", "call"} and 0 < out["rows"] <= 40
+    assert any(e["stream"] == "user" for e in out["events"])
