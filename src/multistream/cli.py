@@ -137,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     __import__("multistream.server.cli", fromlist=["register"]).register(sub)
     __import__("multistream.engine.cli", fromlist=["register"]).register(sub)
     __import__("multistream.bench", fromlist=["register"]).register(sub)
+    __import__("multistream.chat", fromlist=["register"]).register(sub)
     return p
 
 

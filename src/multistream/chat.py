@@ -1,0 +1,140 @@
+"""``multistream chat``: talk to a multi-stream model in the terminal, streams side by side.
+
+One lane per stream fills as tokens are fed or written; type at the bottom at any
+moment, also while the model writes (Enter sends to the ``user`` stream: an interrupt
+if the model is answering). Commands: ``/tool TEXT`` or ``/system TEXT`` send to that
+input stream, ``/abort`` stops the outputs, ``/quit`` (or Ctrl-C, Ctrl-D) leaves cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from prompt_toolkit.application import Application
+from prompt_toolkit.document import Document
+from prompt_toolkit.key_binding import KeyBindings
+from prompt_toolkit.layout import HSplit, Layout, VSplit, Window
+from prompt_toolkit.layout.controls import FormattedTextControl
+from prompt_toolkit.widgets import Frame, TextArea
+
+from .engine.aio import AsyncEngine
+from .engine.session import Event
+
+HELP = "Enter: send to user · /tool TEXT · /system TEXT · /abort · /quit (or Ctrl-C)"
+
+
+class ChatApp:
+    def __init__(self, engine: AsyncEngine, prefix: str = "", params=None, **app_kwargs):
+        self.engine = engine
+        self.prefix, self.params = prefix, params
+        self.layout = engine.core.layout
+        self.lanes = {s.name: TextArea(read_only=True, wrap_lines=True, focusable=False) for s in self.layout}
+        self.texts = {s.name: "" for s in self.layout}
+        self.row = 0
+        self.status = "type a message and press Enter"
+        self.input = TextArea(height=1, prompt="> ", multiline=False, accept_handler=self._accept)
+        frames = [
+            Frame(self.lanes[s.name], title=f"{s.name} ({s.kind}{', untrusted' if s.trust == 'untrusted' else ''})")
+            for s in self.layout
+        ]
+        status = Window(FormattedTextControl(lambda: f" row {self.row} · {self.status} · {HELP}"), height=1, style="reverse")
+        keys = KeyBindings()
+
+        @keys.add("c-c")
+        @keys.add("c-d")
+        def _(event):
+            self.quit()
+
+        self.app = Application(layout=Layout(HSplit([VSplit(frames), status, self.input]), focused_element=self.input),
+                               key_bindings=keys, full_screen=True, **app_kwargs)
+        self.sid: str | None = None
+
+    # -- input ------------------------------------------------------------------------------
+    def _accept(self, buf) -> bool:
+        text = buf.text.strip()
+        if not text:
+            return False
+        try:
+            if text in ("/quit", "/exit"):
+                self.quit()
+            elif text == "/abort":
+                self.engine.abort(self.sid)
+                self.status = "outputs aborted"
+            elif text.startswith("/"):  # /STREAM TEXT: to any input stream
+                stream, _, body = text[1:].partition(" ")
+                self.engine.send(self.sid, stream, body)
+            else:
+                self.engine.send(self.sid, "user", text)
+        except Exception as e:  # a bad command must not end the chat
+            self.status = f"error: {e}"
+        return False  # clear the input line
+
+    def quit(self) -> None:
+        if self.sid is not None:
+            try:
+                self.engine.close(self.sid)
+            except Exception:
+                pass
+        if self.app.is_running:
+            self.app.exit()
+
+    # -- output -----------------------------------------------------------------------------
+    def show(self, ev: Event) -> None:
+        if ev.row >= 0:
+            self.row = max(self.row, ev.row)
+        if ev.type == "token" and ev.stream in self.texts:
+            self._append(ev.stream, ev.text)
+        elif ev.type == "message_end" and ev.stream in self.texts:
+            self._append(ev.stream, "\n")
+        elif ev.type == "tool_call":
+            self.status = f"tool call: {ev.text}"
+        elif ev.type == "tool_result":
+            self.status = f"tool result: {ev.text[:60]}"
+        elif ev.type in ("error", "closed"):
+            self.status = f"{ev.type}: {ev.text}"
+        self.app.invalidate()
+
+    def _append(self, stream: str, text: str) -> None:
+        self.texts[stream] += text
+        lane = self.lanes[stream]
+        lane.buffer.set_document(Document(self.texts[stream], len(self.texts[stream])), bypass_readonly=True)
+
+    async def run(self) -> None:
+        self.sid = self.engine.open(prefix=self.prefix, params=self.params)
+
+        async def pump():
+            async for ev in self.engine.events(self.sid):
+                self.show(ev)
+
+        pump_task = asyncio.create_task(pump())
+        try:
+            await self.app.run_async()
+        finally:
+            pump_task.cancel()
+
+
+async def chat(engine: AsyncEngine, prefix: str = "", params=None, **app_kwargs) -> ChatApp:
+    async with engine:
+        app = ChatApp(engine, prefix, params, **app_kwargs)
+        await app.run()
+    return app
+
+
+def cmd_chat(args) -> int:
+    from .engine.cli import engine_from_args
+    from .engine.tools import demo_tools
+
+    core, params = engine_from_args(args)
+    asyncio.run(chat(AsyncEngine(core, None if args.no_tools else demo_tools()), prefix=args.prefix, params=params))
+    return 0
+
+
+def register(sub) -> None:
+    from .engine.cli import add_model_args, add_sampling_args
+
+    c = sub.add_parser("chat", help="chat in the terminal with every stream shown side by side")
+    add_model_args(c)
+    c.add_argument("--prefix", default="You are a helpful assistant.", help="system prompt")
+    add_sampling_args(c)
+    c.add_argument("--no-tools", action="store_true")
+    c.set_defaults(func=cmd_chat)

@@ -1,0 +1,45 @@
+"""The terminal chat, driven through a pipe like a user at the keyboard."""
+
+import asyncio
+
+from engine.test_scheduler import ScriptedModel
+from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.output import DummyOutput
+
+from multistream.chat import ChatApp
+from multistream.engine.aio import AsyncEngine
+from multistream.engine.core import EngineConfig, EngineCore
+
+
+def test_chat_sends_typed_text_and_shows_streams_then_quits_cleanly():
+    model = ScriptedModel({"answer": "hello there, friend", "think": "greeting"}, {"answer": 3, "think": 2})
+
+    async def main():
+        with create_pipe_input() as pipe:
+            async with AsyncEngine(EngineCore(model, EngineConfig(idle_rows=4))) as engine:
+                app = ChatApp(engine, input=pipe, output=DummyOutput())
+                runner = asyncio.create_task(app.run())
+                await asyncio.sleep(0.2)
+                pipe.send_text("hi\r")
+                for _ in range(200):
+                    await asyncio.sleep(0.02)
+                    if "friend" in app.texts["answer"]:
+                        break
+                pipe.send_text("/tool some result\r")  # typing while the model may still be writing
+                for _ in range(200):
+                    await asyncio.sleep(0.02)
+                    if "some result" in app.texts["tool"]:
+                        break
+                pipe.send_text("/nosuchstream x\r")
+                await asyncio.sleep(0.1)
+                status = app.status
+                pipe.send_text("/quit\r")
+                await asyncio.wait_for(runner, 10)
+                return app, status
+
+    app, status = asyncio.run(main())
+    assert app.texts["user"].strip() == "hi"
+    assert app.texts["answer"].strip() == "hello there, friend" and app.texts["think"].strip() == "greeting"
+    assert app.texts["tool"].strip() == "some result"
+    assert status.startswith("error: unknown input stream 'nosuchstream'")
+    assert not app.app.is_running
