@@ -27,7 +27,7 @@ class EchoModel(nn.Module):
 
     ``repeats=0`` says it back forever (until interrupted or aborted); ``think`` writes
     ``len=N`` on the think stream first. A message containing ``+`` is also sent to the
-    calculator on the ``call`` stream. The model keeps no state of its own: it reads the
+    calculator on the ``call`` stream instead of being said back. The model keeps no state of its own: it reads the
     tokens (ids, streams, positions) back from the engine's KV cache, so what it says
     comes only from what its session's cache holds.
     """
@@ -49,6 +49,8 @@ class EchoModel(nn.Module):
 
     def _target(self, stream: str, message: list[int], n: int) -> int | None:
         tok = self.tok
+        if stream == "answer" and "+" in tok.decode(message):
+            return None  # a sum goes to the calculator instead
         if stream == "answer":
             if self.repeats == 0:
                 return message[n % len(message)]
@@ -158,7 +160,7 @@ class WsClient:
     def __init__(self, url: str, **kw):
         from websockets.sync.client import connect
 
-        self.conn = connect(url, open_timeout=10, max_size=None, **kw)
+        self.conn = connect(url, open_timeout=10, max_size=None, **kw).__enter__()
         self.seen: list[dict] = []
 
     def send(self, **msg) -> None:
