@@ -1,0 +1,116 @@
+"""The OpenAI-compatible HTTP routes, driven by the official ``openai`` client and by plain HTTP."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import openai
+import pytest
+
+from multistream.server import ServerLimits
+
+
+def client(server, key: str = "none") -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.http + "/v1", api_key=key, max_retries=0, timeout=30)
+
+
+def post(server, path: str, body, headers: dict | None = None) -> tuple[int, dict]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    req = urllib.request.Request(server.http + path, data=data, headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_models_and_a_plain_completion(live):
+    server = live(think=True)
+    c = client(server)
+    models = c.models.list()
+    assert [m.id for m in models.data] == ["echo"]
+    r = c.chat.completions.create(model="echo", messages=[
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": "What is the capital of France?"},
+    ])
+    choice = r.choices[0]
+    assert choice.message.role == "assistant" and choice.message.content == "What is the capital of France?"
+    assert choice.finish_reason == "stop"
+    n_question = len(server.app.state.hub.tok.encode_text("What is the capital of France?"))
+    assert choice.message.reasoning_content == f"len={n_question}"  # the think stream
+    assert r.usage.completion_tokens > n_question and r.usage.prompt_tokens > n_question
+    assert r.id.startswith("chatcmpl-") and r.model == "echo"
+
+
+def test_streamed_completion_and_earlier_turns(live):
+    server = live()
+    c = client(server)
+    stream = c.chat.completions.create(model="echo", stream=True, stream_options={"include_usage": True}, messages=[
+        {"role": "user", "content": "first turn"},
+        {"role": "assistant", "content": "first reply"},
+        {"role": "user", "content": "Where is the meeting?"},
+    ])
+    chunks = list(stream)
+    content = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    assert content == "Where is the meeting?"
+    assert len([ch for ch in chunks if ch.choices and ch.choices[0].delta.content]) > 2  # token by token
+    finishes = [ch.choices[0].finish_reason for ch in chunks if ch.choices and ch.choices[0].finish_reason]
+    assert finishes == ["stop"]
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens >= 3
+
+
+def test_max_tokens_gives_length_and_a_sum_gives_tool_calls(live):
+    server = live()
+    c = client(server)
+    r = c.chat.completions.create(model="echo", max_tokens=3, messages=[{"role": "user", "content": "hello world, user tool think"}])
+    assert r.choices[0].finish_reason == "length"
+    assert "hello world, user tool think".startswith(r.choices[0].message.content) and r.usage.completion_tokens == 3
+    r = c.chat.completions.create(model="echo", messages=[{"role": "user", "content": "2+3"}])
+    choice = r.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content == ""
+    call = choice.message.tool_calls[0]
+    assert call.function.name == "calculator" and json.loads(call.function.arguments) == {"expression": "2+3"}
+
+
+def test_errors_in_openai_shape(live):
+    server = live(limits=ServerLimits(max_input_chars=100, max_message_bytes=4000))
+    c = client(server)
+    with pytest.raises(openai.NotFoundError) as e:
+        c.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    assert e.value.status_code == 404 and e.value.code == "model_not_found" and "echo" in e.value.message
+    with pytest.raises(openai.BadRequestError) as e:
+        c.chat.completions.create(model="echo", messages=[])
+    assert e.value.param == "messages"
+    with pytest.raises(openai.BadRequestError) as e:
+        c.chat.completions.create(model="echo", temperature=7, messages=[{"role": "user", "content": "hi"}])
+    assert e.value.param == "temperature"
+    with pytest.raises(openai.BadRequestError) as e:
+        c.chat.completions.create(model="echo", messages=[{"role": "user", "content": "x" * 101}])
+    assert e.value.code == "input_too_long"
+    with pytest.raises(openai.BadRequestError) as e:
+        c.chat.completions.create(model="echo", messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}])
+    assert "end with a user or tool message" in e.value.message
+
+    status, body = post(server, "/v1/chat/completions", b"{broken")
+    assert status == 400 and body["error"]["code"] == "invalid_json" and body["error"]["type"] == "invalid_request_error"
+    status, body = post(server, "/v1/chat/completions", {"model": "echo", "messages": [{"role": "user", "content": "y" * 5000}]})
+    assert status == 413 and body["error"]["code"] == "message_too_large"
+    status, body = post(server, "/v1/nothing", {})
+    assert status == 404 and set(body["error"]) == {"message", "type", "param", "code"}
+    # the server still answers after all that
+    assert c.chat.completions.create(model="echo", messages=[{"role": "user", "content": "ok?"}]).choices[0].message.content == "ok?"
+
+
+def test_api_key_gives_401_without_it(live):
+    server = live(api_key="sekret")
+    with pytest.raises(openai.AuthenticationError) as e:
+        client(server, "wrong").models.list()
+    assert e.value.status_code == 401 and e.value.code == "invalid_api_key"
+    status, body = post(server, "/v1/chat/completions", {"model": "echo", "messages": [{"role": "user", "content": "hi"}]})
+    assert status == 401 and body["error"]["code"] == "invalid_api_key"
+    r = client(server, "sekret").chat.completions.create(model="echo", messages=[{"role": "user", "content": "hi"}])
+    assert r.choices[0].message.content == "hi"
+    with urllib.request.urlopen(server.http + "/", timeout=10) as page:  # the page itself is public; it asks for the key
+        assert page.status == 200 and b"multistream" in page.read()
