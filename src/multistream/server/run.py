@@ -24,3 +24,7 @@ class Server(uvicorn.Server):
     async def shutdown(self, sockets=None) -> None:
         await self.app.state.hub.shutdown()
         await super().shutdown(sockets)
+        # a stop asked for by SIGINT/SIGTERM and carried out is a clean exit (status 0): do not re-raise the signal
+        captured = getattr(self, "_captured_signals", None)
+        if isinstance(captured, list):
+            captured.clear()
