@@ -43,6 +43,10 @@ class TrainConfig:
     seq_len: int = 1024
     """Token budget of one packed sequence (several timelines, document-masked)."""
     lr: float = 2e-4
+    new_token_lr: float = 1e-2
+    """Learning rate of the added token rows (silence): they start far from where they must go."""
+    stream_embed_lr: float = 2e-3
+    """Learning rate of the stream embeddings (zero at the start)."""
     weight_decay: float = 0.0
     warmup_steps: int = 10
     min_lr_ratio: float = 0.1

@@ -106,8 +106,40 @@ def token_loss_sum(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[to
     return loss, int((target != IGNORE).sum())
 
 
+def backward_step(model: nn.Module, micro: list[dict[str, torch.Tensor]], accelerator) -> float:
+    """Backward over one process's micro-batches of a global batch; returns the global mean token loss.
+
+    Each micro-batch contributes (sum of its token losses) / (targets in the global batch) x processes,
+    so after DDP's averaging the gradient is that of the mean token loss over the global batch.
+    """
+    world = accelerator.num_processes
+    local = sum(int((b["labels"] != IGNORE).sum()) for b in micro)
+    n_targets = accelerator.reduce(torch.tensor(local, device=accelerator.device), "sum").item()
+    loss_total = torch.zeros((), device=accelerator.device)
+    for j, batch in enumerate(micro):
+        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        ctx = accelerator.no_sync(model) if j < len(micro) - 1 else contextlib.nullcontext()
+        with ctx, accelerator.autocast():
+            loss_sum, _ = token_loss_sum(model, batch)
+            accelerator.backward(loss_sum * world / max(n_targets, 1))
+        loss_total += loss_sum.detach()
+    return accelerator.reduce(loss_total, "sum").item() / max(n_targets, 1)
+
+
 def _trainable(model: nn.Module) -> dict[str, nn.Parameter]:
     return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _param_groups(cfg: TrainConfig, params: dict[str, nn.Parameter]) -> list[dict]:
+    """Added token rows and stream embeddings get their own learning rates and no weight decay."""
+    rows = [p for n, p in params.items() if n.startswith("token_rows.")]
+    streams = [p for n, p in params.items() if n.startswith("stream_embed.")]
+    rest = {n: p for n, p in params.items() if not n.startswith(("token_rows.", "stream_embed."))}
+    groups = [{"params": [p for p in rest.values() if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in rest.values() if p.ndim < 2], "weight_decay": 0.0},
+              {"params": rows, "weight_decay": 0.0, "lr": cfg.new_token_lr},
+              {"params": streams, "weight_decay": 0.0, "lr": cfg.stream_embed_lr}]
+    return [g for g in groups if g["params"]]
 
 
 def _lr_lambda(cfg: TrainConfig):
@@ -169,7 +201,7 @@ def train(
         torch.set_num_threads(cfg.threads)
     out_dir = Path(cfg.output_dir)
     if accelerator is None:
-        cpu = not torch.cuda.is_available()
+        cpu = not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
         accelerator = Accelerator(mixed_precision=_mixed_precision(cfg, cpu), cpu=cpu)
     world, rank = accelerator.num_processes, accelerator.process_index
     if cfg.batch_size % (world * cfg.micro_batch_size):
@@ -187,10 +219,7 @@ def train(
     evals = load_examples(cfg, model, cfg.eval_file)[: cfg.eval_max_sequences] if cfg.eval_file else []
     plan = StepPlan([len(e) for e in examples], cfg.seq_len, cfg.batch_size, cfg.seed)
     params = _trainable(model)
-    decay = [p for n, p in params.items() if p.ndim >= 2 and "stream_embed" not in n and "token_rows" not in n]
-    no_decay = [p for n, p in params.items() if not (p.ndim >= 2 and "stream_embed" not in n and "token_rows" not in n)]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-                                  lr=cfg.lr, betas=(0.9, 0.99))
+    optimizer = torch.optim.AdamW(_param_groups(cfg, params), lr=cfg.lr, betas=(0.9, 0.99))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
     model, optimizer = accelerator.prepare(model, optimizer)
     raw = accelerator.unwrap_model(model)
@@ -215,23 +244,12 @@ def train(
         seqs = build_sequences(examples, plan.step(step))
         mine = seqs[rank * per_proc : (rank + 1) * per_proc]
         micro = [collate(mine[i : i + cfg.micro_batch_size], pid) for i in range(0, per_proc, cfg.micro_batch_size)]
-        n_targets = accelerator.reduce(torch.tensor(sum(int((b["labels"] != IGNORE).sum()) for b in micro),
-                                                    device=accelerator.device), "sum").item()
-        loss_total = torch.zeros((), device=accelerator.device)
-        for j, batch in enumerate(micro):
-            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-            sync = j == len(micro) - 1
-            ctx = accelerator.no_sync(model) if not sync else contextlib.nullcontext()
-            with ctx, accelerator.autocast():
-                loss_sum, _ = token_loss_sum(model, batch)
-                accelerator.backward(loss_sum * world / max(n_targets, 1))
-            loss_total += loss_sum.detach()
+        last_loss = backward_step(model, micro, accelerator)
         if cfg.grad_clip:
             accelerator.clip_grad_norm_(list(params.values()), cfg.grad_clip)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        last_loss = accelerator.reduce(loss_total, "sum").item() / max(n_targets, 1)
         tokens_seen += int(accelerator.reduce(torch.tensor(sum(len(s) for s in mine), device=accelerator.device), "sum").item())
         step += 1
         record = {"step": step, "loss": last_loss, "lr": scheduler.get_last_lr()[0], "tokens": tokens_seen,

@@ -1,0 +1,100 @@
+"""The training objective: hand-computed cross-entropy, and gradient accumulation = one batch."""
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+
+from multistream.rows import IGNORE, collate, pack_grid, timeline_to_grid
+from multistream.streams import DEFAULT_LAYOUT
+from multistream.timeline import Segment, Timeline
+from multistream.train.loop import backward_step, token_loss_sum
+from multistream.train.token_rows import TrainableRows
+
+
+def _timeline(q="What is 2+3?", a="5"):
+    return Timeline(DEFAULT_LAYOUT.names, [Segment("user", q, start_row=0), Segment("think", "add", start_row=2),
+                                           Segment("answer", a, start_row=4)], prefix="Be brief.")
+
+
+def test_loss_is_hand_computed_cross_entropy_on_output_streams(wrap):
+    model = wrap("llama")
+    grid = timeline_to_grid(_timeline(), model.tok, model.layout)
+    packed = pack_grid(grid, model.layout.output_mask)
+    batch = collate([packed], model.tok.silence_id)
+    loss, n = token_loss_sum(model, batch)
+
+    with torch.no_grad():
+        logits = model(batch["input_ids"], batch["stream_ids"], batch["position_ids"]).logits[0]
+    p, c = grid.prefix_ids.shape[0], len(model.layout)
+    total, count, silence_targets = 0.0, 0, 0
+    for t in range(grid.rows - 1):  # by hand: every output cell predicts its own stream's next row
+        for s, stream in enumerate(model.layout):
+            if stream.kind != "output":
+                continue
+            target = int(grid.tokens[t + 1, s])
+            row_logits = logits[p + t * c + s]
+            total += -(row_logits.log_softmax(-1)[target]).item()
+            count += 1
+            silence_targets += target == model.tok.silence_id
+    assert n == count == (grid.rows - 1) * 3
+    assert silence_targets > 0  # silence is a target like any other
+    assert abs(loss.item() - total) < 1e-3 * max(1.0, abs(total))
+
+
+def test_input_streams_carry_no_loss(wrap):
+    model = wrap("llama")
+    packed = pack_grid(timeline_to_grid(_timeline(), model.tok, model.layout), model.layout.output_mask)
+    batch = collate([packed], model.tok.silence_id)
+    base, _ = token_loss_sum(model, batch)
+    # change the labels at input-stream cells to garbage: nothing changes because they are IGNORE
+    assert (batch["labels"][batch["stream_ids"] < 3] == IGNORE).all()
+    swapped = dict(batch, labels=batch["labels"].clone())
+    swapped["labels"][swapped["stream_ids"] >= 3] = IGNORE
+    zero, n = token_loss_sum(model, swapped)
+    assert n == 0 and zero.item() == 0.0 and base.item() > 0
+
+
+def _grads(model):
+    return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad and p.grad is not None}
+
+
+def test_accumulation_of_4_equals_one_batch_of_4(wrap):
+    model = wrap("llama").train()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    model.token_rows = TrainableRows(model.base, model.new_token_ids)
+    model.base.get_input_embeddings().weight.requires_grad_(False)
+    qs = [("What is 2+3?", "5"), ("Capital of France?", "Paris is the capital"), ("hello", "world"), ("start with 4, add 3", "7")]
+    packs = [pack_grid(timeline_to_grid(_timeline(q, a), model.tok, model.layout), model.layout.output_mask) for q, a in qs]
+    assert len({len(p) for p in packs}) > 1  # different lengths: per-micro-batch means would weigh tokens unequally
+    acc = Accelerator(cpu=True)
+
+    one = backward_step(model, [collate(packs, model.tok.silence_id)], acc)
+    g_one = _grads(model)
+    model.zero_grad()
+    four = backward_step(model, [collate([p], model.tok.silence_id) for p in packs], acc)
+    g_four = _grads(model)
+
+    assert abs(one - four) < 1e-5
+    assert g_one.keys() == g_four.keys() and "token_rows.input" in g_one and "stream_embed.weight" in g_one
+    for name in g_one:
+        torch.testing.assert_close(g_four[name], g_one[name], rtol=1e-4, atol=1e-6, msg=name)
+    # and the loss is the token-weighted mean, not the mean of per-sequence means
+    sums = [token_loss_sum(model, collate([p], model.tok.silence_id)) for p in packs]
+    assert abs(four - sum(s.item() for s, _ in sums) / sum(n for _, n in sums)) < 1e-5
+
+
+def test_trainable_rows_substitute_and_merge(wrap):
+    model = wrap("llama")
+    rows = TrainableRows(model.base, model.new_token_ids)
+    with torch.no_grad():
+        rows.input.normal_()
+    packed = pack_grid(timeline_to_grid(_timeline(), model.tok, model.layout), model.layout.output_mask)
+    b = collate([packed], model.tok.silence_id)
+    hooked = model(b["input_ids"], b["stream_ids"], b["position_ids"]).logits
+    rows.merge()
+    rows.remove()
+    merged = model(b["input_ids"], b["stream_ids"], b["position_ids"]).logits
+    torch.testing.assert_close(hooked, merged, rtol=1e-4, atol=1e-5)
+    loss = F.cross_entropy(hooked[0], b["input_ids"][0])
+    assert torch.isfinite(loss)

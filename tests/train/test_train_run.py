@@ -1,0 +1,96 @@
+"""Whole training runs on a tiny model: resume = uninterrupted, 2 processes = 1, both modes save loadable models."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from train_helpers import tiny_config, tiny_setup
+
+from multistream.model import MultiStreamModel
+from multistream.train.config import TrainConfig
+from multistream.train.loop import train
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    base, data = tiny_setup(root)
+    return root, base, data
+
+
+def _final_trainables(out_dir):
+    return load_file(os.path.join(out_dir, "checkpoint", "trainable.safetensors"))
+
+
+def test_resume_after_interruption_reproduces_the_uninterrupted_run(tiny, tmp_path):
+    root, base, data = tiny
+    full = train(tiny_config(tmp_path / "a", base, data, output_dir=str(tmp_path / "a")), progress=False)
+    cut = tiny_config(tmp_path / "b", base, data, output_dir=str(tmp_path / "b"))
+    partial = train(cut, progress=False, _stop_after=2)  # "crashes" after step 2, before saving a final model
+    assert partial.steps == 2 and not (tmp_path / "b" / "final").exists()
+    resumed = train(cut, progress=False)
+    assert resumed.steps == full.steps == 4
+    assert [h["loss"] for h in resumed.history] == pytest.approx([h["loss"] for h in full.history], rel=1e-5)
+    a, b = _final_trainables(tmp_path / "a"), _final_trainables(tmp_path / "b")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-5, atol=1e-7, msg=k)
+    assert any("token_rows" in k for k in a) and any("lora" in k for k in a) and "stream_embed.weight" in a
+
+
+def test_saved_multistream_model_loads_with_trained_rows(tiny, tmp_path):
+    root, base, data = tiny
+    result = train(tiny_config(tmp_path, base, data, output_dir=str(tmp_path / "m"), max_steps=2), progress=False)
+    loaded = MultiStreamModel.load(result.final_dir)
+    fresh = MultiStreamModel.from_base(str(base))
+    sil = loaded.tok.silence_id
+    trained_row = load_file(tmp_path / "m" / "checkpoint" / "trainable.safetensors")["token_rows.input"]
+    torch.testing.assert_close(loaded.base.get_input_embeddings().weight[sil], trained_row[0])
+    assert not torch.allclose(fresh.base.get_input_embeddings().weight[sil], trained_row[0])
+    adapter = load_file(result.final_dir / "adapter_model.safetensors")
+    assert adapter and all("lora" in k for k in adapter)  # no copies of the whole embedding matrix
+
+
+def test_single_stream_twin_run(tiny, tmp_path):
+    root, base, data = tiny
+    result = train(tiny_config(tmp_path, base, data, mode="single", output_dir=str(tmp_path / "s"), max_steps=2), progress=False)
+    assert (result.final_dir / "adapter_config.json").exists() and result.eval_loss is not None
+    assert result.history[-1]["loss"] > 0
+
+
+def test_two_processes_match_one(tiny, tmp_path):
+    root, base, data = tiny
+    cfg = tiny_config(tmp_path, base, data, max_steps=2, output_dir=str(tmp_path / "two"), eval_every=2)
+    path = tmp_path / "two.yaml"
+    cfg.save(path)
+    # accelerate's --cpu flag alone starts several processes only through MPI; --multi_gpu uses torchrun (gloo on a
+    # CPU-only machine) and ACCELERATE_USE_CPU keeps it on the CPU where there is a GPU too
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "true"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--multi_gpu", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "multistream.cli", "train", str(path), "--no-progress"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    two = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert two["processes"] == 2
+
+    one_cfg = TrainConfig(**{**cfg.to_dict(), "output_dir": str(tmp_path / "one")})
+    one = train(one_cfg, progress=False)
+    two_log = [json.loads(line) for line in (tmp_path / "two" / "log.jsonl").read_text().splitlines()]
+    assert [r["loss"] for r in two_log] == pytest.approx([h["loss"] for h in one.history], rel=1e-4)
+    assert two["eval_loss"] == pytest.approx(one.eval_loss, rel=1e-4)
+    a, b = _final_trainables(tmp_path / "one"), _final_trainables(tmp_path / "two")
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-3, atol=1e-5, msg=k)
+
+
+def test_config_checks(tmp_path):
+    with pytest.raises(ValueError, match="mode"):
+        TrainConfig(train_file="x", output_dir="y", mode="both")
+    path = tmp_path / "c.yaml"
+    path.write_text("train_file: a.jsonl\noutput_dir: out\nlearning_rate: 1\n")
+    with pytest.raises(ValueError, match="learning_rate"):
+        TrainConfig.from_yaml(path)
