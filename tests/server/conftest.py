@@ -10,9 +10,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import make_tokenizer
 from torch import nn
 
-from conftest import make_tokenizer
 from multistream.engine.aio import AsyncEngine
 from multistream.engine.core import EngineConfig, EngineCore
 from multistream.engine.tools import demo_tools
@@ -20,6 +20,7 @@ from multistream.server import ServerLimits, create_app
 from multistream.server.run import Server
 from multistream.streams import DEFAULT_LAYOUT
 from multistream.text import StreamTokenizer
+from multistream.toolcall import format_call
 
 
 class EchoModel(nn.Module):
@@ -58,7 +59,8 @@ class EchoModel(nn.Module):
         elif stream == "think" and self.think:
             seq = tok.encode_message(f"len={len(message)}")
         elif stream == "call" and "+" in tok.decode(message):
-            seq = tok.encode_message('calculator({"expression": "%s"})' % tok.decode(message).replace('"', ""))
+            expression = tok.decode(message).replace('"', "")
+            seq = tok.encode_message(format_call("calculator", {"expression": expression}))
         else:
             return None
         return seq[n] if n < len(seq) else None
@@ -132,8 +134,15 @@ class LiveServer:
         self.sock.close()
 
 
-def echo_app(repeats: int = 1, delay: float = 0.0, think: bool = False, api_key: str | None = None,
-             limits: ServerLimits | None = None, idle_rows: int | None = 8, max_sessions: int = 32):
+def echo_app(
+    repeats: int = 1,
+    delay: float = 0.0,
+    think: bool = False,
+    api_key: str | None = None,
+    limits: ServerLimits | None = None,
+    idle_rows: int | None = 8,
+    max_sessions: int = 32,
+):
     model = EchoModel(repeats, delay, think)
     core = EngineCore(model, EngineConfig(max_sessions=max_sessions, idle_rows=idle_rows))
     return create_app(AsyncEngine(core, demo_tools()), api_key=api_key, limits=limits, model_name="echo")

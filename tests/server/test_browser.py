@@ -7,8 +7,15 @@ import tempfile
 
 import pytest
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture
@@ -17,8 +24,9 @@ def browser():
 
     exe = shutil.which("chromium") or "/usr/bin/chromium"
     with tempfile.TemporaryDirectory() as profile, sync_playwright() as p:
-        ctx = p.chromium.launch_persistent_context(profile, executable_path=exe, args=CHROMIUM_ARGS, headless=True,
-                                                   viewport={"width": 1280, "height": 720})
+        ctx = p.chromium.launch_persistent_context(
+            profile, executable_path=exe, args=CHROMIUM_ARGS, headless=True, viewport={"width": 1280, "height": 720}
+        )
         try:
             yield ctx
         finally:
@@ -37,13 +45,21 @@ def test_page_fills_the_answer_lane_and_takes_input_while_it_fills(live, browser
     page.goto(server.http + "/")
     page.wait_for_selector("#input:not([disabled])", timeout=15_000)
     assert [page.locator(".lane .lane-head b").nth(i).inner_text() for i in range(6)] == [
-        "system", "user", "tool", "think", "answer", "call"]
+        "system",
+        "user",
+        "tool",
+        "think",
+        "answer",
+        "call",
+    ]
     assert "session ws-" in page.inner_text("#status")
 
     page.fill("#input", "Where is Paris?")
     page.press("#input", "Enter")
-    page.wait_for_function("document.querySelector('.lane[data-stream=answer] .lane-body').innerText"
-                           ".includes('Where is Paris?Where')", timeout=15_000)
+    page.wait_for_function(
+        "document.querySelector('.lane[data-stream=answer] .lane-body').innerText.includes('Where is Paris?Where')",
+        timeout=15_000,
+    )
     assert page.locator(".lane[data-stream=answer] .msg.open").count() == 1  # still being written
     assert page.input_value("#input") == "" and page.is_enabled("#input")
     row_before = int(page.inner_text("#row"))
@@ -51,8 +67,9 @@ def test_page_fills_the_answer_lane_and_takes_input_while_it_fills(live, browser
 
     page.fill("#input", "And Rome?")  # typed while the answer fills
     page.press("#input", "Enter")
-    page.wait_for_function("document.querySelector('.lane[data-stream=answer] .lane-body').innerText"
-                           ".includes('And Rome?And Rome?')", timeout=15_000)
+    page.wait_for_function(
+        "document.querySelector('.lane[data-stream=answer] .lane-body').innerText.includes('And Rome?And Rome?')", timeout=15_000
+    )
     assert "Where is Paris?" in lane(page, "user").inner_text() and "And Rome?" in lane(page, "user").inner_text()
     assert int(page.inner_text("#row")) > row_before
 
@@ -71,8 +88,7 @@ def test_page_shows_tool_calls_and_results(live, browser):
     page.press("#input", "Enter")
     page.wait_for_selector(".lane[data-stream=call] .event.result", timeout=15_000)
     assert page.inner_text(".lane[data-stream=call] .event.result").endswith("→ 5")
-    page.wait_for_function("document.querySelector('.lane[data-stream=tool] .lane-body').innerText.includes('5')",
-                           timeout=15_000)
+    page.wait_for_function("document.querySelector('.lane[data-stream=tool] .lane-body').innerText.includes('5')", timeout=15_000)
 
 
 def test_page_with_an_api_key(live, browser):

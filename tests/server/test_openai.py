@@ -31,10 +31,13 @@ def test_models_and_a_plain_completion(live):
     c = client(server)
     models = c.models.list()
     assert [m.id for m in models.data] == ["echo"]
-    r = c.chat.completions.create(model="echo", messages=[
-        {"role": "system", "content": "You are a helpful assistant."},
-        {"role": "user", "content": "What is the capital of France?"},
-    ])
+    r = c.chat.completions.create(
+        model="echo",
+        messages=[
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "What is the capital of France?"},
+        ],
+    )
     choice = r.choices[0]
     assert choice.message.role == "assistant" and choice.message.content == "What is the capital of France?"
     assert choice.finish_reason == "stop"
@@ -47,11 +50,16 @@ def test_models_and_a_plain_completion(live):
 def test_streamed_completion_and_earlier_turns(live):
     server = live()
     c = client(server)
-    stream = c.chat.completions.create(model="echo", stream=True, stream_options={"include_usage": True}, messages=[
-        {"role": "user", "content": "first turn"},
-        {"role": "assistant", "content": "first reply"},
-        {"role": "user", "content": "Where is the meeting?"},
-    ])
+    stream = c.chat.completions.create(
+        model="echo",
+        stream=True,
+        stream_options={"include_usage": True},
+        messages=[
+            {"role": "user", "content": "first turn"},
+            {"role": "assistant", "content": "first reply"},
+            {"role": "user", "content": "Where is the meeting?"},
+        ],
+    )
     chunks = list(stream)
     content = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
     assert content == "Where is the meeting?"
@@ -64,7 +72,9 @@ def test_streamed_completion_and_earlier_turns(live):
 def test_max_tokens_gives_length_and_a_sum_gives_tool_calls(live):
     server = live()
     c = client(server)
-    r = c.chat.completions.create(model="echo", max_tokens=3, messages=[{"role": "user", "content": "hello world, user tool think"}])
+    r = c.chat.completions.create(
+        model="echo", max_tokens=3, messages=[{"role": "user", "content": "hello world, user tool think"}]
+    )
     assert r.choices[0].finish_reason == "length"
     assert "hello world, user tool think".startswith(r.choices[0].message.content) and r.usage.completion_tokens == 3
     r = c.chat.completions.create(model="echo", messages=[{"role": "user", "content": "2+3"}])
@@ -90,7 +100,9 @@ def test_errors_in_openai_shape(live):
         c.chat.completions.create(model="echo", messages=[{"role": "user", "content": "x" * 101}])
     assert e.value.code == "input_too_long"
     with pytest.raises(openai.BadRequestError) as e:
-        c.chat.completions.create(model="echo", messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}])
+        c.chat.completions.create(
+            model="echo", messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
+        )
     assert "end with a user or tool message" in e.value.message
 
     status, body = post(server, "/v1/chat/completions", b"{broken")
@@ -100,7 +112,9 @@ def test_errors_in_openai_shape(live):
     status, body = post(server, "/v1/nothing", {})
     assert status == 404 and set(body["error"]) == {"message", "type", "param", "code"}
     # the server still answers after all that
-    assert c.chat.completions.create(model="echo", messages=[{"role": "user", "content": "ok?"}]).choices[0].message.content == "ok?"
+    assert (
+        c.chat.completions.create(model="echo", messages=[{"role": "user", "content": "ok?"}]).choices[0].message.content == "ok?"
+    )
 
 
 def test_api_key_gives_401_without_it(live):

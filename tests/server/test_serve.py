@@ -112,13 +112,22 @@ def test_serve_default_model_answers_a_websocket_question():
         c.open(prefix="You are a helpful assistant.")
         t0 = time.perf_counter()
         c.send(type="input", text="What is the capital of France?")
-        first = c.until(lambda m: m["type"] == "token" and m["stream"] == "answer" and not m["forced"], timeout=240)
+        read = c.until(lambda m: m["type"] == "message_end" and m["stream"] == "user", timeout=240)
+        # the reply: what the model samples on the answer stream after it has read the question
+        first = c.until(
+            lambda m: m["type"] == "token" and m["stream"] == "answer" and not m["forced"] and m["row"] > read["row"], timeout=240
+        )
         ttft = time.perf_counter() - t0
-        c.until(lambda m: m["type"] in ("message_end", "closed") and m.get("stream") in ("answer", None), timeout=300)
-        answer = c.text("answer")
-        print(f"default model over the WebSocket: first answer token after {ttft:.2f} s at row {first['row']}; "
-              f"answer {answer!r}")
-        assert answer.strip()
+        end = c.until(lambda m: m["type"] == "closed" or (m["type"] == "message_end" and m["stream"] == "answer"), timeout=300)
+        reply = "".join(
+            m["text"] for m in c.seen if m["type"] == "token" and m["stream"] == "answer" and m["row"] >= first["row"]
+        )
+        print(
+            f"default model over the WebSocket: question read by row {read['row']}, first answer token at row "
+            f"{first['row']} after {ttft:.2f} s; reply {reply!r}"
+        )
+        assert end["type"] == "message_end" and end["text"] and reply.startswith(first["text"])
+        assert read["text"] == "What is the capital of France?"
         c.send(type="close")
         c.until(lambda m: m["type"] == "closed", timeout=60)
     finally:

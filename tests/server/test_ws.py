@@ -254,7 +254,10 @@ def test_api_key_refuses_websockets_without_it(live):
     assert info.value.response.status_code == 401
     with pytest.raises(InvalidStatus):
         WsClient(server.ws + "?api_key=wrong")
-    for c in (WsClient(server.ws + "?api_key=sekret"), WsClient(server.ws, additional_headers={"Authorization": "Bearer sekret"})):
+    for c in (
+        WsClient(server.ws + "?api_key=sekret"),
+        WsClient(server.ws, additional_headers={"Authorization": "Bearer sekret"}),
+    ):
         assert c.open()["type"] == "opened"
         c.send(type="input", text="with key")
         assert c.until(is_end("answer"))["text"] == "with key"

@@ -62,8 +62,13 @@ def _authorized(header: str | None, query: str | None, api_key: str | None) -> b
     return given is not None and hmac.compare_digest(given.encode(), api_key.encode())
 
 
-def create_app(engine_or_model, api_key: str | None = None, limits: ServerLimits | None = None,
-               model_name: str = "multistream", tools: ToolRegistry | None = None) -> FastAPI:
+def create_app(
+    engine_or_model,
+    api_key: str | None = None,
+    limits: ServerLimits | None = None,
+    model_name: str = "multistream",
+    tools: ToolRegistry | None = None,
+) -> FastAPI:
     limits = limits or ServerLimits()
     engine = build_engine(engine_or_model, limits, tools)
     hub = Hub(engine, limits, model_name)
@@ -103,8 +108,12 @@ def create_app(engine_or_model, api_key: str | None = None, limits: ServerLimits
 
     @app.get("/health")
     async def health():
-        return {"status": "closing" if hub.closing else "ok", "model": model_name, "sessions": len(hub.sessions),
-                "max_sessions": limits.max_sessions}
+        return {
+            "status": "closing" if hub.closing else "ok",
+            "model": model_name,
+            "sessions": len(hub.sessions),
+            "max_sessions": limits.max_sessions,
+        }
 
     @app.get("/v1/models")
     async def models():

@@ -19,20 +19,29 @@ def cmd_serve(args) -> int:
     logging.basicConfig(level=getattr(logging, args.log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("multistream.server")
     limits = ServerLimits(
-        max_message_bytes=args.max_message_bytes, max_input_chars=args.max_input_chars, max_sessions=args.max_sessions,
-        max_rows=args.max_rows, idle_timeout_s=args.idle_timeout,
+        max_message_bytes=args.max_message_bytes,
+        max_input_chars=args.max_input_chars,
+        max_sessions=args.max_sessions,
+        max_rows=args.max_rows,
+        idle_timeout_s=args.idle_timeout,
     )
     t0 = time.perf_counter()
     model = load_model(args.model)
-    core = EngineCore(model, EngineConfig(max_sessions=limits.max_sessions, max_rows=limits.max_rows,
-                                          speculative=args.speculative))
+    core = EngineCore(
+        model, EngineConfig(max_sessions=limits.max_sessions, max_rows=limits.max_rows, speculative=args.speculative)
+    )
     warm_up(core)
     log.info("model %r loaded and warmed up in %.1f s", args.model, time.perf_counter() - t0)
     api_key = args.api_key or os.environ.get("MULTISTREAM_API_KEY") or None
     app = create_app(AsyncEngine(core, demo_tools()), api_key=api_key, limits=limits, model_name=args.name or args.model)
     where = f"http://{args.host}:{args.port}"
-    log.info("open %s/ in a browser; WebSocket %s/v1/sessions; OpenAI base URL %s/v1%s",
-             where, where.replace("http", "ws", 1), where, " (API key required)" if api_key else "")
+    log.info(
+        "open %s/ in a browser; WebSocket %s/v1/sessions; OpenAI base URL %s/v1%s",
+        where,
+        where.replace("http", "ws", 1),
+        where,
+        " (API key required)" if api_key else "",
+    )
     Server(app, args.host, args.port, log_level=args.log_level.lower()).run()
     return 0
 

@@ -53,14 +53,19 @@ class Hub:
         return sorted(self.engine.tools.tools)
 
     # -- sessions ------------------------------------------------------------------------
-    def open(self, kind: str, peer: str, prefix: str = "", params: dict[str, StreamParams] | None = None,
-             tools: bool = True) -> str:
+    def open(
+        self, kind: str, peer: str, prefix: str = "", params: dict[str, StreamParams] | None = None, tools: bool = True
+    ) -> str:
         if self.closing:
             raise ProtocolError("shutting_down", "the server is shutting down")
         if len(self.sessions) >= self.limits.max_sessions:
-            raise ProtocolError("too_many_sessions", f"{self.limits.max_sessions} sessions are open already (max_sessions); try later")
+            raise ProtocolError(
+                "too_many_sessions", f"{self.limits.max_sessions} sessions are open already (max_sessions); try later"
+            )
         if len(prefix) > self.limits.max_input_chars:
-            raise ProtocolError("input_too_long", f"prefix has {len(prefix)} characters; max_input_chars is {self.limits.max_input_chars}")
+            raise ProtocolError(
+                "input_too_long", f"prefix has {len(prefix)} characters; max_input_chars is {self.limits.max_input_chars}"
+            )
         sid = f"{kind}-{secrets.token_hex(8)}"
         try:
             self.engine.open(sid, prefix=prefix, params=params, tools=tools)
@@ -74,7 +79,9 @@ class Hub:
 
     def send(self, sid: str, stream: str, text: str, bulk: bool = False, end: bool = True) -> None:
         if len(text) > self.limits.max_input_chars:
-            raise ProtocolError("input_too_long", f"text has {len(text)} characters; max_input_chars is {self.limits.max_input_chars}")
+            raise ProtocolError(
+                "input_too_long", f"text has {len(text)} characters; max_input_chars is {self.limits.max_input_chars}"
+            )
         self._check_stream(stream, "input")
         try:
             self.engine.send(sid, stream, text, bulk=bulk, end=end)
@@ -137,8 +144,15 @@ class Hub:
         done = self.done.pop(sid, None)
         if done is not None:
             done.set()
-        log.info("session %s (%s, %s): %d rows in %.1f s, %s", sid, info.kind, info.peer, info.rows,
-                 time.monotonic() - info.opened, info.reason or "closed")
+        log.info(
+            "session %s (%s, %s): %d rows in %.1f s, %s",
+            sid,
+            info.kind,
+            info.peer,
+            info.rows,
+            time.monotonic() - info.opened,
+            info.reason or "closed",
+        )
 
     def idle(self, sid: str) -> bool:
         """True when the engine has paused ``sid`` (nothing queued, nothing said for its idle rows).

@@ -81,7 +81,9 @@ def _map_messages(req: ChatRequest, max_chars: int) -> tuple[str, list[tuple[str
     """(prefix, [(stream, text), ...] to send) from the chat messages."""
     for i, m in enumerate(req.messages):
         if len(m.text()) > max_chars:
-            raise ProtocolError("input_too_long", f"messages[{i}].content has {len(m.text())} characters; max_input_chars is {max_chars}")
+            raise ProtocolError(
+                "input_too_long", f"messages[{i}].content has {len(m.text())} characters; max_input_chars is {max_chars}"
+            )
     system = [m.text() for m in req.messages if m.role in ("system", "developer")]
     turns = [m for m in req.messages if m.role not in ("system", "developer")]
     last_assistant = max((i for i, m in enumerate(turns) if m.role == "assistant"), default=-1)
@@ -99,8 +101,9 @@ def _map_messages(req: ChatRequest, max_chars: int) -> tuple[str, list[tuple[str
             lines.append(f"{m.role}: {said.strip()}")
         prefix = (prefix + "\n\n" if prefix else "") + "Earlier in this conversation:\n" + "\n".join(lines)
     if len(prefix) > max_chars:
-        raise ProtocolError("input_too_long", f"system messages and earlier turns make {len(prefix)} characters; "
-                            f"max_input_chars is {max_chars}")
+        raise ProtocolError(
+            "input_too_long", f"system messages and earlier turns make {len(prefix)} characters; max_input_chars is {max_chars}"
+        )
     return prefix, [("user" if m.role == "user" else "tool", m.text()) for m in live]
 
 
@@ -154,7 +157,7 @@ class _Completion:
             while self.finish is None:
                 try:
                     ev = await asyncio.wait_for(queue.get(), self.hub.limits.completion_idle_s)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     if self.hub.idle(self.sid) or reader.done():
                         self.finish = "stop"
                     continue
@@ -194,8 +197,11 @@ class _Completion:
                 name, args = parse_call(ev.text)
             except ToolCallError:
                 return None
-            call = {"id": f"call_{secrets.token_hex(8)}", "type": "function",
-                    "function": {"name": name, "arguments": json.dumps(args, ensure_ascii=False)}}
+            call = {
+                "id": f"call_{secrets.token_hex(8)}",
+                "type": "function",
+                "function": {"name": name, "arguments": json.dumps(args, ensure_ascii=False)},
+            }
             self.tool_calls.append(call)
             if not self.content:
                 self.finish = "tool_calls"
@@ -203,12 +209,20 @@ class _Completion:
         return None
 
     def usage(self) -> dict:
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "total_tokens": self.prompt_tokens + self.completion_tokens}
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+        }
 
     def chunk(self, delta: dict, finish: str | None = None) -> str:
-        body = {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.req.model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        body = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.req.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
         return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
     async def stream(self):
@@ -217,8 +231,14 @@ class _Completion:
             yield self.chunk(delta)
         yield self.chunk({}, self.finish or "stop")
         if (self.req.stream_options or {}).get("include_usage"):
-            body = {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.req.model,
-                    "choices": [], "usage": self.usage()}
+            body = {
+                "id": self.id,
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": self.req.model,
+                "choices": [],
+                "usage": self.usage(),
+            }
             yield f"data: {json.dumps(body)}\n\n"
         yield "data: [DONE]\n\n"
 
@@ -230,20 +250,37 @@ class _Completion:
             message["reasoning_content"] = "".join(self.reasoning).strip("\n")
         if self.tool_calls:
             message["tool_calls"] = self.tool_calls
-        return {"id": self.id, "object": "chat.completion", "created": self.created, "model": self.req.model,
-                "choices": [{"index": 0, "message": message, "finish_reason": self.finish or "stop", "logprobs": None}],
-                "usage": self.usage()}
+        return {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.req.model,
+            "choices": [{"index": 0, "message": message, "finish_reason": self.finish or "stop", "logprobs": None}],
+            "usage": self.usage(),
+        }
 
 
 def models_response(hub: Hub) -> dict:
-    return {"object": "list", "data": [{"id": hub.model_name, "object": "model", "created": 0, "owned_by": "multistream",
-                                        "streams": [s.name for s in hub.layout]}]}
+    return {
+        "object": "list",
+        "data": [
+            {
+                "id": hub.model_name,
+                "object": "model",
+                "created": 0,
+                "owned_by": "multistream",
+                "streams": [s.name for s in hub.layout],
+            }
+        ],
+    }
 
 
 async def chat_completions(hub: Hub, request: Request):
     body = await request.body()
     if len(body) > hub.limits.max_message_bytes:
-        return openai_error("message_too_large", f"request body of {len(body)} bytes; max_message_bytes is {hub.limits.max_message_bytes}")
+        return openai_error(
+            "message_too_large", f"request body of {len(body)} bytes; max_message_bytes is {hub.limits.max_message_bytes}"
+        )
     try:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -255,14 +292,16 @@ async def chat_completions(hub: Hub, request: Request):
         param = ".".join(str(x) for x in err["loc"])
         return openai_error("invalid_value", f"{param}: {err['msg']}", param=param)
     if req.model != hub.model_name:
-        return openai_error("model_not_found", f"the model {req.model!r} does not exist; this server has {hub.model_name!r}",
-                            param="model")
+        return openai_error(
+            "model_not_found", f"the model {req.model!r} does not exist; this server has {hub.model_name!r}", param="model"
+        )
     peer = f"{request.client.host}:{request.client.port}" if request.client else "?"
     try:
         completion = _Completion(hub, req, peer)
     except ProtocolError as e:
         return openai_error(e.code, e.message, param="messages" if e.code == "input_too_long" else None)
     if req.stream:
-        return StreamingResponse(completion.stream(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            completion.stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        )
     return JSONResponse(await completion.whole())

@@ -36,7 +36,9 @@ class StreamSettings(_Msg):
     stop: list[str] = Field(default_factory=list, max_length=16)
 
     def to_params(self) -> StreamParams:
-        return StreamParams(SamplingParams(self.temperature, self.top_k, self.top_p, self.seed), self.max_tokens, tuple(self.stop))
+        return StreamParams(
+            SamplingParams(self.temperature, self.top_k, self.top_p, self.seed), self.max_tokens, tuple(self.stop)
+        )
 
 
 class Open(_Msg):

@@ -14,9 +14,16 @@ class Server(uvicorn.Server):
     def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info"):
         limits: ServerLimits = app.state.hub.limits
         config = uvicorn.Config(
-            app, host=host, port=port, log_level=log_level, lifespan="on", ws="websockets-sansio",
+            app,
+            host=host,
+            port=port,
+            log_level=log_level,
+            lifespan="on",
+            ws="websockets-sansio",
             ws_max_size=max(16 * 1024 * 1024, 4 * limits.max_message_bytes),  # larger frames: a clean close (1009)
-            ws_ping_interval=20.0, ws_ping_timeout=20.0, timeout_graceful_shutdown=10,
+            ws_ping_interval=20.0,
+            ws_ping_timeout=20.0,
+            timeout_graceful_shutdown=10,
         )
         super().__init__(config)
         self.app = app

@@ -115,8 +115,11 @@ class WsSession:
                 continue
             text = frame.get("text") or ""
             if len(text.encode("utf-8", "surrogatepass")) > self.limits.max_message_bytes:
-                self._error("message_too_large", f"a frame of {len(text.encode('utf-8', 'surrogatepass'))} bytes; "
-                            f"max_message_bytes is {self.limits.max_message_bytes}")
+                self._error(
+                    "message_too_large",
+                    f"a frame of {len(text.encode('utf-8', 'surrogatepass'))} bytes; "
+                    f"max_message_bytes is {self.limits.max_message_bytes}",
+                )
                 continue
             try:
                 self._handle(parse_client(text))
@@ -137,8 +140,11 @@ class WsSession:
             self.hub._check_stream(msg.stream, "input")
             pending = self.backlog.get(msg.stream, 0)
             if pending + len(msg.text) > self.limits.max_backlog_chars:
-                raise ProtocolError("backlog_full", f"{pending} characters on {msg.stream!r} are still to be read; "
-                                    f"max_backlog_chars is {self.limits.max_backlog_chars}: wait for the model to read them")
+                raise ProtocolError(
+                    "backlog_full",
+                    f"{pending} characters on {msg.stream!r} are still to be read; "
+                    f"max_backlog_chars is {self.limits.max_backlog_chars}: wait for the model to read them",
+                )
             self.hub.send(self.sid, msg.stream, msg.text, bulk=msg.bulk, end=msg.end)
             self.backlog[msg.stream] = pending + len(msg.text)
         elif isinstance(msg, Abort):
@@ -162,11 +168,15 @@ class WsSession:
             except ValueError as e:
                 raise ProtocolError("invalid_message", f"open: streams.{name}: {e}") from None
         self.sid = self.hub.open("ws", self.peer, prefix=msg.prefix, params=params, tools=msg.tools)
-        self._emit(Opened(
-            session=self.sid, model=self.hub.model_name,
-            layout=[StreamInfo(name=s.name, kind=s.kind, trust=s.trust) for s in layout],
-            tools=self.hub.tools if msg.tools else [], limits=self.limits.public(),
-        ))
+        self._emit(
+            Opened(
+                session=self.sid,
+                model=self.hub.model_name,
+                layout=[StreamInfo(name=s.name, kind=s.kind, trust=s.trust) for s in layout],
+                tools=self.hub.tools if msg.tools else [],
+                limits=self.limits.public(),
+            )
+        )
         self.pump = asyncio.create_task(self._pump(self.sid))
 
     # -- engine events --------------------------------------------------------------------
