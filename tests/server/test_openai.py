@@ -128,3 +128,23 @@ def test_api_key_gives_401_without_it(live):
     assert r.choices[0].message.content == "hi"
     with urllib.request.urlopen(server.http + "/", timeout=10) as page:  # the page itself is public; it asks for the key
         assert page.status == 200 and b"multistream" in page.read()
+
+
+def test_a_dropped_stream_frees_its_session_and_a_full_server_says_429(live):
+    from .test_ws import wait_sessions
+
+    server = live(repeats=0, delay=0.005, limits=ServerLimits(max_sessions=1))
+    c = client(server)
+    stream = c.chat.completions.create(model="echo", stream=True, messages=[{"role": "user", "content": "on and on"}])
+    pieces = []
+    for chunk in stream:
+        pieces.append(chunk.choices[0].delta.content or "")
+        if len("".join(pieces)) > 20:
+            break
+    with pytest.raises(openai.RateLimitError) as e:  # the endless answer holds the only place
+        c.chat.completions.create(model="echo", messages=[{"role": "user", "content": "me too"}])
+    assert e.value.status_code == 429 and e.value.code == "too_many_sessions"
+    stream.close()  # the client goes away in the middle of the answer
+    wait_sessions(server, 0)
+    r = c.chat.completions.create(model="echo", max_tokens=4, messages=[{"role": "user", "content": "me too"}])
+    assert r.choices[0].finish_reason == "length"
