@@ -46,6 +46,9 @@ def test_tool_calls_run_and_their_result_enters_the_tool_stream():
     result = run_session(EngineCore(model, EngineConfig()), [Input("user", "what is 6*7?")], tools=demo_tools())
     assert [e.text for e in result.events if e.type == "tool_result"] == ["42"]
     assert "".join(e.text for e in result.events if e.stream == "tool" and e.type == "token") == "42"
+    call_end = next(e.row for e in result.events if e.stream == "call" and e.type == "message_end")
+    first_tool = next(e.row for e in result.events if e.stream == "tool" and e.type == "token")
+    assert first_tool == call_end + 2  # as the training data places tool results
 
 
 def test_parse_input():

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from .core import EngineCore, EngineError
 from .session import Event, StreamParams
-from .tools import ToolRegistry
+from .tools import RESULT_DELAY_ROWS, ToolRegistry
 
 log = logging.getLogger(__name__)
 _CLOSED = object()
@@ -156,10 +156,10 @@ class AsyncEngine:
                 return  # the session closed while the tool ran
             pieces.append(piece)
             with contextlib.suppress(EngineError):
-                self.core.send(sid, self.tool_stream, piece, end=False)
+                self.core.send(sid, self.tool_stream, piece, end=False, not_before=row + RESULT_DELAY_ROWS)
             self._wake.set()
         if sid in self._queues:
             with contextlib.suppress(EngineError):
-                self.core.send(sid, self.tool_stream, "", end=True)
+                self.core.send(sid, self.tool_stream, "", end=True, not_before=row + RESULT_DELAY_ROWS)
             self._wake.set()
             self._queues[sid].put_nowait(Event(sid, "tool_result", row, self.tool_stream, text="".join(pieces)))

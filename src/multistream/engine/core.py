@@ -119,19 +119,27 @@ class EngineCore:
         if session_id not in self._live:
             raise EngineError(f"unknown session {session_id!r}")
 
-    def send(self, session_id: str, stream: str, text: str, bulk: bool = False, end: bool = True) -> None:
-        """Queue ``text`` on an input stream, then the end-of-message token (``end=False``: more text follows)."""
+    def send(
+        self, session_id: str, stream: str, text: str, bulk: bool = False, end: bool = True, not_before: int | None = None
+    ) -> None:
+        """Queue ``text`` on an input stream, then the end-of-message token (``end=False``: more text follows).
+
+        ``not_before``: the row before which it must not enter (e.g. tool results, which the
+        training data places two rows after the call's end token).
+        """
         if stream not in self.layout or self.layout[stream].kind != "input":
             raise EngineError(f"unknown input stream {stream!r}; inputs: {', '.join(s.name for s in self.layout.inputs)}")
         ids = self.tok.encode_message(text) if end else self.tok.encode_text(text)
-        self.send_tokens(session_id, stream, ids, bulk)
+        self.send_tokens(session_id, stream, ids, bulk, not_before)
 
-    def send_tokens(self, session_id: str, stream: str, ids: list[int], bulk: bool = False) -> None:
+    def send_tokens(
+        self, session_id: str, stream: str, ids: list[int], bulk: bool = False, not_before: int | None = None
+    ) -> None:
         """Queue token ids (from ``tok.encode_text``/``encode_message``) on an input stream."""
         if stream not in self.layout or self.layout[stream].kind != "input":
             raise EngineError(f"unknown input stream {stream!r}; inputs: {', '.join(s.name for s in self.layout.inputs)}")
         self._check(session_id)
-        self._commands.put(("send", session_id, self.layout.index(stream), list(ids), bulk))
+        self._commands.put(("send", session_id, self.layout.index(stream), list(ids), bulk, not_before))
 
     def abort(self, session_id: str, stream: str | None = None) -> None:
         """End one output stream's message now and keep it silent (or all outputs when ``stream`` is None)."""
@@ -166,10 +174,11 @@ class EngineCore:
             if sess is None:
                 continue  # closed meanwhile: the command has nothing to act on
             if kind == "send":
-                _, _, stream, ids, bulk = cmd
+                _, _, stream, ids, bulk, not_before = cmd
                 state = sess.inputs[stream]
-                if bulk and not state.queue:
-                    state.bulk = len(ids)
+                if not state.queue:
+                    state.bulk = len(ids) if bulk else 0
+                    state.hold_until = not_before or 0
                 state.queue.extend(ids)
                 sess.quiet_rows = 0
             elif kind == "abort":
@@ -288,7 +297,7 @@ class EngineCore:
             row = [self.silence] * c
             took = {}
             for i, state in sess.inputs.items():
-                if state.queue:
+                if state.queue and sess.row + r >= state.hold_until:
                     took[i] = row[i] = state.queue.popleft()
                     if state.bulk:
                         state.bulk -= 1

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from .core import EngineCore
 from .session import Event, StreamParams
-from .tools import ToolRegistry
+from .tools import RESULT_DELAY_ROWS, ToolRegistry
 
 
 @dataclass
@@ -137,8 +137,8 @@ def _run_tool(core: EngineCore, sid: str, tools: ToolRegistry, call_text: str, e
     async def collect() -> list[str]:
         return [piece async for piece in tools.run(call_text)]
 
-    row = core.sessions[sid].row
+    row = core.sessions[sid].row  # the row of the call's end token
     result = "".join(asyncio.run(collect()))
     events.append(Event(sid, "tool_call", row, "call", text=call_text))
     events.append(Event(sid, "tool_result", row, "tool", text=result))
-    core.send(sid, "tool", result)
+    core.send(sid, "tool", result, not_before=row + RESULT_DELAY_ROWS)

@@ -57,6 +57,8 @@ class InputState:
     queue: deque = field(default_factory=deque)
     bulk: int = 0
     """How many of the queued tokens are to be read in bulk (outputs silent meanwhile)."""
+    hold_until: int = 0
+    """The queue's first token enters no earlier than this row."""
     message: list[int] = field(default_factory=list)
 
 

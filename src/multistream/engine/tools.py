@@ -20,6 +20,10 @@ from dataclasses import dataclass
 
 from ..toolcall import ToolCallError, parse_call
 
+# A result enters the tool stream no earlier than this many rows after the row of the call's end token,
+# as in the training data (an input reacting to an output starts one row after the row that follows it).
+RESULT_DELAY_ROWS = 2
+
 
 @dataclass
 class Tool:
