@@ -262,3 +262,12 @@ def test_api_key_refuses_websockets_without_it(live):
         c.send(type="input", text="with key")
         assert c.until(is_end("answer"))["text"] == "with key"
         c.close()
+
+
+def test_websockets_from_another_web_origin_are_refused(live):
+    server = live()
+    with pytest.raises(InvalidStatus) as info:
+        WsClient(server.ws, origin="http://evil.example")
+    assert info.value.response.status_code == 403
+    own = WsClient(server.ws, origin=f"http://127.0.0.1:{server.port}")  # the server's own page
+    assert own.open()["type"] == "opened"

@@ -13,6 +13,7 @@ import contextlib
 import hmac
 import logging
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import FileResponse, JSONResponse
@@ -62,13 +63,29 @@ def _authorized(header: str | None, query: str | None, api_key: str | None) -> b
     return given is not None and hmac.compare_digest(given.encode(), api_key.encode())
 
 
+def _same_origin(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
+    """Browsers send ``Origin`` on WebSockets, which CORS does not guard: accept only this server's own page.
+
+    Clients that are not browsers send no ``Origin`` and are accepted (the API key guards them).
+    """
+    if not origin or "*" in allowed or origin in allowed:
+        return True
+    return urlsplit(origin).netloc.lower() == (host or "").lower()
+
+
 def create_app(
     engine_or_model,
     api_key: str | None = None,
     limits: ServerLimits | None = None,
     model_name: str = "multistream",
     tools: ToolRegistry | None = None,
+    allowed_origins: tuple[str, ...] = (),
 ) -> FastAPI:
+    """The app around an :class:`AsyncEngine`, an :class:`EngineCore` or a model.
+
+    ``allowed_origins``: web origins besides the server's own whose pages may open
+    WebSocket sessions (``"*"``: any).
+    """
     limits = limits or ServerLimits()
     engine = build_engine(engine_or_model, limits, tools)
     hub = Hub(engine, limits, model_name)
@@ -128,6 +145,12 @@ def create_app(
         if not _authorized(ws.headers.get("authorization"), ws.query_params.get("api_key"), api_key):
             with contextlib.suppress(RuntimeError):  # servers without the denial-response extension: a plain refusal
                 await ws.send_denial_response(openai_error("invalid_api_key", "missing or wrong API key"))
+                return
+            await ws.close(code=1008)
+            return
+        if not _same_origin(ws.headers.get("origin"), ws.headers.get("host"), tuple(allowed_origins)):
+            with contextlib.suppress(RuntimeError):
+                await ws.send_denial_response(openai_error("forbidden_origin", "WebSocket from another origin", status=403))
                 return
             await ws.close(code=1008)
             return

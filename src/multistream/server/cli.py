@@ -33,7 +33,13 @@ def cmd_serve(args) -> int:
     warm_up(core)
     log.info("model %r loaded and warmed up in %.1f s", args.model, time.perf_counter() - t0)
     api_key = args.api_key or os.environ.get("MULTISTREAM_API_KEY") or None
-    app = create_app(AsyncEngine(core, demo_tools()), api_key=api_key, limits=limits, model_name=args.name or args.model)
+    app = create_app(
+        AsyncEngine(core, demo_tools()),
+        api_key=api_key,
+        limits=limits,
+        model_name=args.name or args.model,
+        allowed_origins=tuple(args.allow_origin),
+    )
     where = f"http://{args.host}:{args.port}"
     log.info(
         "open %s/ in a browser; WebSocket %s/v1/sessions; OpenAI base URL %s/v1%s",
@@ -53,6 +59,13 @@ def register(sub) -> None:
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (or MULTISTREAM_API_KEY)")
+    s.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a web origin (https://host:port) whose pages may open WebSocket sessions besides the server's own; '*': any",
+    )
     s.add_argument("--max-sessions", type=int, default=32, help="sessions open at once")
     s.add_argument("--max-rows", type=int, default=4096, help="rows per session")
     s.add_argument("--max-input-chars", type=int, default=16_000, help="text per input message")

@@ -137,6 +137,9 @@ class _Completion:
         except ProtocolError:
             hub.drop(self.sid)
             raise
+        self.started = False
+        # a streamed response whose client left before the first byte never runs ``deltas``: free its session
+        asyncio.get_running_loop().call_later(30.0, self._abandoned)
         self.content: list[str] = []
         self.reasoning: list[str] = []
         self.tool_calls: list[dict] = []
@@ -144,8 +147,13 @@ class _Completion:
         self.answer_tokens = 0
         self.finish: str | None = None
 
+    def _abandoned(self) -> None:
+        if not self.started:
+            self.hub.drop(self.sid)
+
     async def deltas(self):
         """Yields delta dicts as the model writes; sets ``self.finish`` at the end."""
+        self.started = True
         queue: asyncio.Queue = asyncio.Queue()
 
         async def read():
