@@ -1,0 +1,12 @@
+"""Evaluations: the multi-stream model against its single-stream twin on the same cases.
+
+- :mod:`.prompts`: accuracy on questions with known answers;
+- :mod:`.injection`: attack success rate of instructions injected into untrusted data, and
+  how often the ``think`` stream flags them;
+- :mod:`.interrupts`: corrections that arrive while the answer is being written;
+- :mod:`.latency`: the engine's latency benchmark on the accuracy cases;
+- :mod:`.plots` and :mod:`.report`: figures and the full report.
+
+Case files are JSONL (:mod:`.cases`); built-in suites ship in ``suites/``. Scoring is in
+:mod:`.scoring`, as pure functions.
+"""

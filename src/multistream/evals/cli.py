@@ -1,0 +1,207 @@
+"""``multistream eval``, ``multistream plot`` and ``multistream report``: thin layers over the evaluation functions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _contenders(args):
+    from .common import load_contenders
+
+    return load_contenders(args.model, args.single, args.dtype, args.max_tokens)
+
+
+def _cases(args, kind: str):
+    from .cases import load_cases
+
+    cases, errors = load_cases(args.cases, kind, args.limit)
+    for e in errors:
+        print(f"skipped: {e}", file=sys.stderr)
+    return cases, errors
+
+
+def _fmt(v) -> str:
+    return "n/a" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def _table(rows: list[tuple[str, object, object, object]]) -> str:
+    out = [f"{'':34} {'multi':>10} {'single':>10} {'ratio':>10}"]
+    out += [f"{name:34} {_fmt(m):>10} {_fmt(s):>10} {_fmt(r):>10}" for name, m, s, r in rows]
+    return "\n".join(out)
+
+
+def _emit(args, result: dict, rows, errors: list[str], extra: str = "") -> int:
+    if args.json:
+        if errors:
+            result = {**result, "skipped": errors}
+        print(json.dumps(result if args.details else {k: v for k, v in result.items() if k != "cases"},
+                         indent=2, ensure_ascii=False, default=str))
+    else:
+        print(_table(rows))
+        if extra:
+            print(extra)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    kind = args.what
+    cases, errors = _cases(args, "prompts" if kind == "latency" else kind)
+    c = _contenders(args)
+    progress = not args.no_progress
+    if kind == "prompts":
+        from .prompts import eval_prompts
+
+        r = eval_prompts(c, cases, progress)
+        rows = [("accuracy", r["multi"]["accuracy"], r["single"]["accuracy"], r["accuracy_ratio"]),
+                ("n", r["multi"]["n"], r["single"]["n"], None),
+                ("median time to first token (s)", r["multi"]["ttft_median"], r["single"]["ttft_median"], None),
+                ("median end-to-end (s)", r["multi"]["e2e_median"], r["single"]["e2e_median"], None)]
+        return _emit(args, r, rows, errors)
+    if kind == "injection":
+        from .injection import eval_injection
+
+        r = eval_injection(c, cases, progress)
+        rows = [("attack success rate", r["multi"]["asr"], r["single"]["asr"], r["asr_ratio"]),
+                ("utility under attack", r["multi"]["utility"], r["single"]["utility"], None),
+                ("think flags the injection", r["monitor"]["flag_rate"], r["monitor"]["single_flag_rate"], None),
+                ("n", r["multi"]["n"], r["single"]["n"], None)]
+        return _emit(args, r, rows, errors)
+    if kind == "interrupts":
+        from .interrupts import eval_interrupts
+
+        r = eval_interrupts(c, cases, progress)
+        rows = [("interrupt success", r["multi"]["success"], r["single"]["success"], r["success_ratio"]),
+                ("median interrupt to answer (s)", r["multi"]["latency_median"], r["single"]["latency_median"],
+                 r["latency_ratio"]),
+                ("n", r["multi"]["n"], r["single"]["n"], None)]
+        return _emit(args, r, rows, errors)
+    from .latency import eval_latency
+
+    r = eval_latency(c, cases, args.rate, progress)
+    rows = []
+    for mode, d in r["modes"].items():
+        rows += [(f"ttft median s ({mode})", d["multi_ttft"], d["single_ttft"], d["ttft_ratio"]),
+                 (f"e2e median s ({mode})", d["multi_e2e"], d["single_e2e"], d["e2e_ratio"]),
+                 (f"accuracy ({mode})", d["accuracy"]["multi"], d["accuracy"]["single"], d["accuracy"]["ratio"])]
+    if args.json and not args.details:
+        r = {**r, "modes": {m: {k: v for k, v in d.items() if k != "cases"} for m, d in r["modes"].items()}}
+    return _emit(args, r, rows, errors)
+
+
+def cmd_plot(args) -> int:
+    from .plots import plot_latency, plot_timeline
+
+    if args.what == "timeline":
+        from ..streams import DEFAULT_LAYOUT
+
+        if args.from_file:
+            data = json.loads(open(args.from_file, encoding="utf-8").read())
+            events = data["events"]
+            streams = [(s.name, s.kind) for s in DEFAULT_LAYOUT]
+        else:
+            if not args.input:
+                print("multistream plot timeline: give --from FILE or at least one --input", file=sys.stderr)
+                return 2
+            from ..engine.core import EngineConfig, EngineCore
+            from ..engine.runner import run_session
+            from ..engine.session import StreamParams
+            from ..engine.tools import demo_tools
+            from ..zoo import load_model
+
+            model = load_model(args.model)
+            core = EngineCore(model, EngineConfig(speculative=16, max_rows=args.max_rows + 1))
+            params = {s.name: StreamParams(max_tokens=args.max_tokens) for s in model.layout.outputs}
+            result = run_session(core, args.input, prefix=args.prefix, params=params, max_rows=args.max_rows,
+                                 tools=demo_tools())
+            events, streams = result.events, [(s.name, s.kind) for s in model.layout]
+        path = plot_timeline(events, streams, args.out, args.title or "")
+    else:
+        if args.from_file:
+            result = json.loads(open(args.from_file, encoding="utf-8").read())
+            result = result.get("latency", result)  # a report.json or an `eval latency --json --details` output
+        else:
+            cases, _ = _cases(args, "prompts")
+            from .latency import eval_latency
+
+            result = eval_latency(_contenders(args), cases, args.rate, not args.no_progress)
+        if "cases" not in next(iter(result["modes"].values())):
+            print("multistream plot latency: the file has no per-case numbers (use `eval latency --json --details`)",
+                  file=sys.stderr)
+            return 2
+        path = plot_latency(result, args.out, args.mode)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report import build_report
+
+    report = build_report(_contenders(args), args.out, args.limit, args.rate,
+                          {"prompts": args.prompts, "injection": args.injection, "interrupts": args.interrupts},
+                          show_progress=not args.no_progress)
+    for w in report["warnings"]:
+        print(f"skipped: {w}", file=sys.stderr)
+    print(f"wrote {args.out}/report.md, report.json and {len(report['figures'])} figure(s)")
+    print(json.dumps(report["summary"], indent=2))
+    return 0
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="default", help="multi-stream model: 'default', 'base[:REF]' or a saved folder")
+    p.add_argument("--single", default="default-single", help="single-stream twin: default-single, base[:REF] or a folder")
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    p.add_argument("--max-tokens", type=int, default=48, help="token budget per output stream and per reply")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def register(sub) -> None:
+    e = sub.add_parser("eval", help="evaluate the multi-stream model against its single-stream twin")
+    esub = e.add_subparsers(dest="what", required=True)
+    helps = {"prompts": "accuracy on questions with known answers", "injection": "prompt injection in untrusted data",
+             "interrupts": "corrections arriving while the answer is written", "latency": "latency on the accuracy cases"}
+    for what, text in helps.items():
+        p = esub.add_parser(what, help=text)
+        p.add_argument("--cases", help="JSONL case file (default: the built-in suite)")
+        p.add_argument("--limit", type=int, help="use the first N cases")
+        p.add_argument("--json", action="store_true")
+        p.add_argument("--details", action="store_true", help="with --json: per-case records too")
+        if what == "latency":
+            p.add_argument("--rate", type=float, default=10.0, help="input arrival rate in tokens/s")
+        _model_args(p)
+        p.set_defaults(func=cmd_eval)
+
+    pl = sub.add_parser("plot", help="figures: a session's timeline, latency per case")
+    psub = pl.add_subparsers(dest="what", required=True)
+    t = psub.add_parser("timeline", help="one session as a rows x streams chart (PNG/SVG by the --out suffix)")
+    t.add_argument("--from", dest="from_file", help="a `multistream generate --json` output (default: run a session)")
+    from ..engine.cli import parse_input
+
+    t.add_argument("--input", action="append", type=parse_input, metavar="STREAM=TEXT[@ROW]", help="as for `generate`")
+    t.add_argument("--prefix", default="You are a helpful assistant.")
+    t.add_argument("--model", default="default")
+    t.add_argument("--max-rows", type=int, default=160)
+    t.add_argument("--max-tokens", type=int, default=64)
+    t.add_argument("--title")
+    t.add_argument("--out", default="timeline.png")
+    t.set_defaults(func=cmd_plot)
+    la = psub.add_parser("latency", help="multi vs single latency per case (PNG/SVG by the --out suffix)")
+    la.add_argument("--from", dest="from_file", help="report.json or `eval latency --json --details` output (default: run it)")
+    la.add_argument("--cases")
+    la.add_argument("--limit", type=int)
+    la.add_argument("--rate", type=float, default=10.0)
+    la.add_argument("--mode", help="all_at_once or rate_R (default: the first)")
+    la.add_argument("--out", default="latency.png")
+    _model_args(la)
+    la.set_defaults(func=cmd_plot)
+
+    r = sub.add_parser("report", help="run every evaluation; write report.md, report.json and figures")
+    r.add_argument("--out", default="report", help="output folder")
+    r.add_argument("--limit", type=int, help="cases per suite (default: all)")
+    r.add_argument("--rate", type=float, default=10.0, help="input arrival rate in tokens/s for the latency run")
+    r.add_argument("--prompts", help="accuracy case file (default: built-in)")
+    r.add_argument("--injection", help="injection case file (default: built-in)")
+    r.add_argument("--interrupts", help="interrupt case file (default: built-in)")
+    _model_args(r)
+    r.set_defaults(func=cmd_report)

@@ -1,0 +1,127 @@
+"""What every evaluation shares: the two contenders, progress bars, message helpers.
+
+The contenders are the multi-stream model, run through the engine with
+:func:`multistream.engine.runner.run_session`, and its single-stream twin, run with
+:class:`multistream.engine.baseline.SingleStreamBaseline`. Both decode greedily with the
+same token budget, so one run of an evaluation is reproducible.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+
+from ..engine.baseline import SingleStreamBaseline
+from ..engine.core import EngineConfig, EngineCore
+from ..engine.runner import RunResult
+from ..engine.session import Event, StreamParams
+
+
+@dataclass
+class Contenders:
+    multi: object
+    """The multi-stream model (``MultiStreamModel`` or anything the engine can drive)."""
+    single: tuple | None
+    """The single-stream baseline ``(model, tokenizer)``."""
+    max_tokens: int = 48
+    """Token budget per output stream (multi) and of a reply (single)."""
+    max_rows: int = 192
+    """Rows per multi-stream session."""
+    speculative: int = 16
+    model_name: str = "default"
+    single_name: str = "default-single"
+
+    def core(self, **config) -> EngineCore:
+        return EngineCore(self.multi, EngineConfig(speculative=self.speculative, **config))
+
+    def params(self) -> dict[str, StreamParams]:
+        return {s.name: StreamParams(max_tokens=self.max_tokens) for s in self.multi.layout.outputs}
+
+    def baseline(self) -> SingleStreamBaseline:
+        if self.single is None:
+            raise ValueError("no single-stream baseline loaded")
+        return SingleStreamBaseline(*self.single, max_new_tokens=self.max_tokens)
+
+    @property
+    def single_tokenizer(self):
+        return self.single[1]
+
+
+def load_contenders(model: str = "default", single: str = "default-single", dtype: str = "float32",
+                    max_tokens: int = 48) -> Contenders:
+    import torch
+
+    from ..zoo import load_model, load_single
+
+    t = getattr(torch, dtype)
+    return Contenders(load_model(model, dtype=t), load_single(single, dtype=t), max_tokens=max_tokens,
+                      model_name=model, single_name=single)
+
+
+def progress(items, desc: str, enabled: bool = True):
+    """A progress bar on stderr (plain iteration when disabled)."""
+    if not enabled:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True)
+
+
+def message_spans(result: RunResult, stream: str) -> list[tuple[str, int, int]]:
+    """``(text, first row, last row)`` of each message an output stream wrote, in order.
+
+    The last row is the row of its end token, or of its last token when it never ended.
+    """
+    out, current, first, last = [], "", None, None
+    for e in result.events:
+        if e.stream != stream or e.type not in ("token", "message_end"):
+            continue
+        first = e.row if first is None else first
+        last = e.row
+        if e.type == "token":
+            current += e.text
+        else:
+            out.append((e.text, first, last))
+            current, first = "", None
+    if first is not None and current.strip():
+        out.append((current, first, last))
+    return out
+
+
+def messages(result: RunResult, stream: str) -> list[str]:
+    """The messages an output stream wrote, in order (an unfinished last message included)."""
+    return [text for text, _, _ in message_spans(result, stream)]
+
+
+def single_system(system: str) -> list[dict]:
+    return [{"role": "system", "content": system}] if system else []
+
+
+class StepClock:
+    """Wraps an engine core for ``run_session``: notes when each row was produced and lets a hook react.
+
+    ``row_time[r]`` is the time (``perf_counter``) at the end of the step that produced
+    row ``r``'s events and ``row_start[r]`` the time that step began. ``after_step(clock,
+    events)`` runs after every step, before the runner decides which inputs to send next.
+    """
+
+    def __init__(self, core: EngineCore, after_step=None):
+        self.core = core
+        self.after_step = after_step
+        self.row_time: dict[int, float] = {}
+        self.row_start: dict[int, float] = {}
+
+    def __getattr__(self, name):
+        return getattr(self.core, name)
+
+    def step(self) -> list[Event]:
+        t0 = time.perf_counter()
+        events = self.core.step()
+        t1 = time.perf_counter()
+        for e in events:
+            self.row_time.setdefault(e.row, t1)
+            self.row_start.setdefault(e.row, t0)
+        if self.after_step is not None:
+            self.after_step(self, events)
+        return events

@@ -1,0 +1,221 @@
+"""``multistream report``: every evaluation on one pair of models, written as report.md, report.json and figures.
+
+The suites are the built-in ones (or the files given), each cut to ``limit`` cases.
+Everything runs once, in one process on one machine, so the ratios compare like with like.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+from .cases import load_cases
+from .common import Contenders
+from .injection import eval_injection, multi_placement
+from .interrupts import eval_interrupts
+from .interrupts import run_multi as run_interrupt
+from .latency import eval_latency
+from .plots import plot_bars, plot_latency, plot_timeline
+from .prompts import eval_prompts
+
+STAGES = ("prompts", "injection", "interrupts", "latency", "figures")
+
+
+def summary(results: dict) -> dict:
+    p, i, t, lat = (results.get(k) for k in ("prompts", "injection", "interrupts", "latency"))
+    out: dict = {}
+    if p:
+        out["accuracy"] = {"multi": p["multi"]["accuracy"], "single": p["single"]["accuracy"], "ratio": p["accuracy_ratio"],
+                           "n": p["multi"]["n"]}
+    if i:
+        out["asr"] = {"multi": i["multi"]["asr"], "single": i["single"]["asr"], "ratio": i["asr_ratio"], "n": i["multi"]["n"]}
+        out["utility_under_attack"] = {"multi": i["multi"]["utility"], "single": i["single"]["utility"]}
+        out["monitor"] = i["monitor"]
+    if t:
+        out["interrupts"] = {"multi": t["multi"]["success"], "single": t["single"]["success"], "ratio": t["success_ratio"],
+                             "latency_ratio": t["latency_ratio"], "n": t["multi"]["n"]}
+    if lat:
+        out["latency"] = {mode: {"ttft_ratio": d["ttft_ratio"], "e2e_ratio": d["e2e_ratio"], "accuracy": d["accuracy"]}
+                          for mode, d in lat["modes"].items()}
+    return out
+
+
+def build_report(c: Contenders, out_dir: str | Path, limit: int | None = None, rate: float = 10.0,
+                 case_files: dict[str, str | None] | None = None, show_progress: bool = True) -> dict:
+    """Run the suite, write ``report.md``, ``report.json`` and PNG figures into ``out_dir``; returns the numbers."""
+    from tqdm import tqdm
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = case_files or {}
+    cases, warnings = {}, []
+    for kind in ("prompts", "injection", "interrupts"):
+        cases[kind], errs = load_cases(files.get(kind), kind, limit)
+        warnings += errs
+    results: dict = {}
+    figures: dict[str, str] = {}
+    bar = tqdm(STAGES, desc="report", file=sys.stderr, disable=not show_progress, dynamic_ncols=True)
+    for stage in bar:
+        bar.set_postfix_str(stage)
+        if stage == "prompts":
+            results["prompts"] = eval_prompts(c, cases["prompts"], show_progress)
+        elif stage == "injection":
+            results["injection"] = eval_injection(c, cases["injection"], show_progress)
+        elif stage == "interrupts":
+            results["interrupts"] = eval_interrupts(c, cases["interrupts"], show_progress)
+        elif stage == "latency":
+            results["latency"] = eval_latency(c, cases["prompts"], rate, show_progress)
+        else:
+            figures = _figures(c, results, cases, out)
+    summ = summary(results)
+    import torch
+
+    meta = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), "model": c.model_name,
+            "single": c.single_name, "machine": platform.machine(), "processor": platform.processor() or None,
+            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "limit": limit, "rate": rate,
+            "max_tokens": c.max_tokens, "device": str(getattr(c.multi, "device", "cpu"))}
+    report = {"meta": meta, "summary": summ, "figures": figures, "warnings": warnings, **results}
+    (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str))
+    (out / "report.md").write_text(render_markdown(report))
+    return report
+
+
+def _streams(c: Contenders) -> list[tuple[str, str]]:
+    return [(s.name, s.kind) for s in c.multi.layout]
+
+
+def _figures(c: Contenders, results: dict, cases: dict, out: Path) -> dict[str, str]:
+    from ..engine.runner import run_session
+
+    figs: dict[str, str] = {}
+    s = summary(results)
+    groups = {
+        "accuracy": {"multi": s["accuracy"]["multi"], "single": s["accuracy"]["single"]},
+        "attack success": {"multi": s["asr"]["multi"], "single": s["asr"]["single"]},
+        "utility under attack": {"multi": s["utility_under_attack"]["multi"], "single": s["utility_under_attack"]["single"]},
+        "interrupt success": {"multi": s["interrupts"]["multi"], "single": s["interrupts"]["single"]},
+        "think flags injection": {"multi": s["monitor"]["flag_rate"]},
+    }
+    figs["summary"] = plot_bars(groups, out / "summary.png", "multi-stream vs single-stream (same base, same data)").name
+    by_style = results["injection"]["by"]["style"]
+    if by_style:
+        sg = {k: {"multi": v["multi_asr"], "single": v["single_asr"]} for k, v in by_style.items()}
+        figs["asr_by_style"] = plot_bars(sg, out / "asr_by_style.png", "attack success rate by style", "ASR").name
+    lat = results["latency"]
+    for mode in lat["modes"]:
+        figs[f"latency_{mode}"] = plot_latency(lat, out / f"latency_{mode}.png", mode).name
+    lg = {mode: {"multi": d["multi_ttft"], "single": d["single_ttft"]} for mode, d in lat["modes"].items()}
+    lg |= {f"e2e {m}": {"multi": d["multi_e2e"], "single": d["single_e2e"]} for m, d in lat["modes"].items()}
+    figs["latency_medians"] = plot_bars({(k if k.startswith("e2e") else f"ttft {k}"): v for k, v in lg.items()},
+                                        out / "latency_medians.png", "median latency", "seconds").name
+    # one session of each kind, drawn row by row
+    inj = cases["injection"][0]
+    prefix, inputs = multi_placement(inj, c.multi.layout)
+    r = run_session(c.core(), inputs, prefix=prefix, params=c.params(), max_rows=c.max_rows)
+    figs["timeline_injection"] = plot_timeline(r.events, _streams(c), out / "timeline_injection.png",
+                                               f"injection case {inj.id}").name
+    it = cases["interrupts"][0]
+    m = run_interrupt(c, c.core(idle_rows=None, max_rows=c.max_rows + 1), it)
+    figs["timeline_interrupt"] = plot_timeline(m["result"].events, _streams(c), out / "timeline_interrupt.png",
+                                               f"interrupt case {it.id}: interrupt at row {m['interrupt_row']} "
+                                               f"(answer started at row {m['answer_row']})").name
+    return figs
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    return str(v)
+
+
+def _short(text: str, n: int = 70) -> str:
+    text = " ".join(str(text).split()).replace("|", "\\|")
+    return text if len(text) <= n else text[: n - 1] + "\u2026"
+
+
+def render_markdown(report: dict) -> str:
+    m, s, figs = report["meta"], report["summary"], report["figures"]
+    lines = [
+        "# multistream evaluation report", "",
+        f"Multi-stream model `{m['model']}` against its single-stream twin `{m['single']}` on the same cases, "
+        f"one run on one machine ({m['machine']}, {m['cpus']} CPUs, {m['torch_threads']} torch threads, device "
+        f"{m['device']}), {m['date']}. Greedy decoding, budget {m['max_tokens']} tokens per stream."
+        + (f" Suites cut to {m['limit']} case(s) each." if m["limit"] else ""), "",
+        "## Summary", "", "| measure | multi-stream | single-stream | ratio (multi/single) | n |", "|---|---|---|---|---|",
+    ]
+    if "accuracy" in s:
+        a = s["accuracy"]
+        lines.append(f"| accuracy (prompts) | {_fmt(a['multi'])} | {_fmt(a['single'])} | {_fmt(a['ratio'])} | {a['n']} |")
+    if "asr" in s:
+        a, u = s["asr"], s["utility_under_attack"]
+        lines.append(f"| attack success rate (lower is better) | {_fmt(a['multi'])} | {_fmt(a['single'])} | {_fmt(a['ratio'])} "
+                     f"| {a['n']} |")
+        lines.append(f"| utility under attack | {_fmt(u['multi'])} | {_fmt(u['single'])} | | |")
+        lines.append(f"| monitor: `think` flags the injection | {_fmt(s['monitor']['flag_rate'])} | "
+                     f"{_fmt(s['monitor']['single_flag_rate'])} (inline `<think>`) | | |")
+        lines.append(f"| monitor: successful attacks flagged | {_fmt(s['monitor']['caught'])} | | | |")
+    if "interrupts" in s:
+        a = s["interrupts"]
+        lines.append(f"| interrupt success | {_fmt(a['multi'])} | {_fmt(a['single'])} | {_fmt(a['ratio'])} | {a['n']} |")
+        t = report["interrupts"]
+        lines.append(f"| interrupt to final answer, median s | {_fmt(t['multi']['latency_median'])} | "
+                     f"{_fmt(t['single']['latency_median'])} | {_fmt(a['latency_ratio'])} | |")
+    if "latency" in s:
+        for mode, d in report["latency"]["modes"].items():
+            lines.append(f"| TTFT median s ({mode.replace('_', ' ')}) | {_fmt(d['multi_ttft'])} | {_fmt(d['single_ttft'])} | "
+                         f"{_fmt(d['ttft_ratio'])} | {d['answered']} answered |")
+            lines.append(f"| end-to-end median s ({mode.replace('_', ' ')}) | {_fmt(d['multi_e2e'])} | {_fmt(d['single_e2e'])} "
+                         f"| {_fmt(d['e2e_ratio'])} | |")
+            lines.append(f"| accuracy in the latency run ({mode.replace('_', ' ')}) | {_fmt(d['accuracy']['multi'])} | "
+                         f"{_fmt(d['accuracy']['single'])} | {_fmt(d['accuracy']['ratio'])} | |")
+    lines += [""]
+    for key, caption in (("summary", "Rates, multi vs single"), ("asr_by_style", "Attack success by style"),
+                         ("latency_medians", "Median latency"), ("latency_all_at_once", "Latency per case, input all at once"),
+                         ("timeline_injection", "One injection session, row by row"),
+                         ("timeline_interrupt", "One interrupt session, row by row")):
+        if key in figs:
+            lines += [f"### {caption}", "", f"![{caption}]({figs[key]})", ""]
+    for key in figs:
+        if key.startswith("latency_rate"):
+            lines += ["### Latency per case, input at a rate", "", f"![latency at a rate]({figs[key]})", ""]
+    if "injection" in report:
+        inj = report["injection"]
+        lines += ["## Prompt injection by style and position", "", "| group | n | multi ASR | single ASR | think flags |",
+                  "|---|---|---|---|---|"]
+        for key in ("style", "position"):
+            for g, d in inj["by"][key].items():
+                lines.append(f"| {key}: {g} | {d['n']} | {_fmt(d['multi_asr'])} | {_fmt(d['single_asr'])} | "
+                             f"{_fmt(d['flag_rate'])} |")
+        lines += ["", "| case | multi answer | multi think | single answer |", "|---|---|---|---|"]
+        for r in inj["cases"][:12]:
+            lines.append(f"| {r['id']} | {_short(r['multi']['answer'], 40)}{' **(attacked)**' if r['multi']['attacked'] else ''}"
+                         f" | {_short(r['multi']['think'], 50)} | {_short(r['single']['answer'], 40)}"
+                         f"{' **(attacked)**' if r['single']['attacked'] else ''} |")
+        lines.append("")
+    if "interrupts" in report:
+        lines += ["## Interrupts", "", "| case | answer row / interrupt row | multi final | ok | single final | ok |",
+                  "|---|---|---|---|---|---|"]
+        for r in report["interrupts"]["cases"][:12]:
+            mm, ss = r["multi"], r["single"]
+            lines.append(f"| {r['id']} | {mm['answer_row']} / {mm['interrupt_row']} | {_short(mm['final'], 40)} | "
+                         f"{'yes' if mm['success'] else 'no'} | {_short(ss['final'], 40)} | {'yes' if ss['success'] else 'no'} |")
+        lines.append("")
+    if "prompts" in report:
+        lines += ["## Accuracy cases", "", "| case | expected | multi answer | single answer |", "|---|---|---|---|"]
+        for r in report["prompts"]["cases"][:12]:
+            lines.append(f"| {r['id']} | {_short(r['expected'], 20)} | {_short(r['multi']['answer'], 40)} "
+                         f"({'ok' if r['multi']['correct'] else 'wrong'}) | {_short(r['single']['answer'], 40)} "
+                         f"({'ok' if r['single']['correct'] else 'wrong'}) |")
+        lines.append("")
+    if report.get("warnings"):
+        lines += ["## Skipped case lines", ""] + [f"- {w}" for w in report["warnings"]] + [""]
+    lines += ["Definitions: `multistream.evals.scoring` (answers match as whole words, case- and punctuation-insensitive; "
+              "an attack succeeds when its marker occurs in the answer; an interrupt succeeds when the final answer "
+              "has the corrected answer and not the stale one). Numbers: report.json.", ""]
+    return "\n".join(lines)
