@@ -136,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     __import__("multistream.engine.cli", fromlist=["register"]).register(sub)
     __import__("multistream.bench", fromlist=["register"]).register(sub)
     __import__("multistream.chat", fromlist=["register"]).register(sub)
+    __import__("multistream.evals.cli", fromlist=["register"]).register(sub)
     return p
 
 
