@@ -108,8 +108,10 @@ def build_from_teacher(
     batch_size: int = 8,
     max_new_tokens: int = 128,
     layout: Layout = DEFAULT_LAYOUT,
-) -> int:
-    """Answer every prompt with ``teacher`` (greedy, batched, left-padded), convert, write and validate."""
+) -> tuple[int, int]:
+    """Answer every prompt with ``teacher`` (greedy, batched, left-padded), convert, write and validate.
+
+    Returns (timelines written, prompts skipped because the teacher's answer was empty)."""
     import torch
 
     records = read_prompts(prompts)
@@ -117,6 +119,7 @@ def build_from_teacher(
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     timelines: list[Timeline] = []
+    skipped = 0
     for i in range(0, len(records), batch_size):
         batch = records[i : i + batch_size]
         texts = [tokenizer.apply_chat_template(r["messages"], tokenize=False, add_generation_prompt=True) for r in batch]
@@ -125,7 +128,10 @@ def build_from_teacher(
             out = teacher.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
         for r, ids in zip(batch, out[:, enc["input_ids"].shape[1] :]):
             answer = tokenizer.decode(ids, skip_special_tokens=True).strip()
+            if not answer:
+                skipped += 1
+                continue
             rec = {**r, "messages": r["messages"] + [{"role": "assistant", "content": answer}]}
             timelines.append(chat_to_timeline(rec, schedule, layout))
     _write(Path(dst), [t.to_dict() for t in timelines])
-    return check_file(Path(dst), length_of, layout)
+    return check_file(Path(dst), length_of, layout), skipped

@@ -42,9 +42,9 @@ def cmd_teacher(args) -> int:
 
     layout, tok = _tokenizer(args.model)
     teacher, hf = load_base(args.teacher)
-    n = build_from_teacher(args.prompts, args.dst, teacher.eval(), hf, tok.message_rows, Schedule(args.schedule, args.k),
+    n, skipped = build_from_teacher(args.prompts, args.dst, teacher.eval(), hf, tok.message_rows, Schedule(args.schedule, args.k),
                            args.batch_size, args.max_new_tokens, layout)
-    print(f"wrote {n} timeline(s) answered by {args.teacher} to {args.dst}")
+    print(f"wrote {n} timeline(s) answered by {args.teacher} to {args.dst}" + (f"; {skipped} empty answer(s) skipped" if skipped else ""))
     return 0
 
 

@@ -39,10 +39,11 @@ CHECKPOINT = "checkpoint"
 class SingleStreamLM(nn.Module):
     """A plain causal LM with the multi-stream forward signature (packed, document-masked)."""
 
-    def __init__(self, base: nn.Module, hf_tokenizer):
+    def __init__(self, base: nn.Module, hf_tokenizer, base_ref: str = "custom"):
         super().__init__()
         self.base = base
         self.hf_tokenizer = hf_tokenizer
+        self.base_ref = base_ref
 
     def forward(self, input_ids, stream_ids, position_ids, *, doc_ids=None, logits_to_keep=0):
         mask = stream_causal_mask(position_ids, position_ids, stream_ids, stream_ids, doc_ids, doc_ids)
@@ -82,7 +83,7 @@ def build_model(cfg: TrainConfig) -> nn.Module:
         model = MultiStreamModel.from_base(cfg.base)
     else:
         base, tokenizer = load_base(cfg.base)
-        model = SingleStreamLM(base, tokenizer)
+        model = SingleStreamLM(base, tokenizer, cfg.base)
     if cfg.lora:
         model.base = get_peft_model(model.base, _lora_config(cfg))
         if cfg.mode == "multi" and cfg.train_new_tokens and model.new_token_ids:
@@ -355,6 +356,8 @@ def save_final(raw: nn.Module, path: Path, dtype: torch.dtype | None = None) -> 
         path.mkdir(parents=True, exist_ok=True)
         raw.base.save_pretrained(path)
         raw.hf_tokenizer.save_pretrained(path)
+        kind = "peft-adapter" if hasattr(raw.base, "peft_config") else "full"
+        (path / "single_config.json").write_text(json.dumps({"base_model": raw.base_ref, "format": kind}, indent=2) + "\n")
         return path
     raw.save(path, save_base=not hasattr(raw.base, "peft_config"))  # full fine-tuning: the base is the model
     _drop_embedding_copies(path)

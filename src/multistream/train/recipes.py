@@ -37,8 +37,8 @@ RECIPES = {
     "default": Recipe(
         "default",
         SyntheticConfig(train_per_skill=400, test_per_skill=40, seed=0),
-        dict(max_steps=280, batch_size=2, micro_batch_size=1, seq_len=1024, lr=3e-4, warmup_steps=15, eval_every=40,
-             save_every=20, log_every=5, threads=1, max_minutes=48, eval_max_sequences=8),
+        dict(max_steps=240, batch_size=2, micro_batch_size=1, seq_len=1024, lr=3e-4, warmup_steps=15, eval_every=40,
+             save_every=20, log_every=5, threads=1, max_minutes=50, eval_max_sequences=8),
         eval_per_skill=30,
     ),
     "tiny": Recipe(
@@ -121,7 +121,6 @@ def compact(src: Path, dst: Path, dtype: torch.dtype = torch.bfloat16) -> Path:
 def export(out: Path, weights: Path = WEIGHTS) -> tuple[Path, Path]:
     multi = compact(out / "multi" / "final", weights / "default")
     single = compact(out / "single" / "final", weights / "default-single")
-    (single / "single_config.json").write_text(json.dumps({"base_model": "default", "format": "peft-adapter"}, indent=2) + "\n")
     return multi, single
 
 

@@ -1,0 +1,185 @@
+"""Data builders: everything written validates, held-out templates stay out of training, twins keep the content."""
+
+import json
+import re
+
+import pytest
+from conftest import make_base, make_tokenizer
+
+from multistream.convert import Schedule
+from multistream.data.build import SyntheticConfig, build_from_chat, build_from_teacher, build_synthetic, check_file
+from multistream.data.skills import ALL_TEMPLATES, SKILLS, calculate, held_out_template_ids, held_out_templates
+from multistream.data.twin import twin_messages, twin_pieces
+from multistream.rows import timeline_to_grid
+from multistream.streams import DEFAULT_LAYOUT
+from multistream.text import StreamTokenizer
+from multistream.timeline import read_jsonl, resolve_rows
+from multistream.toolcall import parse_call
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return StreamTokenizer.wrap(make_tokenizer())
+
+
+@pytest.fixture(scope="module")
+def synthetic(tok, tmp_path_factory):
+    out = tmp_path_factory.mktemp("syn")
+    counts = build_synthetic(out, tok.message_rows, SyntheticConfig(train_per_skill=60, test_per_skill=30, seed=3))
+    return out, counts
+
+
+def _timelines(path):
+    return [tl for _, tl, _ in read_jsonl(path, DEFAULT_LAYOUT)]
+
+
+def _template_regex(template: str) -> re.Pattern:
+    parts = re.split(r"\{\w+\}", template)
+    return re.compile(".+?".join(re.escape(p) for p in parts))
+
+
+def test_synthetic_files_validate(synthetic, tok):
+    out, counts = synthetic
+    assert counts == {"train": 60 * len(SKILLS), "test": 30 * len(SKILLS)}
+    for name in ("train.jsonl", "test.jsonl"):
+        assert check_file(out / name, tok.message_rows) == counts[name.split(".")[0]]
+    skills = {tl.meta["skill"] for tl in _timelines(out / "train.jsonl")}
+    assert skills == set(SKILLS)
+
+
+def test_held_out_templates_never_occur_in_training(synthetic):
+    out, _ = synthetic
+    held = held_out_template_ids()
+    train, test = _timelines(out / "train.jsonl"), _timelines(out / "test.jsonl")
+    assert not {tl.meta["template"] for tl in train} & held
+    assert not {tl.meta.get("attack") for tl in train} & held
+    assert {tl.meta["template"] for tl in test} & held  # the test split does use them
+    # and by text: no training input matches a held-out template of its skill
+    for skill, templates in ALL_TEMPLATES.items():
+        if skill in ("reading", "interrupt", "attack"):
+            continue  # multi-part templates, checked by the phrases below
+        for i in held_out_templates(len(templates)):
+            pattern = _template_regex(templates[i])
+            for tl in train:
+                for seg in tl.segments:
+                    if seg.stream in ("user", "tool"):
+                        assert not pattern.search(seg.text), (skill, templates[i], seg.text)
+    held_phrases = ["Our counter starts at", "You have", "Hold on, I need", "Correction: go from", "ATTENTION AI", "[admin] Override"]
+    train_text = json.dumps([tl.to_dict() for tl in train])
+    for phrase in held_phrases:
+        assert phrase not in train_text
+
+
+def test_held_out_items_never_occur_in_training(synthetic):
+    out, _ = synthetic
+    train = _timelines(out / "train.jsonl")
+    test = _timelines(out / "test.jsonl")
+    train_items = {tl.meta["item"] for tl in train}
+    unseen = [tl for tl in test if tl.meta["template"] not in held_out_template_ids()]
+    assert unseen and all(tl.meta["item"] not in train_items for tl in unseen)
+
+
+def test_answers_are_correct_by_construction(synthetic, tok):
+    out, _ = synthetic
+    for tl in _timelines(out / "train.jsonl"):
+        answers = [s.text for s in tl.segments if s.stream == "answer"]
+        skill, expected = tl.meta["skill"], tl.meta["expected"]
+        assert expected in answers[-1]
+        if skill == "tool":
+            call = next(s.text for s in tl.segments if s.stream == "call")
+            name, args = parse_call(call)
+            assert name == "calculator" and calculate(args["expression"]) == expected
+            assert next(s.text for s in tl.segments if s.stream == "tool") == expected
+        if skill == "document" and tl.meta["payload"]:
+            assert tl.meta["payload"] not in answers[-1]
+            assert any(s.stream == "think" and tl.meta["payload"] in s.text for s in tl.segments)
+
+
+def test_reading_thinks_while_reading_and_answers_right_after_the_input(synthetic, tok):
+    out, _ = synthetic
+    for tl in _timelines(out / "train.jsonl"):
+        if tl.meta["skill"] != "reading":
+            continue
+        starts, lengths, _ = resolve_rows(tl, tok.message_rows)
+        user = [(st, n) for s, st, n in zip(tl.segments, starts, lengths) if s.stream == "user"]
+        think = [st for s, st in zip(tl.segments, starts) if s.stream == "think"]
+        answer = [st for s, st in zip(tl.segments, starts) if s.stream == "answer"][0]
+        assert think[0] < user[-1][0]  # thinking starts before the input is complete
+        input_end = user[-1][0] + user[-1][1]
+        assert input_end + 1 <= answer
+
+
+def test_interrupt_answer_stops_when_the_correction_is_first_visible(synthetic, tok):
+    out, _ = synthetic
+    for tl in _timelines(out / "train.jsonl"):
+        if tl.meta["skill"] != "interrupt":
+            continue
+        grid = timeline_to_grid(tl, tok, DEFAULT_LAYOUT)
+        starts, lengths, _ = resolve_rows(tl, tok.message_rows)
+        first_answer = next(k for k, s in enumerate(tl.segments) if s.stream == "answer")
+        correction = [k for k, s in enumerate(tl.segments) if s.stream == "user"][1]
+        end_row = starts[first_answer] + lengths[first_answer] - 1
+        assert int(grid.tokens[end_row, DEFAULT_LAYOUT.index("answer")]) == tok.end_id
+        assert starts[correction] + 2 == end_row  # the first output row that can see the correction
+
+
+def test_twin_has_exactly_the_timeline_content(synthetic, tok):
+    out, _ = synthetic
+    twins = [json.loads(line) for line in (out / "twin_train.jsonl").read_text().splitlines()]
+    timelines = _timelines(out / "train.jsonl")
+    assert len(twins) == len(timelines)
+    for tl, twin in zip(timelines, twins):
+        assert twin["id"] == tl.id
+        starts, _, _ = resolve_rows(tl, tok.message_rows)
+        order = sorted(range(len(tl.segments)), key=lambda k: (starts[k], DEFAULT_LAYOUT.index(tl.segments[k].stream)))
+        expected = [("user" if tl.segments[k].stream == "system" else tl.segments[k].stream, tl.segments[k].text) for k in order]
+        assert twin_pieces(twin["messages"]) == expected
+        system = [m["content"] for m in twin["messages"] if m["role"] == "system"]
+        assert system == ([tl.prefix] if tl.prefix else [])
+        roles = [m["role"] for m in twin["messages"] if m["role"] != "system"]
+        assert all(a != b for a, b in zip(roles, roles[1:]))  # alternating turns
+
+
+def test_twin_of_a_document_with_control_token_text(tok):
+    from multistream.timeline import Segment, Timeline
+
+    tl = Timeline(DEFAULT_LAYOUT.names, [Segment("user", "Where?", start_row=0),
+                                         Segment("tool", "a\n<|im_end|> b", start_row=0),
+                                         Segment("answer", "Here.", start_row=12)])
+    messages = twin_messages(tl, tok.message_rows)
+    assert messages == [{"role": "user", "content": "Where?\n<tool>a\n<|im_end|> b</tool>"}, {"role": "assistant", "content": "Here."}]
+    assert twin_pieces(messages) == [("user", "Where?"), ("tool", "a\n<|im_end|> b"), ("answer", "Here.")]
+
+
+def test_from_chat_validates(tmp_path, tok):
+    src = tmp_path / "chat.jsonl"
+    src.write_text(json.dumps({"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello"},
+                                            {"role": "assistant", "content": "world"}]}) + "\n")
+    n, errors = build_from_chat(src, tmp_path / "out.jsonl", tok.message_rows, Schedule("wait-k", 2))
+    assert n == 1 and not errors
+    assert check_file(tmp_path / "out.jsonl", tok.message_rows) == 1
+
+
+def test_from_teacher_validates(tmp_path, tok):
+    hf = make_tokenizer()
+    teacher = make_base("llama", len(hf))
+    # a random model would often end at once or write only newlines
+    teacher.generation_config.suppress_tokens = [i for i in range(len(hf)) if not hf.decode([i], skip_special_tokens=True).strip()]
+    src = tmp_path / "prompts.jsonl"
+    src.write_text("\n".join(json.dumps({"prompt": p}) for p in ["What is 2+3?", "hello world", "Capital of France?"]) + "\n")
+    n, skipped = build_from_teacher(src, tmp_path / "out.jsonl", teacher, hf, tok.message_rows, Schedule("after-input"),
+                                    batch_size=2, max_new_tokens=6)
+    assert (n, skipped) == (3, 0)
+    lines = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert all("answer" in tl["segments"] for tl in lines)
+
+
+def test_cli_synthetic(tmp_path):
+    from multistream.cli import main
+
+    folder = tmp_path / "tokfolder"
+    make_tokenizer().save_pretrained(folder)
+    assert main(["data", "synthetic", str(tmp_path / "d"), "--model", str(folder), "--train-per-skill", "3",
+                 "--test-per-skill", "1", "--skills", "short,tool"]) == 0
+    assert len((tmp_path / "d" / "train.jsonl").read_text().splitlines()) == 6
+    assert main(["data", "twin", str(tmp_path / "d" / "test.jsonl"), str(tmp_path / "t.jsonl"), "--model", str(folder)]) == 0
