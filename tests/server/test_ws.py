@@ -236,15 +236,20 @@ def test_row_limit_and_idle_timeout_close_sessions_with_a_reason(live):
         idle.recv(timeout=10)
 
 
-def test_backlog_limit(live):
+def test_backlog_limit_ping_and_mute(live):
     server = live(delay=0.05, limits=ServerLimits(max_backlog_chars=100))
     c = WsClient(server.ws)
+    c.send(type="ping")
+    assert c.recv() == {"type": "pong"}
     c.open()
-    c.send(type="input", text="a" * 80)
-    c.send(type="input", text="b" * 80)
+    c.send(type="input", text="a" * 60)  # read one token per row: the 60 characters take many rows
+    c.send(type="input", text="b" * 60)
     err = c.until(lambda m: m["type"] == "error")
-    assert err["code"] == "backlog_full"
-    assert c.until(is_end("user"))["text"] == "a" * 80
+    assert err["code"] == "backlog_full" and "max_backlog_chars" in err["message"]
+    assert c.until(lambda m: m["type"] == "token" and m["stream"] == "user")["text"].startswith("a")
+    c.send(type="mute", stream="answer")
+    c.send(type="ping")
+    assert c.until(lambda m: m["type"] in ("pong", "error"))["type"] == "pong"
 
 
 def test_api_key_refuses_websockets_without_it(live):
