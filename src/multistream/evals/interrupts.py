@@ -3,7 +3,8 @@
 Multi-stream: the system prompt is the prefix and ``user`` enters the ``user`` stream at
 row 0. When the answer stream writes its first token, at row ``A``, the interrupt is
 scheduled to enter the ``user`` stream at row ``A + interrupt_after_rows`` (its first
-token is fed at that row, beside the answer's own tokens). The final answer is the last
+token is fed at that row, beside the answer's own tokens; if the request is still being
+read then, the interrupt queues behind it on the stream). The final answer is the last
 message of the ``answer`` stream. Its latency is the time from the step that fed the
 interrupt's first token to the end of that final message.
 

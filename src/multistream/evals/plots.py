@@ -56,7 +56,7 @@ def plot_timeline(events, streams: list[tuple[str, str]], path: str | Path, titl
         if r >= n_rows:
             continue
         if e["type"] == "token" and s in y:
-            ax.add_patch(Rectangle((r, y[s] - 0.4), 1, 0.8, color=INPUT_COLOR if kind[s] == "input" else OUTPUT_COLOR,
+            ax.add_patch(Rectangle((r + 0.04, y[s] - 0.4), 0.92, 0.8, color=INPUT_COLOR if kind[s] == "input" else OUTPUT_COLOR,
                                    alpha=0.55 if e.get("forced") and kind[s] == "output" else 1.0, linewidth=0))
             label = (e.get("text") or "").replace("\n", "\u21b5").strip() or "\u2423"
             ax.text(r + 0.5, y[s], label[:8], ha="center", va="center", rotation=90, fontsize=5.5, clip_on=True)

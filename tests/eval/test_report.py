@@ -1,0 +1,76 @@
+"""Figures and the report on tiny random models: valid, non-trivial PNGs; numbers in report.json."""
+
+import json
+import struct
+
+import pytest
+from conftest import make_base
+
+from multistream.evals.common import Contenders
+from multistream.evals.plots import plot_bars, plot_latency, plot_timeline
+from multistream.evals.report import build_report
+from multistream.streams import DEFAULT_LAYOUT
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def png_ok(path, min_w=200, min_h=150) -> None:
+    """A PNG with the right signature, a sensible size and more than one colour."""
+    import matplotlib.image
+
+    data = path.read_bytes()
+    assert data[:8] == PNG and data[12:16] == b"IHDR"
+    w, h = struct.unpack(">II", data[16:24])
+    assert w >= min_w and h >= min_h, (path.name, w, h)
+    pixels = matplotlib.image.imread(path)
+    assert pixels.std() > 0.01, f"{path.name} is blank"
+
+
+def test_timeline_plot_from_events(tmp_path):
+    words = ["What", " is", " 2+2"]
+    events = [{"type": "token", "row": r, "stream": "user", "text": t, "forced": True} for r, t in enumerate(words)]
+    events += [{"type": "message_end", "row": 3, "stream": "user", "text": "What is 2+2", "forced": True},
+               {"type": "token", "row": 5, "stream": "think", "text": "4", "forced": False},
+               {"type": "token", "row": 6, "stream": "answer", "text": "4", "forced": False},
+               {"type": "message_end", "row": 7, "stream": "answer", "text": "4", "forced": False},
+               {"type": "tool_call", "row": 8, "stream": "call", "text": "calculator(2+2)"},
+               {"type": "tool_result", "row": 8, "stream": "tool", "text": "4"},
+               {"type": "token", "row": 9, "stream": "notes", "text": "?", "forced": True}]  # a stream outside the layout
+    png = plot_timeline(events, [(s.name, s.kind) for s in DEFAULT_LAYOUT], tmp_path / "t.png", "test")
+    png_ok(png)
+    svg = plot_timeline(events, [(s.name, s.kind) for s in DEFAULT_LAYOUT], tmp_path / "t.svg")
+    assert svg.read_text().lstrip().startswith("<?xml") and "<svg" in svg.read_text()
+
+
+def test_bar_and_latency_plots(tmp_path):
+    png_ok(plot_bars({"accuracy": {"multi": 0.8, "single": 0.7}, "ASR": {"multi": 0.1, "single": None}}, tmp_path / "b.png"))
+    case = {"multi": {"ttft": 0.2, "e2e": 1.0}, "single": {"ttft": 0.5, "e2e": None}}
+    result = {"modes": {"all_at_once": {"cases": [case | {"id": "a"}, case], "ttft_ratio": 0.4, "e2e_ratio": None}}}
+    png_ok(plot_latency(result, tmp_path / "l.png"))
+
+
+@pytest.fixture
+def tiny(wrap, tokenizer):
+    multi = wrap("llama")
+    single = make_base("llama", len(tokenizer), seed=1), tokenizer
+    return Contenders(multi, single, max_tokens=6, max_rows=40, model_name="tiny", single_name="tiny-single")
+
+
+def test_report_on_a_small_subset(tiny, tmp_path):
+    report = build_report(tiny, tmp_path, limit=1, rate=400.0, show_progress=False)
+    assert (tmp_path / "report.md").exists() and (tmp_path / "report.json").exists()
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["summary"] == json.loads(json.dumps(report["summary"]))
+    s = saved["summary"]
+    assert set(s) == {"accuracy", "asr", "utility_under_attack", "monitor", "interrupts", "latency"}
+    assert s["accuracy"]["n"] == s["asr"]["n"] == s["interrupts"]["n"] == 1
+    assert set(saved["injection"]) >= {"multi", "single", "asr_ratio", "monitor"} and "flag_rate" in saved["injection"]["monitor"]
+    assert set(saved["prompts"]["multi"]) >= {"accuracy", "n"}
+    names = set(report["figures"].values())
+    assert {"summary.png", "latency_all_at_once.png", "timeline_injection.png", "timeline_interrupt.png"} <= names
+    for name in names:
+        png_ok(tmp_path / name)
+    md = (tmp_path / "report.md").read_text()
+    for name in names:
+        assert f"]({name})" in md
+    assert "| accuracy (prompts) |" in md and "| attack success rate" in md and "| interrupt success |" in md
