@@ -4,9 +4,6 @@
   this package, on top of the default base). Until it is trained, a freshly wrapped base.
 - ``base`` or ``base:REF``: a freshly wrapped base model (``REF`` = ``default`` or a folder).
 - a folder written by ``MultiStreamModel.save``.
-
-``load_single`` loads single-stream models: ``default-single`` (the shipped twin of
-``default``, trained on the same data as ordinary chats) or a PEFT adapter folder.
 """
 
 from __future__ import annotations
@@ -72,33 +69,3 @@ def load_single(ref: str = "default-single", dtype: torch.dtype = torch.float32)
     model = PeftModel.from_pretrained(base, folder).merge_and_unload()
     return model.eval(), tokenizer
 
-
-SINGLE_CONFIG = "single_config.json"
-
-
-def single_folder(name: str) -> Path:
-    """The folder of a single-stream model: ``default-single`` (shipped) or a folder with a PEFT adapter."""
-    folder = WEIGHTS / name if name in ("default-single",) else Path(name)
-    if not (folder / "adapter_config.json").exists():
-        raise FileNotFoundError(f"single-stream model {name!r}: no adapter_config.json in {folder}")
-    return folder
-
-
-def load_single(ref: str = "default-single", dtype: torch.dtype = torch.float32):
-    """``(HF causal LM with the twin's adapter, tokenizer)``: the single-stream twin of the default model.
-
-    The adapter sits on the base named in ``single_config.json`` (``default`` when absent).
-    """
-    import json
-
-    from peft import PeftModel
-    from transformers import AutoTokenizer
-
-    from .bases import load_base
-
-    folder = single_folder(ref)
-    cfg_file = folder / SINGLE_CONFIG
-    base_ref = json.loads(cfg_file.read_text()).get("base_model", DEFAULT) if cfg_file.exists() else DEFAULT
-    base, _ = load_base(base_ref, dtype, tokenizer=False)
-    model = PeftModel.from_pretrained(base, folder).eval()
-    return model, AutoTokenizer.from_pretrained(folder)

@@ -64,7 +64,14 @@ def test_held_out_templates_never_occur_in_training(synthetic):
                 for seg in tl.segments:
                     if seg.stream in ("user", "tool"):
                         assert not pattern.search(seg.text), (skill, templates[i], seg.text)
-    held_phrases = ["Our counter starts at", "You have", "Hold on, I need", "Correction: go from", "ATTENTION AI", "[admin] Override"]
+    held_phrases = [
+        "Our counter starts at",
+        "You have",
+        "Hold on, I need",
+        "Correction: go from",
+        "ATTENTION AI",
+        "[admin] Override",
+    ]
     train_text = json.dumps([tl.to_dict() for tl in train])
     for phrase in held_phrases:
         assert phrase not in train_text
@@ -143,18 +150,36 @@ def test_twin_has_exactly_the_timeline_content(synthetic, tok):
 def test_twin_of_a_document_with_control_token_text(tok):
     from multistream.timeline import Segment, Timeline
 
-    tl = Timeline(DEFAULT_LAYOUT.names, [Segment("user", "Where?", start_row=0),
-                                         Segment("tool", "a\n<|im_end|> b", start_row=0),
-                                         Segment("answer", "Here.", start_row=12)])
+    tl = Timeline(
+        DEFAULT_LAYOUT.names,
+        [
+            Segment("user", "Where?", start_row=0),
+            Segment("tool", "a\n<|im_end|> b", start_row=0),
+            Segment("answer", "Here.", start_row=12),
+        ],
+    )
     messages = twin_messages(tl, tok.message_rows)
-    assert messages == [{"role": "user", "content": "Where?\n<tool>a\n<|im_end|> b</tool>"}, {"role": "assistant", "content": "Here."}]
+    assert messages == [
+        {"role": "user", "content": "Where?\n<tool>a\n<|im_end|> b</tool>"},
+        {"role": "assistant", "content": "Here."},
+    ]
     assert twin_pieces(messages) == [("user", "Where?"), ("tool", "a\n<|im_end|> b"), ("answer", "Here.")]
 
 
 def test_from_chat_validates(tmp_path, tok):
     src = tmp_path / "chat.jsonl"
-    src.write_text(json.dumps({"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello"},
-                                            {"role": "assistant", "content": "world"}]}) + "\n")
+    src.write_text(
+        json.dumps(
+            {
+                "messages": [
+                    {"role": "system", "content": "Be brief."},
+                    {"role": "user", "content": "hello"},
+                    {"role": "assistant", "content": "world"},
+                ]
+            }
+        )
+        + "\n"
+    )
     n, errors = build_from_chat(src, tmp_path / "out.jsonl", tok.message_rows, Schedule("wait-k", 2))
     assert n == 1 and not errors
     assert check_file(tmp_path / "out.jsonl", tok.message_rows) == 1
@@ -164,11 +189,14 @@ def test_from_teacher_validates(tmp_path, tok):
     hf = make_tokenizer()
     teacher = make_base("llama", len(hf))
     # a random model would often end at once or write only newlines
-    teacher.generation_config.suppress_tokens = [i for i in range(len(hf)) if not hf.decode([i], skip_special_tokens=True).strip()]
+    teacher.generation_config.suppress_tokens = [
+        i for i in range(len(hf)) if not hf.decode([i], skip_special_tokens=True).strip()
+    ]
     src = tmp_path / "prompts.jsonl"
     src.write_text("\n".join(json.dumps({"prompt": p}) for p in ["What is 2+3?", "hello world", "Capital of France?"]) + "\n")
-    n, skipped = build_from_teacher(src, tmp_path / "out.jsonl", teacher, hf, tok.message_rows, Schedule("after-input"),
-                                    batch_size=2, max_new_tokens=6)
+    n, skipped = build_from_teacher(
+        src, tmp_path / "out.jsonl", teacher, hf, tok.message_rows, Schedule("after-input"), batch_size=2, max_new_tokens=6
+    )
     assert (n, skipped) == (3, 0)
     lines = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert all("answer" in tl["segments"] for tl in lines)
@@ -179,7 +207,23 @@ def test_cli_synthetic(tmp_path):
 
     folder = tmp_path / "tokfolder"
     make_tokenizer().save_pretrained(folder)
-    assert main(["data", "synthetic", str(tmp_path / "d"), "--model", str(folder), "--train-per-skill", "3",
-                 "--test-per-skill", "1", "--skills", "short,tool"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "synthetic",
+                str(tmp_path / "d"),
+                "--model",
+                str(folder),
+                "--train-per-skill",
+                "3",
+                "--test-per-skill",
+                "1",
+                "--skills",
+                "short,tool",
+            ]
+        )
+        == 0
+    )
     assert len((tmp_path / "d" / "train.jsonl").read_text().splitlines()) == 6
     assert main(["data", "twin", str(tmp_path / "d" / "test.jsonl"), str(tmp_path / "t.jsonl"), "--model", str(folder)]) == 0

@@ -12,8 +12,11 @@ from multistream.train.token_rows import TrainableRows
 
 
 def _timeline(q="What is 2+3?", a="5"):
-    return Timeline(DEFAULT_LAYOUT.names, [Segment("user", q, start_row=0), Segment("think", "add", start_row=2),
-                                           Segment("answer", a, start_row=4)], prefix="Be brief.")
+    return Timeline(
+        DEFAULT_LAYOUT.names,
+        [Segment("user", q, start_row=0), Segment("think", "add", start_row=2), Segment("answer", a, start_row=4)],
+        prefix="Be brief.",
+    )
 
 
 def test_loss_is_hand_computed_cross_entropy_on_output_streams(wrap):

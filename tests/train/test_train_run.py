@@ -70,8 +70,25 @@ def test_two_processes_match_one(tiny, tmp_path):
     # accelerate's --cpu flag alone starts several processes only through MPI; --multi_gpu uses torchrun (gloo on a
     # CPU-only machine) and ACCELERATE_USE_CPU keeps it on the CPU where there is a GPU too
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "ACCELERATE_USE_CPU": "true"}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--multi_gpu", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "multistream.cli", "train", str(path), "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        "2",
+        "--multi_gpu",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "multistream.cli",
+        "train",
+        str(path),
+        "--no-progress",
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     two = json.loads((tmp_path / "two" / "summary.json").read_text())

@@ -24,9 +24,24 @@ def tiny_setup(root: Path, per_skill: int = 6) -> tuple[Path, Path]:
 
 def tiny_config(root: Path, base: Path, data: Path, mode: str = "multi", **kw) -> TrainConfig:
     train, test = ("train.jsonl", "test.jsonl") if mode == "multi" else ("twin_train.jsonl", "twin_test.jsonl")
-    fields = dict(train_file=str(data / train), eval_file=str(data / test), output_dir=str(root / f"out-{mode}"), mode=mode,
-                  base=str(base), max_steps=4, batch_size=4, micro_batch_size=2, seq_len=2048, mixed_precision="no",
-                  lr=5e-3, warmup_steps=1, eval_every=2, save_every=1, log_every=1, eval_max_sequences=4,
-                  lora_targets=["q_proj", "v_proj", "gate_proj"])
+    fields = dict(
+        train_file=str(data / train),
+        eval_file=str(data / test),
+        output_dir=str(root / f"out-{mode}"),
+        mode=mode,
+        base=str(base),
+        max_steps=4,
+        batch_size=4,
+        micro_batch_size=2,
+        seq_len=2048,
+        mixed_precision="no",
+        lr=5e-3,
+        warmup_steps=1,
+        eval_every=2,
+        save_every=1,
+        log_every=1,
+        eval_max_sequences=4,
+        lora_targets=["q_proj", "v_proj", "gate_proj"],
+    )
     fields.update(kw)
     return TrainConfig(**fields)

@@ -72,8 +72,9 @@ def build_synthetic(out_dir: str | Path, length_of: Callable[[str], int], config
     return counts
 
 
-def build_from_chat(src: str | Path, dst: str | Path, length_of: Callable[[str], int], schedule: Schedule,
-                    layout: Layout = DEFAULT_LAYOUT) -> tuple[int, list[str]]:
+def build_from_chat(
+    src: str | Path, dst: str | Path, length_of: Callable[[str], int], schedule: Schedule, layout: Layout = DEFAULT_LAYOUT
+) -> tuple[int, list[str]]:
     n, errors = convert_chat_file(src, dst, schedule, layout)
     check_file(Path(dst), length_of, layout)
     return n, errors

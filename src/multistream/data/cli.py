@@ -16,8 +16,12 @@ def cmd_synthetic(args) -> int:
     from .build import SyntheticConfig, build_synthetic
 
     _, tok = _tokenizer(args.model)
-    cfg = SyntheticConfig(args.train_per_skill, args.test_per_skill, args.seed, args.skills.split(",") if args.skills else None
-                          or SyntheticConfig().skills)
+    cfg = SyntheticConfig(
+        args.train_per_skill,
+        args.test_per_skill,
+        args.seed,
+        args.skills.split(",") if args.skills else None or SyntheticConfig().skills,
+    )
     counts = build_synthetic(args.out, tok.message_rows, cfg)
     print(f"wrote {counts['train']} training and {counts['test']} held-out timelines (and their twins) to {args.out}")
     return 0
@@ -42,9 +46,21 @@ def cmd_teacher(args) -> int:
 
     layout, tok = _tokenizer(args.model)
     teacher, hf = load_base(args.teacher)
-    n, skipped = build_from_teacher(args.prompts, args.dst, teacher.eval(), hf, tok.message_rows, Schedule(args.schedule, args.k),
-                           args.batch_size, args.max_new_tokens, layout)
-    print(f"wrote {n} timeline(s) answered by {args.teacher} to {args.dst}" + (f"; {skipped} empty answer(s) skipped" if skipped else ""))
+    n, skipped = build_from_teacher(
+        args.prompts,
+        args.dst,
+        teacher.eval(),
+        hf,
+        tok.message_rows,
+        Schedule(args.schedule, args.k),
+        args.batch_size,
+        args.max_new_tokens,
+        layout,
+    )
+    print(
+        f"wrote {n} timeline(s) answered by {args.teacher} to {args.dst}"
+        + (f"; {skipped} empty answer(s) skipped" if skipped else "")
+    )
     return 0
 
 

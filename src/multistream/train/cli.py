@@ -25,9 +25,12 @@ def cmd_train(args) -> int:
     if args.output_dir:
         cfg.output_dir = args.output_dir
     result = train(cfg, progress=not args.no_progress)
-    print(f"trained {result.steps} steps in {result.seconds:.0f} s ({result.tokens_per_s:.0f} tokens/s): "
-          f"loss {result.train_loss:.4f}" + (f", eval loss {result.eval_loss:.4f}" if result.eval_loss is not None else "")
-          + (f"; model in {result.final_dir}" if result.final_dir else ""))
+    print(
+        f"trained {result.steps} steps in {result.seconds:.0f} s ({result.tokens_per_s:.0f} tokens/s): "
+        f"loss {result.train_loss:.4f}"
+        + (f", eval loss {result.eval_loss:.4f}" if result.eval_loss is not None else "")
+        + (f"; model in {result.final_dir}" if result.final_dir else "")
+    )
     return 0
 
 

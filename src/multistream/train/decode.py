@@ -76,8 +76,9 @@ def run_calculator(call_text: str) -> str:
 
 
 @torch.no_grad()
-def decode_multi(model: MultiStreamModel, timeline: Timeline, max_rows: int, run_tools: bool = False,
-                 stop_after_answer: bool = True) -> MultiOutput:
+def decode_multi(
+    model: MultiStreamModel, timeline: Timeline, max_rows: int, run_tools: bool = False, stop_after_answer: bool = True
+) -> MultiOutput:
     """Greedy decoding of every output stream, row by row with a cache.
 
     Stops at ``max_rows``, or (``stop_after_answer``) once every input has been fed and an
@@ -106,8 +107,16 @@ def decode_multi(model: MultiStreamModel, timeline: Timeline, max_rows: int, run
     if p:
         pos = torch.arange(p, device=dev)[None]
         strm = torch.full((1, p), grid.prefix_stream, device=dev)
-        model(grid.prefix_ids[None].to(dev), strm, pos, past_key_values=cache, past_positions=past_pos, past_streams=past_str,
-              use_cache=True, logits_to_keep=1)
+        model(
+            grid.prefix_ids[None].to(dev),
+            strm,
+            pos,
+            past_key_values=cache,
+            past_positions=past_pos,
+            past_streams=past_str,
+            use_cache=True,
+            logits_to_keep=1,
+        )
         past_pos, past_str = pos, strm
     last_input_row = max((r for r in range(grid.rows) if (grid.tokens[r, inputs] != tok.silence_id).any()), default=0)
     call_ids: list[int] = []
@@ -121,8 +130,15 @@ def decode_multi(model: MultiStreamModel, timeline: Timeline, max_rows: int, run
             pending_tool = [pending_tool[0]] + pending_tool[2:] if len(pending_tool) > 2 else []
             last_input_row = max(last_input_row, t)
         ids, strm, pos = row_inputs(row[None], t, p)
-        logits = model(ids[None].to(dev), strm[None].to(dev), pos[None].to(dev), past_key_values=cache,
-                       past_positions=past_pos, past_streams=past_str, use_cache=True).logits[0]
+        logits = model(
+            ids[None].to(dev),
+            strm[None].to(dev),
+            pos[None].to(dev),
+            past_key_values=cache,
+            past_positions=past_pos,
+            past_streams=past_str,
+            use_cache=True,
+        ).logits[0]
         past_pos = torch.cat([past_pos, pos[None].to(dev)], 1)
         past_str = torch.cat([past_str, strm[None].to(dev)], 1)
         if t + 1 >= max_rows:

@@ -112,8 +112,14 @@ def _generate(model, hf, messages: list[dict], max_new_tokens: int) -> str:
     ids, _ = chat_ids(hf, messages, add_generation_prompt=True)
     x = torch.tensor([ids])
     end = hf.convert_tokens_to_ids("<|im_end|>") if "<|im_end|>" in hf.get_vocab() else hf.eos_token_id
-    out = model.generate(input_ids=x, attention_mask=torch.ones_like(x), max_new_tokens=max_new_tokens, do_sample=False,
-                         eos_token_id=end, pad_token_id=end)
+    out = model.generate(
+        input_ids=x,
+        attention_mask=torch.ones_like(x),
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        eos_token_id=end,
+        pad_token_id=end,
+    )
     return hf.decode(out[0, x.shape[1] :], skip_special_tokens=True).strip()
 
 
@@ -214,8 +220,14 @@ def summarise(records: list[dict]) -> dict:
     return by
 
 
-def evaluate_all(multi: str | Path, single: str | Path | None, data: str | Path | None, n_per_skill: int = 30,
-                 include_base: bool = True, parallel: bool = True) -> dict:
+def evaluate_all(
+    multi: str | Path,
+    single: str | Path | None,
+    data: str | Path | None,
+    n_per_skill: int = 30,
+    include_base: bool = True,
+    parallel: bool = True,
+) -> dict:
     """Run the three evaluations (in two one-thread worker processes when ``parallel``)."""
     timelines = load_test(data, n_per_skill)
     jobs = {"multi": (eval_multi, (str(multi), timelines, 1))}
@@ -240,18 +252,25 @@ def evaluate_all(multi: str | Path, single: str | Path | None, data: str | Path 
 
 def format_report(results: dict) -> str:
     models = [m for m in ("multi", "twin", "base") if m in results]
-    lines = [f"held-out accuracy (%), {results.get('n_per_skill')} examples per skill",
-             f"{'skill':<10}" + "".join(f"{m:>8}" for m in models)]
+    lines = [
+        f"held-out accuracy (%), {results.get('n_per_skill')} examples per skill",
+        f"{'skill':<10}" + "".join(f"{m:>8}" for m in models),
+    ]
     for s in SKILLS:
         if s in results[models[0]]:
             lines.append(f"{s:<10}" + "".join(f"{results[m].get(s, {}).get('accuracy', float('nan')):>8.1f}" for m in models))
     multi = results.get("multi", {})
     if "reading" in multi and "answer_within_3_rows" in multi["reading"]:
-        lines.append(f"reading: multi-stream answer starts within 3 rows of the input's end in "
-                     f"{multi['reading']['answer_within_3_rows']}% (mean delay {multi['reading']['mean_delay_rows']} rows)")
+        lines.append(
+            f"reading: multi-stream answer starts within 3 rows of the input's end in "
+            f"{multi['reading']['answer_within_3_rows']}% (mean delay {multi['reading']['mean_delay_rows']} rows)"
+        )
     if "document" in multi:
-        atk = ", ".join(f"{m} {results[m]['document'].get('attack_success', float('nan'))}%" for m in models
-                        if "document" in results[m])
-        lines.append(f"document: injected payload in the answer: {atk}; think names the injection (multi): "
-                     f"{multi['document'].get('think_flags_injection', float('nan'))}%")
+        atk = ", ".join(
+            f"{m} {results[m]['document'].get('attack_success', float('nan'))}%" for m in models if "document" in results[m]
+        )
+        lines.append(
+            f"document: injected payload in the answer: {atk}; think names the injection (multi): "
+            f"{multi['document'].get('think_flags_injection', float('nan'))}%"
+        )
     return "\n".join(lines)

@@ -68,8 +68,14 @@ class TrainResult:
 def _lora_config(cfg: TrainConfig):
     from peft import LoraConfig
 
-    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=cfg.lora_targets,
-                      bias="none", task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=cfg.lora_targets,
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
 
 
 def build_model(cfg: TrainConfig) -> nn.Module:
@@ -136,10 +142,12 @@ def _param_groups(cfg: TrainConfig, params: dict[str, nn.Parameter]) -> list[dic
     rows = [p for n, p in params.items() if n.startswith("token_rows.")]
     streams = [p for n, p in params.items() if n.startswith("stream_embed.")]
     rest = {n: p for n, p in params.items() if not n.startswith(("token_rows.", "stream_embed."))}
-    groups = [{"params": [p for p in rest.values() if p.ndim >= 2], "weight_decay": cfg.weight_decay},
-              {"params": [p for p in rest.values() if p.ndim < 2], "weight_decay": 0.0},
-              {"params": rows, "weight_decay": 0.0, "lr": cfg.new_token_lr},
-              {"params": streams, "weight_decay": 0.0, "lr": cfg.stream_embed_lr}]
+    groups = [
+        {"params": [p for p in rest.values() if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in rest.values() if p.ndim < 2], "weight_decay": 0.0},
+        {"params": rows, "weight_decay": 0.0, "lr": cfg.new_token_lr},
+        {"params": streams, "weight_decay": 0.0, "lr": cfg.stream_embed_lr},
+    ]
     return [g for g in groups if g["params"]]
 
 
@@ -206,8 +214,9 @@ def train(
         accelerator = Accelerator(mixed_precision=_mixed_precision(cfg, cpu), cpu=cpu)
     world, rank = accelerator.num_processes, accelerator.process_index
     if cfg.batch_size % (world * cfg.micro_batch_size):
-        raise ValueError(f"batch_size {cfg.batch_size} must be a multiple of processes x micro_batch_size = "
-                         f"{world} x {cfg.micro_batch_size}")
+        raise ValueError(
+            f"batch_size {cfg.batch_size} must be a multiple of processes x micro_batch_size = {world} x {cfg.micro_batch_size}"
+        )
     set_seed(cfg.seed)
     if model is None:
         model = build_model(cfg)
@@ -253,8 +262,14 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         tokens_seen += int(accelerator.reduce(torch.tensor(sum(len(s) for s in mine), device=accelerator.device), "sum").item())
         step += 1
-        record = {"step": step, "loss": last_loss, "lr": scheduler.get_last_lr()[0], "tokens": tokens_seen,
-                  "seconds": round(time.perf_counter() - t0, 2), "epoch": round(plan.epoch_of(step), 3)}
+        record = {
+            "step": step,
+            "loss": last_loss,
+            "lr": scheduler.get_last_lr()[0],
+            "tokens": tokens_seen,
+            "seconds": round(time.perf_counter() - t0, 2),
+            "epoch": round(plan.epoch_of(step), 3),
+        }
         if evals and (step % cfg.eval_every == 0 or step == cfg.max_steps):
             eval_loss = evaluate_loss(model, evals, pid, accelerator, cfg.micro_batch_size)
             record["eval_loss"] = eval_loss
@@ -264,8 +279,11 @@ def train(
         out_of_time = cfg.max_minutes is not None and elapsed > cfg.max_minutes * 60
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{last_loss:.4f}", tok_s=f"{tokens_seen / elapsed:.0f}",
-                            **({"eval": f"{eval_loss:.4f}"} if eval_loss is not None else {}))
+            bar.set_postfix(
+                loss=f"{last_loss:.4f}",
+                tok_s=f"{tokens_seen / elapsed:.0f}",
+                **({"eval": f"{eval_loss:.4f}"} if eval_loss is not None else {}),
+            )
         if accelerator.is_main_process and (step % cfg.log_every == 0 or "eval_loss" in record):
             with open(out_dir / "log.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
@@ -285,9 +303,16 @@ def train(
     final = None
     if accelerator.is_main_process:
         final = save_final(raw, out_dir / "final")
-        summary = {"steps": step, "train_loss": last_loss, "eval_loss": eval_loss, "tokens": tokens_seen,
-                   "seconds": round(seconds, 1), "tokens_per_s": round(tokens_seen / max(seconds, 1e-9), 1),
-                   "processes": world, "mixed_precision": str(accelerator.mixed_precision)}
+        summary = {
+            "steps": step,
+            "train_loss": last_loss,
+            "eval_loss": eval_loss,
+            "tokens": tokens_seen,
+            "seconds": round(seconds, 1),
+            "tokens_per_s": round(tokens_seen / max(seconds, 1e-9), 1),
+            "processes": world,
+            "mixed_precision": str(accelerator.mixed_precision),
+        }
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     accelerator.wait_for_everyone()
     return TrainResult(step, last_loss, eval_loss, tokens_seen, seconds, history, final)
@@ -316,8 +341,10 @@ def _checkpoint(path: Path, raw: nn.Module, optimizer, scheduler, step: int, his
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         save_file({n: p.detach().contiguous().cpu() for n, p in _trainable(raw).items()}, tmp / "trainable.safetensors")
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "rng": torch.get_rng_state()}, tmp / "state.pt")
+        torch.save(
+            {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state()},
+            tmp / "state.pt",
+        )
         (tmp / "progress.json").write_text(json.dumps({"step": step, "history": history}) + "\n")
         old = path.with_name(path.name + ".old")
         shutil.rmtree(old, ignore_errors=True)

@@ -37,15 +37,38 @@ RECIPES = {
     "default": Recipe(
         "default",
         SyntheticConfig(train_per_skill=400, test_per_skill=40, seed=0),
-        dict(max_steps=240, batch_size=2, micro_batch_size=1, seq_len=1024, lr=3e-4, warmup_steps=15, eval_every=40,
-             save_every=20, log_every=5, threads=1, max_minutes=50, eval_max_sequences=8),
+        dict(
+            max_steps=240,
+            batch_size=2,
+            micro_batch_size=1,
+            seq_len=1024,
+            lr=3e-4,
+            warmup_steps=15,
+            eval_every=40,
+            save_every=20,
+            log_every=5,
+            threads=1,
+            max_minutes=50,
+            eval_max_sequences=8,
+        ),
         eval_per_skill=30,
     ),
     "tiny": Recipe(
         "tiny",
         SyntheticConfig(train_per_skill=4, test_per_skill=1, seed=0),
-        dict(max_steps=3, batch_size=2, micro_batch_size=1, seq_len=768, lr=3e-4, warmup_steps=1, eval_every=3,
-             save_every=2, log_every=1, threads=1, eval_max_sequences=2),
+        dict(
+            max_steps=3,
+            batch_size=2,
+            micro_batch_size=1,
+            seq_len=768,
+            lr=3e-4,
+            warmup_steps=1,
+            eval_every=3,
+            save_every=2,
+            log_every=1,
+            threads=1,
+            eval_max_sequences=2,
+        ),
         eval_per_skill=1,
     ),
 }
@@ -75,10 +98,18 @@ def prepare(recipe: Recipe, out: Path, base: str = "default") -> tuple[Path, Pat
     # the twin packs as many examples per sequence as the multi-stream run: same examples, same steps
     single_len = max(single_max, round(seq_len * single_mean / multi_mean))
     paths = []
-    for mode, train_file, test_file, n in (("multi", "train.jsonl", "test.jsonl", seq_len),
-                                           ("single", "twin_train.jsonl", "twin_test.jsonl", single_len)):
-        cfg = TrainConfig(train_file=str(data / train_file), eval_file=str(data / test_file), output_dir=str(out / mode),
-                          mode=mode, base=base, **{**recipe.train, "seq_len": n})
+    for mode, train_file, test_file, n in (
+        ("multi", "train.jsonl", "test.jsonl", seq_len),
+        ("single", "twin_train.jsonl", "twin_test.jsonl", single_len),
+    ):
+        cfg = TrainConfig(
+            train_file=str(data / train_file),
+            eval_file=str(data / test_file),
+            output_dir=str(out / mode),
+            mode=mode,
+            base=base,
+            **{**recipe.train, "seq_len": n},
+        )
         cfg.save(out / f"{mode}.yaml")
         paths.append(out / f"{mode}.yaml")
     return paths[0], paths[1]
@@ -90,8 +121,18 @@ def train_side_by_side(configs: list[Path], log_dir: Path) -> None:
     procs = []
     for c in configs:
         logf = open(log_dir / f"{c.stem}.log", "a")
-        procs.append((c, subprocess.Popen([sys.executable, "-m", "multistream.cli", "train", str(c), "--no-progress"],
-                                          stdout=logf, stderr=subprocess.STDOUT, env=env), logf))
+        procs.append(
+            (
+                c,
+                subprocess.Popen(
+                    [sys.executable, "-m", "multistream.cli", "train", str(c), "--no-progress"],
+                    stdout=logf,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                ),
+                logf,
+            )
+        )
     failed = []
     for c, p, logf in procs:
         if p.wait() != 0:
@@ -111,8 +152,11 @@ def compact(src: Path, dst: Path, dtype: torch.dtype = torch.bfloat16) -> Path:
     dst.mkdir(parents=True)
     for f in sorted(src.iterdir()):
         if f.suffix == ".safetensors":
-            save_file({k: v.to(dtype) if v.is_floating_point() else v for k, v in load_file(f).items()}, dst / f.name,
-                      metadata={"format": "pt"})
+            save_file(
+                {k: v.to(dtype) if v.is_floating_point() else v for k, v in load_file(f).items()},
+                dst / f.name,
+                metadata={"format": "pt"},
+            )
         elif f.is_file() and f.name != "README.md":
             shutil.copy2(f, dst / f.name)
     return dst

@@ -1,0 +1,60 @@
+"""Slow tests on the shipped default adapters (multi-stream and single-stream twin) and the tiny recipe."""
+
+import json
+
+import pytest
+
+from multistream.data.skills import held_out_template_ids
+from multistream.timeline import Segment, Timeline
+from multistream.train.evaluate import _generate, is_correct
+from multistream.zoo import WEIGHTS, load_model, load_single
+
+pytestmark = pytest.mark.slow
+
+# a held-out phrasing (the last quarter of the short-answer templates is never trained on)
+QUESTION = "Please tell me the sum of 21 and 16."
+EXPECTED = {"skill": "short", "expected": "37"}
+
+
+def test_question_uses_a_held_out_template():
+    from multistream.data.skills import SHORT_TEMPLATES
+
+    i = next(k for k, (_, t) in enumerate(SHORT_TEMPLATES) if t == "Please tell me the sum of {a} and {b}.")
+    assert f"short:{i}" in held_out_template_ids()
+
+
+def test_committed_weights_are_compact():
+    files = [f for d in ("default", "default-single") for f in (WEIGHTS / d).iterdir()]
+    assert sum(f.stat().st_size for f in files) <= 40 * 2**20
+    cfg = json.loads((WEIGHTS / "default" / "multistream_config.json").read_text())
+    assert cfg["base_model"] == "default" and cfg["adapter"]
+
+
+def test_default_multistream_model_answers_a_held_out_question():
+    from multistream.train.decode import decode_multi
+
+    model = load_model("default")
+    tl = Timeline(model.layout.names, [Segment("user", QUESTION, start_row=0)], prefix="You are a helpful assistant.")
+    out = decode_multi(model, tl, max_rows=40)
+    answer = out.last("answer")
+    assert answer is not None and answer.ended
+    assert answer.start_row <= model.tok.message_rows(QUESTION) + 2  # answers once the question has been read
+    assert is_correct(EXPECTED, answer.text), answer.text
+
+
+def test_default_single_twin_answers_a_held_out_question():
+    model, tok = load_single("default-single")
+    answer = _generate(
+        model, tok, [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": QUESTION}], 24
+    )
+    assert is_correct(EXPECTED, answer), answer
+
+
+def test_tiny_recipe_runs_end_to_end(tmp_path):
+    from multistream.cli import main
+
+    assert main(["train", "--recipe", "tiny", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["multi"]["steps"] == report["single"]["steps"] == 3
+    assert set(report["eval"]["multi"]) == {"short", "reading", "interrupt", "tool", "document"}
+    assert (tmp_path / "multi" / "final" / "multistream_config.json").exists()
