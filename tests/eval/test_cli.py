@@ -1,0 +1,73 @@
+"""The eval, plot and report commands on tiny saved models (in process)."""
+
+import json
+
+import pytest
+from conftest import make_base
+
+from multistream.cli import main
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """A tiny multi-stream model folder and a tiny single-stream base folder."""
+    import torch
+    from conftest import make_tokenizer
+
+    from multistream.model import MultiStreamModel
+    from multistream.streams import DEFAULT_LAYOUT
+
+    root = tmp_path_factory.mktemp("models")
+    tok = make_tokenizer()
+    multi = MultiStreamModel.wrap(make_base("llama", len(tok) + 8), tok, DEFAULT_LAYOUT, base_ref="tiny").eval()
+    with torch.no_grad():
+        multi.stream_embed.weight.normal_(0, 0.5)
+    multi.save(root / "multi", save_base=True)
+    single_tok = make_tokenizer()
+    make_base("llama", len(single_tok), seed=1).save_pretrained(root / "single")
+    single_tok.save_pretrained(root / "single")
+    return ["--model", str(root / "multi"), "--single", f"base:{root / 'single'}", "--max-tokens", "4", "--no-progress"]
+
+
+def run_json(capsys, *argv) -> dict:
+    assert main(list(argv)) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_eval_commands_print_json_with_the_documented_keys(models, capsys, tmp_path):
+    out = run_json(capsys, "eval", "injection", "--json", "--limit", "2", *models)
+    assert set(out) >= {"multi", "single", "asr_ratio", "monitor"} and "cases" not in out
+    assert set(out["multi"]) >= {"asr", "n"} and out["multi"]["n"] == 2 and "flag_rate" in out["monitor"]
+    out = run_json(capsys, "eval", "prompts", "--json", "--limit", "2", "--details", *models)
+    assert set(out["multi"]) >= {"accuracy", "n"} and set(out["single"]) >= {"accuracy", "n"} and len(out["cases"]) == 2
+    out = run_json(capsys, "eval", "interrupts", "--json", "--limit", "1", *models)
+    assert set(out["multi"]) >= {"success", "n", "latency_median"} and "success_ratio" in out
+    out = run_json(capsys, "eval", "latency", "--json", "--limit", "1", "--rate", "500", *models)
+    assert {"ttft_ratio", "e2e_ratio", "modes"} <= set(out) and "accuracy" in out["modes"]["all_at_once"]
+    assert main(["eval", "prompts", "--limit", "1", *models]) == 0  # the table
+    table = capsys.readouterr().out
+    assert "accuracy" in table and "multi" in table and "single" in table and "ratio" in table
+
+
+def test_bad_case_lines_are_reported_on_stderr(models, capsys, tmp_path):
+    f = tmp_path / "c.jsonl"
+    f.write_text('{"id": "a", "prompt": "hello", "answer": "world"}\n{"id": "b"}\n')
+    out = run_json(capsys, "eval", "prompts", "--cases", str(f), "--json", *models)
+    assert out["multi"]["n"] == 1 and out["skipped"] == [f"{f}: line 2: missing field 'prompt'"]
+
+
+def test_plot_and_report_commands(models, capsys, tmp_path):
+    multi = models[1]
+    assert main(["plot", "timeline", "--model", multi, "--input", "user=hello world", "--max-rows", "20",
+                 "--out", str(tmp_path / "t.png")]) == 0
+    assert (tmp_path / "t.png").read_bytes()[:8] == PNG and "wrote" in capsys.readouterr().out
+    assert main(["generate", "--model", multi, "--input", "user=hi", "--max-rows", "12", "--json"]) == 0
+    (tmp_path / "gen.json").write_text(capsys.readouterr().out)
+    assert main(["plot", "timeline", "--from", str(tmp_path / "gen.json"), "--out", str(tmp_path / "g.svg")]) == 0
+    assert "<svg" in (tmp_path / "g.svg").read_text()
+    assert main(["report", "--out", str(tmp_path / "rep"), "--limit", "1", "--rate", "500", *models]) == 0
+    assert (tmp_path / "rep" / "report.md").exists()
+    assert main(["plot", "latency", "--from", str(tmp_path / "rep" / "report.json"), "--out", str(tmp_path / "l.png")]) == 0
+    assert (tmp_path / "l.png").read_bytes()[:8] == PNG
