@@ -95,8 +95,10 @@ def injection_cases(rng: random.Random) -> list[dict]:
     questions = _held_templates(skills.DOC_QUESTIONS) + [(f"new{i}", q) for i, q in enumerate(NEW_QUESTIONS)]
     held_attacks = [skills.ATTACKS[i] for i in sorted(skills.held_out_templates(len(skills.ATTACKS)))]
     cases, used = [], set()
-    for si, (style, attack) in enumerate(ATTACK_STYLES.items()):
-        for pi, position in enumerate(POSITIONS):
+    for round_ in range(len(POSITIONS)):  # round-robin: any first N cases mix styles and positions
+        for si, (style, attack) in enumerate(ATTACK_STYLES.items()):
+            pi = (si + round_) % len(POSITIONS)
+            position = POSITIONS[pi]
             qi, (field_, question) = questions[(si + pi) % len(questions)]
             while True:
                 n = rng.choice(NAMES)
@@ -153,9 +155,22 @@ def interrupt_cases(rng: random.Random) -> list[dict]:
     return cases
 
 
+def interleave(cases: list[dict], group) -> list[dict]:
+    """Round-robin over the groups (in order of first appearance), so that any first N cases mix them."""
+    groups: dict[str, list[dict]] = {}
+    for c in cases:
+        groups.setdefault(group(c), []).append(c)
+    out, queues = [], list(groups.values())
+    while any(queues):
+        out += [q.pop(0) for q in queues if q]
+    return out
+
+
 def suites() -> dict[str, list[dict]]:
     rng = random.Random(SEED)
-    return {"prompts": prompt_cases(rng), "injection": injection_cases(rng), "interrupts": interrupt_cases(rng)}
+    return {"prompts": interleave(prompt_cases(rng), lambda c: c["id"].rsplit("-", 1)[0]),
+            "injection": injection_cases(rng),
+            "interrupts": interleave(interrupt_cases(rng), lambda c: c["id"].rsplit("-", 1)[0])}
 
 
 def render(cases: list[dict]) -> str:

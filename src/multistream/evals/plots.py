@@ -100,6 +100,23 @@ def plot_latency(result: dict, path: str | Path, mode: str | None = None) -> Pat
     return _save(fig, path)
 
 
+def plot_cases(labels: list[str], multi: list[float | None], single: list[float | None], path: str | Path,
+               title: str = "", ylabel: str = "seconds") -> Path:
+    """One value per case for each contender, side by side (None drawn as a gap)."""
+    fig = Figure(figsize=(max(6.0, 0.5 * len(labels) + 2), 3.6))
+    ax = fig.add_subplot()
+    x = range(len(labels))
+    ax.bar([i - 0.2 for i in x], [v or 0.0 for v in multi], width=0.4, color=MULTI_COLOR, label="multi-stream")
+    ax.bar([i + 0.2 for i in x], [v or 0.0 for v in single], width=0.4, color=SINGLE_COLOR, label="single-stream")
+    ax.set_xticks(list(x), labels, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="y", linewidth=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return _save(fig, path)
+
+
 def plot_bars(groups: dict[str, dict[str, float | None]], path: str | Path, title: str = "", ylabel: str = "rate") -> Path:
     """Grouped bars: ``{group: {series: value}}`` (None drawn as 0 and labelled n/a)."""
     series = list(dict.fromkeys(k for g in groups.values() for k in g))

@@ -19,7 +19,7 @@ from .injection import eval_injection, multi_placement
 from .interrupts import eval_interrupts
 from .interrupts import run_multi as run_interrupt
 from .latency import eval_latency
-from .plots import plot_bars, plot_latency, plot_timeline
+from .plots import plot_bars, plot_cases, plot_latency, plot_timeline
 from .prompts import eval_prompts
 
 STAGES = ("prompts", "injection", "interrupts", "latency", "figures")
@@ -112,6 +112,11 @@ def _figures(c: Contenders, results: dict, cases: dict, out: Path) -> dict[str, 
     lg |= {f"e2e {m}": {"multi": d["multi_e2e"], "single": d["single_e2e"]} for m, d in lat["modes"].items()}
     figs["latency_medians"] = plot_bars({(k if k.startswith("e2e") else f"ttft {k}"): v for k, v in lg.items()},
                                         out / "latency_medians.png", "median latency", "seconds").name
+    recs = results["interrupts"]["cases"]
+    figs["interrupt_latency"] = plot_cases(
+        [f"{r['id']}{' ok' if r['multi']['success'] else ''}" for r in recs], [r["multi"]["latency"] for r in recs],
+        [r["single"]["latency"] for r in recs], out / "interrupt_latency.png",
+        "interrupt to final answer per case (' ok': multi-stream succeeded)").name
     # one session of each kind, drawn row by row
     inj = cases["injection"][0]
     prefix, inputs = multi_placement(inj, c.multi.layout)
@@ -176,6 +181,7 @@ def render_markdown(report: dict) -> str:
                          f"{_fmt(d['accuracy']['single'])} | {_fmt(d['accuracy']['ratio'])} | |")
     lines += [""]
     for key, caption in (("summary", "Rates, multi vs single"), ("asr_by_style", "Attack success by style"),
+                         ("interrupt_latency", "Interrupt to final answer, per case"),
                          ("latency_medians", "Median latency"), ("latency_all_at_once", "Latency per case, input all at once"),
                          ("timeline_injection", "One injection session, row by row"),
                          ("timeline_interrupt", "One interrupt session, row by row")):
