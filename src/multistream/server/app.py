@@ -130,6 +130,7 @@ def create_app(
             "model": model_name,
             "sessions": len(hub.sessions),
             "max_sessions": limits.max_sessions,
+            "outputs": [st.name for st in hub.layout.outputs],
         }
 
     @app.get("/v1/models")

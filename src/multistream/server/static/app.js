@@ -115,6 +115,19 @@ function onEvent(ev) {
     case "opened":
       session = ev.session;
       buildLanes(ev.layout);
+      if ($("prefix").value && lanes.system) {
+        // the system prompt is the session prefix, read before row 0
+        const msg = document.createElement("p");
+        msg.className = "msg prefix";
+        const at = document.createElement("span");
+        at.className = "at";
+        at.textContent = "prefix";
+        const text = document.createElement("span");
+        text.className = "text";
+        text.textContent = $("prefix").value;
+        msg.append(at, text);
+        append("system", msg);
+      }
       setStatus(`session ${ev.session} · ${ev.model}`, "live");
       setLive(true);
       break;
@@ -158,7 +171,7 @@ function send(msg) {
 }
 
 function connect() {
-  if (ws) { ws.onclose = null; ws.close(); }
+  if (ws) { ws.onclose = null; ws.onmessage = null; ws.close(); }
   setLive(false);
   lastRow = 0;
   $("row").textContent = "0";
@@ -167,11 +180,15 @@ function connect() {
   const key = $("apikey").value;
   const url = `${proto}://${location.host}/v1/sessions` + (key ? `?api_key=${encodeURIComponent(key)}` : "");
   ws = new WebSocket(url);
-  ws.onopen = () => {
+  ws.onopen = async () => {
     const temperature = parseFloat($("temperature").value) || 0;
     const streams = {};
-    for (const name of ["think", "answer", "call"]) streams[name] = { temperature };
-    send({ type: "open", prefix: $("prefix").value, tools: $("tools").checked, streams: temperature > 0 ? streams : {} });
+    if (temperature > 0) {
+      // sampling is set per output stream; ask the server which output streams its model has
+      const health = await fetch("/health").then((r) => r.json()).catch(() => ({ outputs: [] }));
+      for (const name of health.outputs || []) streams[name] = { temperature };
+    }
+    send({ type: "open", prefix: $("prefix").value, tools: $("tools").checked, streams });
   };
   ws.onmessage = (m) => {
     let ev;
