@@ -21,6 +21,8 @@ the stale one does not).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..engine.runner import Input, run_session
 from .cases import InterruptCase
 from .common import Contenders, StepClock, message_spans, progress, single_system
@@ -44,7 +46,7 @@ def run_multi(c: Contenders, core, case: InterruptCase) -> dict:
                 return
 
     clock = StepClock(core, schedule)
-    params = {name: p.__class__(p.sampling, 2 * p.max_tokens if p.max_tokens else None, p.stop)
+    params = {name: replace(p, max_tokens=2 * p.max_tokens if p.max_tokens else None)
               for name, p in c.params().items()}  # room for the stale start and the corrected answer
     result = run_session(clock, [Input("user", case.user, row=0), interrupt], prefix=case.system, params=params,
                          max_rows=c.max_rows)
