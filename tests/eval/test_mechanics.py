@@ -198,3 +198,18 @@ def test_the_baseline_reads_control_token_strings_in_content_as_text(tokenizer):
     assert baseline.prompt_ids([{"role": "user", "content": "hi"}])[0].tolist() == \
         tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True, tokenize=True,
                                       return_dict=True)["input_ids"]
+
+
+def test_latency_summary_takes_medians_over_answered_cases():
+    from multistream.evals.latency import summarise
+
+    def rec(m_ttft, m_e2e, s_ttft, s_e2e, m_ok, s_ok):
+        return {"multi": {"ttft": m_ttft, "e2e": m_e2e, "correct": m_ok},
+                "single": {"ttft": s_ttft, "e2e": s_e2e, "correct": s_ok}}
+
+    out = summarise([rec(1.0, 2.0, 2.0, 4.0, True, True), rec(3.0, None, 4.0, 8.0, True, False),
+                     rec(None, None, 6.0, 9.0, False, False)])
+    assert out["multi_ttft"] == 2.0 and out["multi_e2e"] == 2.5  # an unfinished answer counts from its first token
+    assert out["single_ttft"] == 4.0 and out["single_e2e"] == 8.0
+    assert out["ttft_ratio"] == 0.5 and out["e2e_ratio"] == round(2.5 / 8.0, 4) and out["answered"] == "2/3"
+    assert out["accuracy"] == {"multi": round(2 / 3, 4), "single": round(1 / 3, 4), "ratio": 2.0}
