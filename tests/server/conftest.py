@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import socket
 import threading
 import time
@@ -103,11 +105,17 @@ def free_socket() -> socket.socket:
 
 
 class LiveServer:
-    """The real app under uvicorn in a background thread, on a free loopback port."""
+    """The real app under uvicorn in a background thread, on a free loopback port.
 
-    def __init__(self, app):
+    ``sndbuf``: the kernel send buffer of accepted sockets (they inherit it from the
+    listening one), small to make a client that stops reading felt soon.
+    """
+
+    def __init__(self, app, sndbuf: int | None = None):
         self.app = app
         self.sock = free_socket()
+        if sndbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
         self.port = self.sock.getsockname()[1]
         self.server = Server(app, "127.0.0.1", self.port, log_level="warning")
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
@@ -142,9 +150,10 @@ def echo_app(
     limits: ServerLimits | None = None,
     idle_rows: int | None = 8,
     max_sessions: int = 32,
+    max_rows: int = 4096,
 ):
     model = EchoModel(repeats, delay, think)
-    core = EngineCore(model, EngineConfig(max_sessions=max_sessions, idle_rows=idle_rows))
+    core = EngineCore(model, EngineConfig(max_sessions=max_sessions, idle_rows=idle_rows, max_rows=max_rows))
     return create_app(AsyncEngine(core, demo_tools()), api_key=api_key, limits=limits, model_name="echo")
 
 
@@ -153,8 +162,8 @@ def live():
     """``live(**echo_app kwargs)`` -> a started :class:`LiveServer`, stopped after the test."""
     servers = []
 
-    def start(**kw) -> LiveServer:
-        s = LiveServer(echo_app(**kw)).__enter__()
+    def start(sndbuf: int | None = None, **kw) -> LiveServer:
+        s = LiveServer(echo_app(**kw), sndbuf=sndbuf).__enter__()
         servers.append(s)
         return s
 
@@ -201,3 +210,56 @@ class WsClient:
 
     def close(self) -> None:
         self.conn.close()
+
+
+class RawWs:
+    """A bare WebSocket client on a plain socket: it reads only when told to (no background reader)."""
+
+    def __init__(self, port: int, rcvbuf: int = 4096):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(30)
+        self.sock.connect(("127.0.0.1", port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            f"GET /v1/sessions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        head = b""
+        while not head.endswith(b"\r\n\r\n") and len(head) < 10_000:
+            head += self._exact(1)
+        assert b" 101 " in head.split(b"\r\n")[0], head
+
+    def _exact(self, n: int) -> bytes:
+        out = b""
+        while len(out) < n:
+            chunk = self.sock.recv(n - len(out))
+            if not chunk:
+                raise ConnectionError("closed")
+            out += chunk
+        return out
+
+    def send(self, **msg) -> None:
+        data, mask = json.dumps(msg).encode(), os.urandom(4)
+        n = len(data)
+        size = bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + n.to_bytes(2, "big")
+        self.sock.sendall(bytes([0x81]) + size + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+
+    def recv(self) -> tuple[int, bytes]:
+        """(opcode, payload) of the next frame from the server (never masked, never fragmented here)."""
+        b0, b1 = self._exact(2)
+        n = b1 & 0x7F
+        if n == 126:
+            n = int.from_bytes(self._exact(2), "big")
+        elif n == 127:
+            n = int.from_bytes(self._exact(8), "big")
+        return b0 & 0x0F, self._exact(n)
+
+    def messages(self, limit: int = 1_000_000):
+        """Text messages as dicts until the server's close frame."""
+        for _ in range(limit):
+            op, payload = self.recv()
+            if op == 0x8:
+                return
+            if op == 0x1:
+                yield json.loads(payload)

@@ -13,7 +13,7 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidS
 
 from multistream.server import ServerLimits
 
-from .conftest import WsClient
+from .conftest import RawWs, WsClient
 
 
 def is_end(stream):
@@ -276,3 +276,23 @@ def test_websockets_from_another_web_origin_are_refused(live):
     assert info.value.response.status_code == 403
     own = WsClient(server.ws, origin=f"http://127.0.0.1:{server.port}")  # the server's own page
     assert own.open()["type"] == "opened"
+
+
+def test_a_client_that_stops_reading_loses_only_its_own_session(live):
+    limits = ServerLimits(max_outbox=50, max_rows=200_000)
+    server = live(repeats=0, limits=limits, max_rows=200_000, sndbuf=8192)
+    lazy = RawWs(server.port)  # small buffers, and it reads nothing until told to
+    lazy.send(type="open")
+    lazy.send(type="input", text="say this again and again")
+    good = WsClient(server.ws)
+    good.open()
+    good.send(type="input", text="hello there")
+    good.until(lambda m: good.text("answer").count("hello there") >= 3)
+    good.send(type="abort")
+    good.until(is_end("answer"))
+    wait_sessions(server, 1, tries=1200)  # the socket buffers fill, the outbox grows, the server gives up on it
+    good.send(type="input", text="still served")
+    assert good.until(lambda m: is_end("user")(m))["text"] == "still served"
+    seen = list(lazy.messages())  # now read what was left for the lazy one: its answer, then goodbye
+    assert seen[0]["type"] == "opened" and seen[-1] == {**seen[-1], "type": "closed", "reason": "slow_client"}
+    assert "say this again and again" in "".join(m["text"] for m in seen if m["type"] == "token" and m["stream"] == "answer")
