@@ -103,6 +103,7 @@ function onMessageEnd(ev) {
   lane.current.classList.remove("open");
   if (ev.forced && !["system", "user", "tool"].includes(ev.stream)) lane.current.classList.add("forced-end");
   lane.current.querySelector(".at").textContent += ` – ${ev.row}`;
+  if (!lane.current.querySelector(".text").textContent.trim()) lane.current.classList.add("blank");
   lane.current = null;
 }
 
