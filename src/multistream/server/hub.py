@@ -157,8 +157,11 @@ class Hub:
     def idle(self, sid: str) -> bool:
         """True when the engine has paused ``sid`` (nothing queued, nothing said for its idle rows).
 
-        The engine has no public call for this yet, so this reads its session table.
+        Uses ``engine.idle(sid)`` where the engine has it; otherwise reads the core's session table.
         """
+        public = getattr(self.engine, "idle", None)
+        if callable(public):
+            return bool(public(sid))
         core = self.engine.core
         sess = core.sessions.get(sid)
         if sess is None or not sess.started:
