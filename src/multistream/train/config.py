@@ -57,6 +57,7 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     eval_every: int = 50
     eval_max_sequences: int = 16
+    """Held-out examples for the periodic eval loss, spread evenly over the eval file."""
     save_every: int = 50
     """Checkpoint interval in steps (a run resumes from its last checkpoint)."""
     log_every: int = 10

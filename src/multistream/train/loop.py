@@ -226,7 +226,8 @@ def train(
         _unwrap(model.base).gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     examples = load_examples(cfg, model, cfg.train_file)
-    evals = load_examples(cfg, model, cfg.eval_file)[: cfg.eval_max_sequences] if cfg.eval_file else []
+    evals = load_examples(cfg, model, cfg.eval_file) if cfg.eval_file else []
+    evals = evals[:: max(1, len(evals) // cfg.eval_max_sequences)][: cfg.eval_max_sequences]  # spread over the file
     plan = StepPlan([len(e) for e in examples], cfg.seq_len, cfg.batch_size, cfg.seed)
     params = _trainable(model)
     optimizer = torch.optim.AdamW(_param_groups(cfg, params), lr=cfg.lr, betas=(0.9, 0.99))
