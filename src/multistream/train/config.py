@@ -45,8 +45,9 @@ class TrainConfig:
     lr: float = 2e-4
     new_token_lr: float = 1e-2
     """Learning rate of the added token rows (silence): they start far from where they must go."""
-    stream_embed_lr: float = 2e-3
-    """Learning rate of the stream embeddings (zero at the start)."""
+    stream_embed_lr: float = 1e-2
+    """Learning rate of the stream embeddings: zero at the start, they alone tell apart the silent output
+    streams of a row (same position, same context, same silence token), so they must grow fast."""
     weight_decay: float = 0.0
     warmup_steps: int = 10
     min_lr_ratio: float = 0.1
