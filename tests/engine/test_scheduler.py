@@ -111,7 +111,7 @@ def test_abort_one_stream_leaves_the_others_and_mute_pauses():
 def test_idle_sessions_pause_until_input():
     model = ScriptedModel({}, {})
     engine, _ = run(model, 50, config=EngineConfig(idle_rows=5))
-    assert engine.sessions["s"].row < 15 and not engine.has_work()
+    assert engine.sessions["s"].row < 15 and not engine.has_work() and engine.idle("s")
     engine.send("s", "user", "again")
     assert engine.has_work()
     events = engine.step()

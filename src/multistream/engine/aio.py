@@ -97,6 +97,10 @@ class AsyncEngine:
         self.core.close(session_id)
         self._wake.set()
 
+    def idle(self, session_id: str) -> bool:
+        """True when the session is paused and will say nothing more until it gets input."""
+        return self.core.idle(session_id)
+
     async def events(self, session_id: str) -> AsyncIterator[Event]:
         """This session's events as they happen, ending after its ``closed`` event."""
         q = self._queues.get(session_id)

@@ -221,6 +221,13 @@ class EngineCore:
     def has_work(self) -> bool:
         return any(self._wants_step(s) for s in self.sessions.values()) or not self._commands.empty()
 
+    def idle(self, session_id: str) -> bool:
+        """True when a started session is paused: nothing queued, nothing said for ``idle_rows`` rows."""
+        sess = self.sessions.get(session_id)
+        if sess is None or not sess.started:
+            return False
+        return not self._wants_step(sess) and self._commands.empty()
+
     def _wants_step(self, sess: Session) -> bool:
         if not sess.started and sess.wait_for_input:
             return sess.pending_input

@@ -155,18 +155,8 @@ class Hub:
         )
 
     def idle(self, sid: str) -> bool:
-        """True when the engine has paused ``sid`` (nothing queued, nothing said for its idle rows).
-
-        Uses ``engine.idle(sid)`` where the engine has it; otherwise reads the core's session table.
-        """
-        public = getattr(self.engine, "idle", None)
-        if callable(public):
-            return bool(public(sid))
-        core = self.engine.core
-        sess = core.sessions.get(sid)
-        if sess is None or not sess.started:
-            return False
-        return not core._wants_step(sess) and core._commands.empty()
+        """True when the engine has paused ``sid`` (nothing queued, nothing said for its idle rows)."""
+        return self.engine.idle(sid)
 
     @contextlib.contextmanager
     def handler(self):
