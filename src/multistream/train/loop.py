@@ -368,10 +368,16 @@ def _resume(path: Path, raw: nn.Module, optimizer, scheduler) -> tuple[int, list
         for n, p in params.items():
             p.copy_(weights[n].to(p.device, p.dtype))
     state = torch.load(path / "state.pt", weights_only=False)
+    configured = [g["initial_lr"] for g in optimizer.param_groups]
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["rng"])
     progress = json.loads((path / "progress.json").read_text())
+    # the learning rates and schedule are the config's (the same unless it was deliberately changed)
+    scheduler.base_lrs = configured
+    for group, lr, fn in zip(optimizer.param_groups, configured, scheduler.lr_lambdas):
+        group["initial_lr"] = lr
+        group["lr"] = lr * fn(progress["step"])
     return progress["step"], progress["history"]
 
 
