@@ -142,7 +142,7 @@ def train_side_by_side(configs: list[Path], log_dir: Path) -> None:
         raise RuntimeError("training failed: " + ", ".join(failed))
 
 
-def compact(src: Path, dst: Path, dtype: torch.dtype = torch.bfloat16) -> Path:
+def compact(src: Path, dst: Path, dtype: torch.dtype = torch.bfloat16, base_ref: str = "default") -> Path:
     """Copy a saved model folder with every safetensors file cast to ``dtype`` (README files dropped)."""
     import shutil
 
@@ -157,6 +157,10 @@ def compact(src: Path, dst: Path, dtype: torch.dtype = torch.bfloat16) -> Path:
                 dst / f.name,
                 metadata={"format": "pt"},
             )
+        elif f.name == "adapter_config.json":  # the base is named by reference, not by this machine's cache path
+            cfg = json.loads(f.read_text())
+            cfg["base_model_name_or_path"] = base_ref
+            (dst / f.name).write_text(json.dumps(cfg, indent=2) + "\n")
         elif f.is_file() and f.name != "README.md":
             shutil.copy2(f, dst / f.name)
     return dst
