@@ -14,6 +14,7 @@ tokenizer files, and a PEFT adapter (``adapter_config.json`` +
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -24,6 +25,9 @@ from .bases import DEFAULT, load_base
 from .rows import stream_causal_mask
 from .streams import DEFAULT_LAYOUT, Layout, LayoutError
 from .text import SILENCE_TOKEN, StreamTokenizer
+
+# peft's adapter loading trips a transformers deprecation warning on every load; it says nothing to our users.
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 CONFIG_FILE = "multistream_config.json"
 WEIGHTS_FILE = "multistream.safetensors"
