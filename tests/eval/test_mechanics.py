@@ -213,3 +213,21 @@ def test_latency_summary_takes_medians_over_answered_cases():
     assert out["single_ttft"] == 4.0 and out["single_e2e"] == 8.0
     assert out["ttft_ratio"] == 0.5 and out["e2e_ratio"] == round(2.5 / 8.0, 4) and out["answered"] == "2/3"
     assert out["accuracy"] == {"multi": round(2 / 3, 4), "single": round(1 / 3, 4), "ratio": pytest.approx(2.0, abs=1e-3)}
+
+
+def test_the_baseline_gets_tool_results_as_a_new_turn():
+    from multistream.engine.tools import demo_tools
+
+    call = '<call>calculator({"expression": "17 - 5"})</call>'
+    base = FakeBaseline([f"Let me check.\n{call}", "It is 12."], ttft=1.0, e2e=2.0)
+    model = scripted({"answer": "It is 12."}, {"answer": 4})
+    r = eval_prompts(MockContenders(model, base), [PromptCase("a", "What is 17 minus 5?", "12", system="")],
+                     show_progress=False, tools=demo_tools())
+    assert base.calls[1][-2:] == [{"role": "assistant", "content": f"Let me check.\n{call}"},
+                                  {"role": "user", "content": "<tool>12</tool>"}]
+    s = r["cases"][0]["single"]
+    assert s["answer"] == "Let me check. It is 12." and s["correct"] and s["ttft"] == 1.0 and s["e2e"] == 4.0
+    base = FakeBaseline([f"Let me check.\n{call}"])
+    r = eval_prompts(MockContenders(model, base), [PromptCase("a", "What is 17 minus 5?", "12", system="")],
+                     show_progress=False)  # no tools: one reply, no result
+    assert len(base.calls) == 1 and not r["cases"][0]["single"]["correct"]

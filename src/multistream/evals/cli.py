@@ -51,9 +51,10 @@ def cmd_eval(args) -> int:
     c = _contenders(args)
     progress = not args.no_progress
     if kind == "prompts":
+        from ..engine.tools import demo_tools
         from .prompts import eval_prompts
 
-        r = eval_prompts(c, cases, progress)
+        r = eval_prompts(c, cases, progress, tools=None if args.no_tools else demo_tools())
         rows = [("accuracy", r["multi"]["accuracy"], r["single"]["accuracy"], r["accuracy_ratio"]),
                 ("n", r["multi"]["n"], r["single"]["n"], None),
                 ("median time to first token (s)", r["multi"]["ttft_median"], r["single"]["ttft_median"], None),
@@ -169,6 +170,8 @@ def register(sub) -> None:
         p.add_argument("--details", action="store_true", help="with --json: per-case records too")
         if what == "latency":
             p.add_argument("--rate", type=float, default=10.0, help="input arrival rate in tokens/s")
+        if what == "prompts":
+            p.add_argument("--no-tools", action="store_true", help="no calculator/clock for either contender")
         _model_args(p)
         p.set_defaults(func=cmd_eval)
 

@@ -112,6 +112,16 @@ def messages(result: RunResult, stream: str) -> list[str]:
     return [text for text, _, _ in message_spans(result, stream)]
 
 
+def run_tool(tools, call_text: str) -> str:
+    """The whole result text of one tool call (errors come back as ``error: ...`` text)."""
+    import asyncio
+
+    async def collect() -> list[str]:
+        return [piece async for piece in tools.run(call_text)]
+
+    return "".join(asyncio.run(collect()))
+
+
 def single_system(system: str) -> list[dict]:
     return [{"role": "system", "content": system}] if system else []
 

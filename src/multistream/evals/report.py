@@ -62,7 +62,9 @@ def build_report(c: Contenders, out_dir: str | Path, limit: int | None = None, r
     for stage in bar:
         bar.set_postfix_str(stage)
         if stage == "prompts":
-            results["prompts"] = eval_prompts(c, cases["prompts"], show_progress)
+            from ..engine.tools import demo_tools
+
+            results["prompts"] = eval_prompts(c, cases["prompts"], show_progress, tools=demo_tools())
         elif stage == "injection":
             results["injection"] = eval_injection(c, cases["injection"], show_progress)
         elif stage == "interrupts":
@@ -150,7 +152,8 @@ def render_markdown(report: dict) -> str:
         "# multistream evaluation report", "",
         f"Multi-stream model `{m['model']}` against its single-stream twin `{m['single']}` on the same cases, "
         f"one run on one machine ({m['machine']}, {m['cpus']} CPUs, {m['torch_threads']} torch threads, device "
-        f"{m['device']}), {m['date']}. Greedy decoding, budget {m['max_tokens']} tokens per stream."
+        f"{m['device']}), {m['date']}. Greedy decoding, budget {m['max_tokens']} tokens per stream; the accuracy run gives both "
+        f"contenders the calculator and clock tools."
         + (f" Suites cut to {m['limit']} case(s) each." if m["limit"] else ""), "",
         "## Summary", "", "| measure | multi-stream | single-stream | ratio (multi/single) | n |", "|---|---|---|---|---|",
     ]
