@@ -37,7 +37,8 @@ def cmd_train(args) -> int:
 def cmd_evaluate_default(args) -> int:
     from .evaluate import evaluate_all, format_report
 
-    results = evaluate_all(args.model, args.single, args.data, args.n, include_base=not args.no_base)
+    single = None if args.single == "none" else args.single
+    results = evaluate_all(args.model, single, args.data, args.n, include_base=not args.no_base)
     print(format_report(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
@@ -57,7 +58,7 @@ def register(sub) -> None:
 
     e = sub.add_parser("evaluate-default", help="held-out accuracy per skill: multi-stream model, its twin, the base model")
     e.add_argument("--model", default="default", help="multi-stream model (name or folder)")
-    e.add_argument("--single", default="default-single", help="single-stream twin (name or folder)")
+    e.add_argument("--single", default="default-single", help="single-stream twin (name or folder; 'none' to skip)")
     e.add_argument("--data", help="held-out timelines (default: the synthetic test split, generated)")
     e.add_argument("--n", type=int, default=30, help="examples per skill")
     e.add_argument("--no-base", action="store_true", help="skip the untrained base model")
