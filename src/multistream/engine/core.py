@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from ..model import MultiStreamModel
-from ..rows import stream_causal_mask
+from ..rows import row_inputs, stream_causal_mask
 from .cache import SlotKVCache
 from .sampling import sample
 from .session import Event, InputState, OutputState, Session, StreamParams
@@ -298,7 +298,6 @@ class EngineCore:
         ):
             mode, n_rows = "spec", min(waiting, self.config.speculative)
         n_rows = max(1, min(n_rows, self.config.max_rows - 1 - sess.row))
-        base_pos = len(sess.prefix) + sess.row
         rows, popped = [], []
         for r in range(n_rows):
             row = [self.silence] * c
@@ -313,9 +312,11 @@ class EngineCore:
                     row[i] = tok
             rows.append(row)
             popped.append(took)
-        ids = prefix + [t for row in rows for t in row]
-        streams = [self.layout.index(self.layout.prefix_stream)] * p + list(range(c)) * n_rows
-        positions = list(range(p)) + [base_pos + r for r in range(n_rows) for _ in range(c)]
+        # the same flattening as training (rows.row_inputs): row-major, a row's tokens share one position
+        row_ids, row_streams, row_pos = row_inputs(torch.tensor(rows), sess.row, len(sess.prefix))
+        ids = prefix + row_ids.tolist()
+        streams = [self.layout.index(self.layout.prefix_stream)] * p + row_streams.tolist()
+        positions = list(range(p)) + row_pos.tolist()
         return _Plan(sess, ids, streams, positions, rows, popped, p, mode)
 
     def _finish(self, plan: _Plan, logits: torch.Tensor, events: list[Event]) -> int:
