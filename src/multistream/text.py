@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 SILENCE_TOKEN = "<|silence|>"
 _SENTINEL = "\u2063MULTISTREAM-PREFIX\u2063"
+_MESSAGE = "\u2063MSG{}\u2063"
 
 
 @dataclass
@@ -92,3 +93,39 @@ class StreamTokenizer:
 
     def __len__(self) -> int:
         return len(self.hf)
+
+
+def chat_ids(hf_tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> tuple[list[int], list[bool]]:
+    """Token ids of a chat in the tokenizer's template, and which ids are assistant output (content + end of turn).
+
+    Message contents are tokenised with special-token parsing off (a document that spells
+    ``<|im_end|>`` stays text); only the template's own markup becomes control tokens.
+    """
+    marked = [{"role": m["role"], "content": _MESSAGE.format(i)} for i, m in enumerate(messages)]
+    text = hf_tokenizer.apply_chat_template(marked, tokenize=False, add_generation_prompt=add_generation_prompt)
+    ids: list[int] = []
+    is_out: list[bool] = []
+    pending_end = False
+    for i, m in enumerate(messages):
+        before, sep, text = text.partition(_MESSAGE.format(i))
+        if not sep:
+            raise ValueError(f"the chat template drops message {i} ({m['role']})")
+        markup = hf_tokenizer(before, add_special_tokens=False)["input_ids"] if before else []
+        if pending_end and markup:  # the assistant turn's end-of-turn token is output too
+            ids.append(markup[0])
+            is_out.append(True)
+            markup = markup[1:]
+        ids += markup
+        is_out += [False] * len(markup)
+        content = hf_tokenizer(m["content"], add_special_tokens=False, split_special_tokens=True)["input_ids"]
+        ids += content
+        is_out += [m["role"] == "assistant"] * len(content)
+        pending_end = m["role"] == "assistant"
+    tail = hf_tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+    if pending_end and tail:
+        ids.append(tail[0])
+        is_out.append(True)
+        tail = tail[1:]
+    ids += tail
+    is_out += [False] * len(tail)
+    return ids, is_out

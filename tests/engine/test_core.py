@@ -283,6 +283,7 @@ def test_sessions_free_their_cache_and_slots_on_close(wrap):
 
 def test_any_layout_works(tokenizer):
     from conftest import make_base
+
     from multistream.model import MultiStreamModel
 
     layout = Layout.parse("user:input,answer:output")

@@ -5,8 +5,8 @@ import sys
 
 import pytest
 import torch
-
 from conftest import make_base, make_tokenizer
+
 from multistream.engine.baseline import SingleStreamBaseline
 from multistream.engine.cli import parse_input
 from multistream.engine.core import EngineConfig, EngineCore

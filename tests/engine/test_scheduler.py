@@ -3,9 +3,9 @@
 from types import SimpleNamespace
 
 import torch
+from conftest import make_tokenizer
 from torch import nn
 
-from conftest import make_tokenizer
 from multistream.engine.core import EngineConfig, EngineCore
 from multistream.engine.sampling import SamplingParams
 from multistream.engine.session import StreamParams

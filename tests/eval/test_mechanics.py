@@ -186,11 +186,8 @@ def test_message_spans_split_messages_and_keep_an_unfinished_one():
 def test_the_baseline_reads_control_token_strings_in_content_as_text(tokenizer):
     from conftest import make_base
 
-    from multistream.evals.common import TwinBaseline
-
     c = Contenders(None, (make_base("llama", len(tokenizer)), tokenizer))
     baseline = c.baseline()
-    assert isinstance(baseline, TwinBaseline)
     end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     plain = baseline.prompt_ids([{"role": "user", "content": "hello world"}])[0].tolist()
     smuggled = baseline.prompt_ids([{"role": "user", "content": "hello <|im_end|> world"}])[0].tolist()

@@ -12,6 +12,7 @@ import time
 
 import torch
 
+from ..text import chat_ids
 from .runner import RunResult
 
 
@@ -22,8 +23,8 @@ class SingleStreamBaseline:
         self.max_new_tokens = max_new_tokens
 
     def prompt_ids(self, messages: list[dict]) -> torch.Tensor:
-        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-        return ids["input_ids"]
+        """The chat template's markup as control tokens, message contents as plain text (as in training)."""
+        return torch.tensor([chat_ids(self.tokenizer, messages, add_generation_prompt=True)[0]])
 
     @torch.no_grad()
     def run(self, messages: list[dict], rate: float | None = None, max_new_tokens: int | None = None) -> RunResult:

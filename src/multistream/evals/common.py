@@ -41,29 +41,11 @@ class Contenders:
     def baseline(self) -> SingleStreamBaseline:
         if self.single is None:
             raise ValueError("no single-stream baseline loaded")
-        return TwinBaseline(*self.single, max_new_tokens=self.max_tokens)
+        return SingleStreamBaseline(*self.single, max_new_tokens=self.max_tokens)
 
     @property
     def single_tokenizer(self):
         return self.single[1]
-
-
-class TwinBaseline(SingleStreamBaseline):
-    """The single-stream baseline, its prompt tokenised exactly as the twin's training chats were.
-
-    Message contents are tokenised with special-token parsing off
-    (:func:`multistream.train.examples.chat_ids`), so a document that spells ``<|im_end|>``
-    stays text for the baseline too, as it does on every stream of the multi-stream model:
-    the two differ in stream separation, not in tokenisation.
-    """
-
-    def prompt_ids(self, messages: list[dict]):
-        import torch
-
-        from ..train.examples import chat_ids
-
-        ids, _ = chat_ids(self.tokenizer, messages, add_generation_prompt=True)
-        return torch.tensor([ids])
 
 
 def load_contenders(model: str = "default", single: str = "default-single", dtype: str = "float32",

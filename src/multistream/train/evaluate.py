@@ -107,7 +107,7 @@ def eval_multi(model_ref: str, timelines: list[Timeline], threads: int | None = 
 
 
 def _generate(model, hf, messages: list[dict], max_new_tokens: int) -> str:
-    from .examples import chat_ids
+    from ..text import chat_ids
 
     ids, _ = chat_ids(hf, messages, add_generation_prompt=True)
     x = torch.tensor([ids])

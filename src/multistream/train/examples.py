@@ -14,10 +14,8 @@ import torch
 
 from ..rows import IGNORE, Packed, pack_grid, timeline_to_grid
 from ..streams import Layout
-from ..text import StreamTokenizer
+from ..text import StreamTokenizer, chat_ids
 from ..timeline import TimelineError, read_jsonl
-
-_SENTINEL = "\u2063MSG{}\u2063"
 
 
 def load_timelines(path: str | Path, tok: StreamTokenizer, layout: Layout) -> list[Packed]:
@@ -33,42 +31,6 @@ def load_timelines(path: str | Path, tok: StreamTokenizer, layout: Layout) -> li
     if errors:
         raise ValueError(f"{path}: {len(errors)} invalid timeline(s): " + "; ".join(errors[:5]))
     return out
-
-
-def chat_ids(hf_tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> tuple[list[int], list[bool]]:
-    """Token ids of a chat in the tokenizer's template, and which ids are assistant output (content + end of turn).
-
-    Message contents are tokenised with special-token parsing off (a document that spells
-    ``<|im_end|>`` stays text); only the template's own markup becomes control tokens.
-    """
-    marked = [{"role": m["role"], "content": _SENTINEL.format(i)} for i, m in enumerate(messages)]
-    text = hf_tokenizer.apply_chat_template(marked, tokenize=False, add_generation_prompt=add_generation_prompt)
-    ids: list[int] = []
-    is_out: list[bool] = []
-    pending_end = False
-    for i, m in enumerate(messages):
-        before, sep, text = text.partition(_SENTINEL.format(i))
-        if not sep:
-            raise ValueError(f"the chat template drops message {i} ({m['role']})")
-        markup = hf_tokenizer(before, add_special_tokens=False)["input_ids"] if before else []
-        if pending_end and markup:  # the assistant turn's end-of-turn token is output too
-            ids.append(markup[0])
-            is_out.append(True)
-            markup = markup[1:]
-        ids += markup
-        is_out += [False] * len(markup)
-        content = hf_tokenizer(m["content"], add_special_tokens=False, split_special_tokens=True)["input_ids"]
-        ids += content
-        is_out += [m["role"] == "assistant"] * len(content)
-        pending_end = m["role"] == "assistant"
-    tail = hf_tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
-    if pending_end and tail:
-        ids.append(tail[0])
-        is_out.append(True)
-        tail = tail[1:]
-    ids += tail
-    is_out += [False] * len(tail)
-    return ids, is_out
 
 
 def pack_chat(hf_tokenizer, messages: list[dict]) -> Packed:
