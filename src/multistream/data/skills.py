@@ -113,21 +113,25 @@ SHORT_TEMPLATES = [
 ANSWER_FORMS = ["{x}", "{x}.", "The answer is {x}.", "It is {x}."]
 
 
+def short_item(rng: random.Random, kind: str, words: list[str] = WORDS) -> tuple[str, dict, object]:
+    """One item of the short-answer skill: (item key, template slots, expected answer)."""
+    if kind in ("add", "sub"):
+        a, b = rng.randint(2, 99), rng.randint(1, 99)
+        if kind == "sub" and b > a:
+            a, b = b, a
+        return f"{kind}:{a}:{b}", {"a": a, "b": b}, a + b if kind == "add" else a - b
+    if kind == "capital":
+        c = rng.choice(sorted(CAPITALS))
+        return f"capital:{c}", {"c": c}, CAPITALS[c]
+    w = rng.choice(words)
+    return f"{kind}:{w}", {"w": w}, w[0] if kind == "first" else len(w)
+
+
 def short(rng: random.Random, split: str, length_of: Callable[[str], int]) -> Example:
     ti, (kind, template) = _pick(rng, SHORT_TEMPLATES, split)
     held = ti in held_out_templates(len(SHORT_TEMPLATES))
     while True:
-        if kind in ("add", "sub"):
-            a, b = rng.randint(2, 99), rng.randint(1, 99)
-            if kind == "sub" and b > a:
-                a, b = b, a
-            key, slots, x = f"{kind}:{a}:{b}", {"a": a, "b": b}, a + b if kind == "add" else a - b
-        elif kind == "capital":
-            c = rng.choice(sorted(CAPITALS))
-            key, slots, x = f"capital:{c}", {"c": c}, CAPITALS[c]
-        else:
-            w = rng.choice(WORDS)
-            key, slots, x = f"{kind}:{w}", {"w": w}, w[0] if kind == "first" else len(w)
+        key, slots, x = short_item(rng, kind)
         if _item_ok(key, split, held):
             break
     question = template.format(**slots)

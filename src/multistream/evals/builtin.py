@@ -35,17 +35,7 @@ def prompt_cases(rng: random.Random) -> list[dict]:
     for ti, (kind, template) in _held_templates(skills.SHORT_TEMPLATES):
         for k in range(4):
             while True:
-                if kind in ("add", "sub"):
-                    a, b = rng.randint(2, 99), rng.randint(1, 99)
-                    if kind == "sub" and b > a:
-                        a, b = b, a
-                    key, slots, x = f"{kind}:{a}:{b}", {"a": a, "b": b}, a + b if kind == "add" else a - b
-                elif kind == "capital":
-                    c = rng.choice(sorted(CAPITALS))
-                    key, slots, x = f"capital:{c}", {"c": c}, CAPITALS[c]
-                else:
-                    w = rng.choice([w for w in WORDS if len(w) > 3])
-                    key, slots, x = f"{kind}:{w}", {"w": w}, w[0] if kind == "first" else len(w)
+                key, slots, x = skills.short_item(rng, kind, [w for w in WORDS if len(w) > 3])
                 if skills.held_out_item(key) and all(c["item"] != key for c in cases):
                     break
             cases.append({"id": f"short-{kind}-{ti}-{k}", "prompt": template.format(**slots), "answer": str(x),
