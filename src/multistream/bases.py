@@ -8,6 +8,7 @@ loads take seconds.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import os
@@ -46,7 +47,8 @@ def default_gguf() -> Path:
 def default_base_dir() -> Path:
     """The converted default model, converting it on first use."""
     gguf = default_gguf()
-    stamp = f"{gguf.stat().st_size}-{int(gguf.stat().st_mtime)}"
+    with open(gguf, "rb") as f:  # by content, not mtime: every venv's copy of the wheel maps to one cache
+        stamp = f"{gguf.stat().st_size}-{hashlib.sha256(f.read(1 << 20)).hexdigest()[:16]}"
     target = cache_root() / "smollm2-135m-instruct"
     if (target / "STAMP").exists() and (target / "STAMP").read_text() == stamp:
         return target
