@@ -116,7 +116,8 @@ ANSWER_FORMS = ["{x}", "{x}.", "The answer is {x}.", "It is {x}."]
 def short_item(rng: random.Random, kind: str, words: list[str] = WORDS) -> tuple[str, dict, object]:
     """One item of the short-answer skill: (item key, template slots, expected answer)."""
     if kind in ("add", "sub"):
-        a, b = rng.randint(2, 99), rng.randint(1, 99)
+        # small numbers: sums a 135M model can learn to do in its head (big products go to the tool skill)
+        a, b = rng.randint(2, 30), rng.randint(1, 20)
         if kind == "sub" and b > a:
             a, b = b, a
         return f"{kind}:{a}:{b}", {"a": a, "b": b}, a + b if kind == "add" else a - b
@@ -202,21 +203,26 @@ SYMBOL = {"add": "+", "sub": "-", "mul": "x"}
 THINK_FORMS = ["{after}", "={after}", "{s}{k}={after}"]  # short notes, so that thinking keeps pace with reading
 
 
+def reading_item(rng: random.Random, n_steps: tuple[int, int] = (2, 4)) -> tuple[str, int, list[tuple], int]:
+    """One calculation: (item key, start, steps as (op, k, before, after), result); small numbers, one op per step."""
+    s = value = rng.randint(1, 12)
+    steps = []
+    for _ in range(rng.randint(*n_steps)):
+        op = rng.choice(["add", "sub", "mul"] if value <= 12 else ["add", "sub"])
+        k = 2 if op == "mul" else rng.randint(1, 6)
+        if op == "sub" and k > value:
+            op = "add"
+        new = value + k if op == "add" else value - k if op == "sub" else value * k
+        steps.append((op, k, value, new))
+        value = new
+    return f"reading:{s}:" + ",".join(f"{op}{k}" for op, k, _, _ in steps), s, steps, value
+
+
 def reading(rng: random.Random, split: str, length_of: Callable[[str], int]) -> Example:
     ti, style = _pick(rng, READING_STYLES, split)
     held = ti in held_out_templates(len(READING_STYLES))
     while True:
-        s, value, steps = rng.randint(1, 20), 0, []
-        value = s
-        for _ in range(rng.randint(2, 4)):
-            op = rng.choice(["add", "sub", "mul"] if value < 60 else ["add", "sub"])
-            k = rng.randint(2, 3) if op == "mul" else rng.randint(1, 9)
-            if op == "sub" and k > value:
-                op = "add"
-            new = value + k if op == "add" else value - k if op == "sub" else value * k
-            steps.append((op, k, value, new))
-            value = new
-        key = f"reading:{s}:" + ",".join(f"{op}{k}" for op, k, _, _ in steps)
+        key, s, steps, value = reading_item(rng)
         if _item_ok(key, split, held):
             break
     p = Placer(length_of)
@@ -280,18 +286,20 @@ def interrupt(rng: random.Random, split: str, length_of: Callable[[str], int]) -
 
 # -- tool use -------------------------------------------------------------------------------------------------------------
 
+# Multiplication only: products of 3-4 digit numbers are what the model cannot do in its head, and a distinct
+# operation keeps "call the calculator" apart from the short skill's small sums and differences.
 TOOL_TEMPLATES = [
-    ("*", "What is {a} times {b}?"),
-    ("+", "What is {a} plus {b}?"),
-    ("*", "Multiply {a} by {b}."),
-    ("-", "What is {a} minus {b}?"),
-    ("*", "Calculate {a} * {b}."),
-    ("+", "Add {a} and {b}."),
-    ("*", "What do you get if you multiply {a} and {b}?"),
-    ("-", "Subtract {b} from {a}."),
+    "What is {a} times {b}?",
+    "Multiply {a} by {b}.",
+    "Calculate {a} * {b}.",
+    "What do you get if you multiply {a} and {b}?",
+    "What is the product of {a} and {b}?",
+    "Compute {a} x {b}.",
+    "How much is {a} times {b}?",
+    "Work out {a} multiplied by {b}.",
     # held out
-    ("*", "I need the product of {a} and {b}."),
-    ("+", "Find the sum of {a} and {b}."),
+    "I need the product of {a} and {b}.",
+    "Tell me {a} times {b}.",
 ]
 WAIT_FORMS = [
     "Let me check with the calculator.",
@@ -311,8 +319,9 @@ def calculate(expression: str) -> str:
 
 
 def tool(rng: random.Random, split: str, length_of: Callable[[str], int]) -> Example:
-    ti, (op, template) = _pick(rng, TOOL_TEMPLATES, split)
+    ti, template = _pick(rng, TOOL_TEMPLATES, split)
     held = ti in held_out_templates(len(TOOL_TEMPLATES))
+    op = "*"
     while True:
         a, b = rng.randint(100, 9999), rng.randint(12, 999)
         key = f"tool:{op}:{a}:{b}"
@@ -421,7 +430,7 @@ ALL_TEMPLATES = {
     "short": [t for _, t in SHORT_TEMPLATES],
     "reading": [" ".join(s.values()) for s in READING_STYLES],
     "interrupt": [" ".join(t) for t in COUNT_TEMPLATES],
-    "tool": [t for _, t in TOOL_TEMPLATES],
+    "tool": TOOL_TEMPLATES,
     "document": [t for _, t in DOC_QUESTIONS],
     "attack": ATTACKS,
 }

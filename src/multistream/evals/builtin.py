@@ -43,19 +43,10 @@ def prompt_cases(rng: random.Random) -> list[dict]:
     for ti, style in _held_templates(skills.READING_STYLES):
         for k in range(4):
             while True:
-                value = s = rng.randint(1, 20)
-                parts, steps = [style["start"].format(s=s)], []
-                for _ in range(rng.randint(2, 3)):
-                    op = rng.choice(["add", "sub", "mul"] if value < 60 else ["add", "sub"])
-                    n = rng.randint(2, 3) if op == "mul" else rng.randint(1, 9)
-                    if op == "sub" and n > value:
-                        op = "add"
-                    value = value + n if op == "add" else value - n if op == "sub" else value * n
-                    parts.append(style[op].format(k=n))
-                    steps.append(f"{op}{n}")
-                key = f"reading:{s}:" + ",".join(steps)
+                key, s, steps, value = skills.reading_item(rng, (2, 3))
                 if skills.held_out_item(key):
                     break
+            parts = [style["start"].format(s=s)] + [style[op].format(k=k) for op, k, _, _ in steps]
             parts.append(style["end"])
             cases.append({"id": f"reading-{ti}-{k}", "prompt": " ".join(parts), "answer": str(value),
                           "system": rng.choice(SYSTEMS), "item": key})
