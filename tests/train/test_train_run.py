@@ -111,3 +111,27 @@ def test_config_checks(tmp_path):
     path.write_text("train_file: a.jsonl\noutput_dir: out\nlearning_rate: 1\n")
     with pytest.raises(ValueError, match="learning_rate"):
         TrainConfig.from_yaml(path)
+
+
+def test_killed_recipe_leaves_no_training_process_behind(tmp_path, monkeypatch):
+    """SIGTERM to a recipe stops the side-by-side training processes it started."""
+    import signal
+    import threading
+    import time
+
+    from multistream.train import recipes
+
+    fake = tmp_path / "python"  # stands in for the interpreter: records its pid, then "trains" for a minute
+    fake.write_text(f"#!/bin/sh\necho $$ >> {tmp_path}/pids\nexec sleep 60\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(recipes.sys, "executable", str(fake))
+    threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    with pytest.raises(SystemExit):
+        recipes.train_side_by_side([tmp_path / "multi.yaml", tmp_path / "single.yaml"], tmp_path)
+    pids = [int(p) for p in (tmp_path / "pids").read_text().split()]
+    assert len(pids) == 2
+    time.sleep(0.1)
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

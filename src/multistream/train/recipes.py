@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,10 +38,10 @@ class Recipe:
 RECIPES = {
     "default": Recipe(
         "default",
-        # 800 per skill: the 220 steps see each example about once (a second epoch overfitted the twin)
+        # 800 per skill: 280 steps of 2 packed sequences reach less than half of them, so no example repeats
         SyntheticConfig(train_per_skill=800, test_per_skill=40, seed=0),
         dict(
-            max_steps=220,
+            max_steps=280,
             batch_size=2,
             micro_batch_size=1,
             seq_len=1024,
@@ -49,7 +51,7 @@ RECIPES = {
             save_every=20,
             log_every=5,
             threads=1,
-            max_minutes=46,  # a safety cap: 220 steps take ~40 minutes per job, then ~12 minutes of evaluation
+            max_minutes=47,  # safety cap: 280 multi-stream steps take ~40 min on one thread (twin ~15), then ~12 of evaluation
             eval_max_sequences=8,
         ),
         eval_per_skill=24,
@@ -116,6 +118,10 @@ def prepare(recipe: Recipe, out: Path, base: str = "default") -> tuple[Path, Pat
     return paths[0], paths[1]
 
 
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
+
+
 def train_side_by_side(configs: list[Path], log_dir: Path) -> None:
     """Run one ``multistream train CONFIG`` process per config at once, one thread each."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -135,10 +141,21 @@ def train_side_by_side(configs: list[Path], log_dir: Path) -> None:
             )
         )
     failed = []
-    for c, p, logf in procs:
-        if p.wait() != 0:
-            failed.append(f"{c} (exit {p.returncode}, log {logf.name})")
-        logf.close()
+    main_thread = threading.current_thread() is threading.main_thread()
+    if main_thread:  # so that `kill` also runs the clean-up below
+        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        for c, p, logf in procs:
+            if p.wait() != 0:
+                failed.append(f"{c} (exit {p.returncode}, log {logf.name})")
+    finally:  # interrupted or killed: no orphaned training process keeps writing into the run folder
+        for _, p, logf in procs:
+            if p.poll() is None:
+                p.terminate()
+                p.wait()
+            logf.close()
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     if failed:
         raise RuntimeError("training failed: " + ", ".join(failed))
 
