@@ -51,7 +51,7 @@ RECIPES = {
             save_every=20,
             log_every=5,
             threads=1,
-            max_minutes=47,  # safety cap: 280 multi-stream steps take ~40 min on one thread (twin ~15), then ~12 of evaluation
+            max_minutes=52,  # safety cap: 280 multi-stream steps took 50.3 min on one thread (twin 16), then 8.5 of evaluation
             eval_max_sequences=8,
         ),
         eval_per_skill=24,
@@ -178,6 +178,8 @@ def compact(src: Path, dst: Path, dtype: torch.dtype = torch.bfloat16, base_ref:
         elif f.name == "adapter_config.json":  # the base is named by reference, not by this machine's cache path
             cfg = json.loads(f.read_text())
             cfg["base_model_name_or_path"] = base_ref
+            if isinstance(cfg.get("target_modules"), list):  # peft writes a set: sorted, a retrained copy diffs cleanly
+                cfg["target_modules"] = sorted(cfg["target_modules"])
             (dst / f.name).write_text(json.dumps(cfg, indent=2) + "\n")
         elif f.is_file() and f.name != "README.md":
             shutil.copy2(f, dst / f.name)
