@@ -18,6 +18,18 @@ from ..timeline import Timeline, resolve_rows
 
 WRAP = {"tool": ("<tool>", "</tool>"), "think": ("<think>", "</think>"), "call": ("<call>", "</call>")}
 _TAGS = re.compile(r"<(/?)(tool|think|call)>")
+_CALLS = re.compile(r"<call>(.*?)</call>", re.DOTALL)
+
+
+def reply_calls(reply: str) -> list[str]:
+    """The tool calls inside a twin's reply (``<call>...</call>``), in order."""
+    return _CALLS.findall(reply)
+
+
+def tool_turn(result: str) -> dict:
+    """A tool result as the twin sees it: a user turn ``<tool>...</tool>``."""
+    left, right = WRAP["tool"]
+    return {"role": "user", "content": f"{left}{result}{right}"}
 
 
 def _ordered(timeline: Timeline, layout: Layout, length_of) -> list[tuple[int, str, str]]:

@@ -16,14 +16,11 @@ Its time to first token is the first reply's; its end-to-end time the sum of the
 
 from __future__ import annotations
 
-import re
-
+from ..data.twin import reply_calls, tool_turn
 from ..engine.runner import Input, RunResult, run_session
 from .cases import PromptCase
 from .common import Contenders, progress, run_tool, single_system
 from .scoring import median, occurs, rate, ratio, reply_answer
-
-CALL = re.compile(r"<call>(.*?)</call>", re.DOTALL)
 
 
 def run_multi(c: Contenders, core, case: PromptCase, tools=None) -> RunResult:
@@ -37,12 +34,11 @@ def run_single(baseline, case: PromptCase, tools=None, max_tool_rounds: int = 2)
     first = last = baseline.run(messages)
     replies, e2e = [first.streams["answer"]], first.e2e
     for _ in range(max_tool_rounds if tools is not None else 0):
-        calls = CALL.findall(last.streams["answer"])
+        calls = reply_calls(last.streams["answer"])
         if not calls:
             break
         result = run_tool(tools, calls[-1].strip())
-        messages = messages + [{"role": "assistant", "content": last.streams["answer"]},
-                               {"role": "user", "content": f"<tool>{result}</tool>"}]
+        messages = messages + [{"role": "assistant", "content": last.streams["answer"]}, tool_turn(result)]
         last = baseline.run(messages)
         replies.append(last.streams["answer"])
         e2e += last.e2e

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from ..data.skills import SKILLS
-from ..data.twin import twin_messages
+from ..data.twin import reply_calls, tool_turn, twin_messages
 from ..streams import DEFAULT_LAYOUT
 from ..timeline import Timeline, read_jsonl
 
@@ -150,9 +150,9 @@ def eval_twin(model_ref: str, timelines: list[Timeline], threads: int | None = N
             plain = _TAGGED.sub("", reply).strip()
             if plain:
                 last_answer = plain
-            call = re.search(r"<call>(.*?)</call>", reply, re.DOTALL)
-            if call and tl.meta["skill"] == "tool":
-                convo.append({"role": "user", "content": f"<tool>{run_calculator(call.group(1))}</tool>"})
+            calls = reply_calls(reply)
+            if calls and tl.meta["skill"] == "tool":
+                convo.append(tool_turn(run_calculator(calls[0])))
                 reply = _generate(model, hf, convo, max_new_tokens)
                 convo.append({"role": "assistant", "content": reply})
                 plain = _TAGGED.sub("", reply).strip()
