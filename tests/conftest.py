@@ -84,13 +84,16 @@ FAMILIES = ["llama", "qwen2", "qwen3", "mistral"]
 
 @pytest.fixture
 def wrap(tokenizer):
-    """``wrap(family, layout)`` -> a freshly wrapped tiny model."""
+    """``wrap(family, layout, silence=rule)`` -> a freshly wrapped tiny model."""
     from multistream.model import MultiStreamModel
     from multistream.streams import DEFAULT_LAYOUT
 
-    def _wrap(family: str = "llama", layout=DEFAULT_LAYOUT, attn: str = "sdpa", randomise_streams: bool = True):
+    def _wrap(
+        family: str = "llama", layout=DEFAULT_LAYOUT, attn: str = "sdpa", randomise_streams: bool = True,
+        silence: str = "invisible",
+    ):
         base = make_base(family, len(tokenizer) + 8, attn)  # extra rows, like Qwen's padded vocab
-        model = MultiStreamModel.wrap(base, tokenizer, layout, base_ref="tiny").eval()
+        model = MultiStreamModel.wrap(base, tokenizer, layout, base_ref="tiny", silence=silence).eval()
         if randomise_streams:  # a trained model's stream embeddings are not zero
             with torch.no_grad():
                 model.stream_embed.weight.normal_(0, 0.5)

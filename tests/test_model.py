@@ -7,20 +7,30 @@ from multistream.model import MultiStreamModel
 from multistream.rows import RowGrid, pack_grid, pack_many, row_inputs
 from multistream.streams import Layout
 
+RULES = ["invisible", "visible"]
+
 
 def forward_packed(model, packed):
     return model(
-        packed.input_ids[None], packed.stream_ids[None], packed.position_ids[None], doc_ids=packed.doc_ids[None]
+        packed.input_ids[None], packed.stream_ids[None], packed.position_ids[None],
+        doc_ids=packed.doc_ids[None], visible=packed.visible[None],
     ).logits[0]
 
 
 def random_grid(model, rows, seed=0, prefix_len=5):
+    """Inputs and outputs at random, silent in about a third of the cells."""
     g = torch.Generator().manual_seed(seed)
     vocab = len(model.tok)
     tokens = torch.randint(0, vocab, (rows, len(model.layout)), generator=g)
     tokens[torch.rand(tokens.shape, generator=g) < 0.3] = model.tok.silence_id
     prefix = torch.randint(0, vocab, (prefix_len,), generator=g)
     return RowGrid(prefix, tokens, model.layout.index(model.layout.prefix_stream))
+
+
+def cells(model, packed, prefix_len):
+    """(row, stream) of every packed row token, in sequence order."""
+    rows = (packed.position_ids[prefix_len:] - prefix_len).tolist()
+    return list(zip(rows, packed.stream_ids[prefix_len:].tolist()))
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -41,11 +51,12 @@ def test_one_stream_wrap_equals_base(family):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("rule", RULES)
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
-def test_cached_row_decoding_equals_full_forward(wrap, family, attn):
-    model = wrap(family, attn=attn)
+def test_cached_row_decoding_equals_full_forward(wrap, family, rule, attn):
+    model = wrap(family, attn=attn, silence=rule)
     grid = random_grid(model, rows=6)
-    packed = pack_grid(grid, model.layout.output_mask)
+    packed = pack_grid(grid, model.row_format)
     with torch.no_grad():
         full = forward_packed(model, packed)
         p = grid.prefix_ids.shape[0]
@@ -53,59 +64,115 @@ def test_cached_row_decoding_equals_full_forward(wrap, family, attn):
         pre = torch.arange(p)[None]
         steps = [model(grid.prefix_ids[None], torch.full((1, p), grid.prefix_stream), pre,
                        past_key_values=cache, use_cache=True).logits[0]]
-        past, past_streams = pre, torch.full((1, p), grid.prefix_stream)
+        past, past_streams, past_vis = pre, torch.full((1, p), grid.prefix_stream), torch.ones((1, p), dtype=torch.bool)
         for t in range(grid.rows):  # one row per forward
-            ids, streams, pos = row_inputs(grid.tokens[t : t + 1], t, p)
-            out = model(ids[None], streams[None], pos[None], past_key_values=cache,
-                        past_positions=past, past_streams=past_streams, use_cache=True)
+            rt = row_inputs(grid.tokens[t : t + 1], t, p, model.row_format)
+            out = model(rt.ids[None], rt.streams[None], rt.positions[None], visible=rt.visible[None],
+                        past_key_values=cache, past_positions=past, past_streams=past_streams,
+                        past_visible=past_vis, use_cache=True)
             steps.append(out.logits[0])
-            past, past_streams = torch.cat([past, pos[None]], 1), torch.cat([past_streams, streams[None]], 1)
+            past = torch.cat([past, rt.positions[None]], 1)
+            past_streams = torch.cat([past_streams, rt.streams[None]], 1)
+            past_vis = torch.cat([past_vis, rt.visible[None]], 1)
     assert (torch.cat(steps) - full).abs().max() <= 1e-4
 
 
-def test_multi_row_cached_chunk_equals_full_forward(wrap):
-    model = wrap("llama")
+def test_cache_of_visible_tokens_only_equals_full_forward(wrap):
+    """The engine's cache keeps visible tokens only: decoding over such a cache equals the full forward."""
+    model = wrap("qwen3")
+    grid = random_grid(model, rows=7, seed=3)
+    packed = pack_grid(grid, model.row_format)
+    p = grid.prefix_ids.shape[0]
+    with torch.no_grad():
+        full = forward_packed(model, packed)
+        got = [full[:p]]
+        kept = torch.arange(p)  # indices into ``packed`` of the tokens a visible-only cache holds
+        for t in range(grid.rows):
+            new = ((packed.position_ids == p + t).nonzero().squeeze(1))
+            seq = torch.cat([kept, new])
+            logits = model(packed.input_ids[None, seq], packed.stream_ids[None, seq], packed.position_ids[None, seq],
+                           visible=packed.visible[None, seq]).logits[0]
+            got.append(logits[len(kept):])
+            kept = torch.cat([kept, new[packed.visible[new]]])
+    assert len(kept) < len(packed)  # some silences were left out of the cache
+    assert (torch.cat(got) - full).abs().max() <= 1e-4
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_multi_row_cached_chunk_equals_full_forward(wrap, rule):
+    model = wrap("llama", silence=rule)
     grid = random_grid(model, rows=7)
-    packed = pack_grid(grid, model.layout.output_mask)
+    packed = pack_grid(grid, model.row_format)
     p = grid.prefix_ids.shape[0]
     with torch.no_grad():
         full = forward_packed(model, packed)
         cache = DynamicCache(config=model.base.config)
-        n = p + 3 * len(model.layout)  # prefix and three rows in one go, then four rows in one go
+        n = int((packed.position_ids < p + 3).sum())  # prefix and three rows in one go, then four rows in one go
         first = model(packed.input_ids[None, :n], packed.stream_ids[None, :n], packed.position_ids[None, :n],
-                      past_key_values=cache, use_cache=True).logits[0]
+                      visible=packed.visible[None, :n], past_key_values=cache, use_cache=True).logits[0]
         rest = model(packed.input_ids[None, n:], packed.stream_ids[None, n:], packed.position_ids[None, n:],
-                     past_key_values=cache, past_positions=packed.position_ids[None, :n],
-                     past_streams=packed.stream_ids[None, :n], use_cache=True).logits[0]
+                     visible=packed.visible[None, n:], past_key_values=cache,
+                     past_positions=packed.position_ids[None, :n], past_streams=packed.stream_ids[None, :n],
+                     past_visible=packed.visible[None, :n], use_cache=True).logits[0]
     assert (torch.cat([first, rest]) - full).abs().max() <= 1e-4
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen2"])
-def test_tokens_a_position_must_not_see_do_not_change_its_logits(wrap, family):
-    model = wrap(family)
+@pytest.mark.parametrize("rule", RULES)
+def test_tokens_a_position_must_not_see_do_not_change_its_logits(wrap, family, rule):
+    model = wrap(family, silence=rule)
     grid = random_grid(model, rows=5)
-    c, p = len(model.layout), grid.prefix_ids.shape[0]
+    grid.tokens[2:4] = torch.arange(1, 7)  # rows 2 and 3 speak on every stream
+    p = grid.prefix_ids.shape[0]
     t, s = 2, 4  # query: row 2, stream 'answer'
-    q = p + t * c + s
     with torch.no_grad():
-        before = forward_packed(model, pack_grid(grid, model.layout.output_mask))
+        packed = pack_grid(grid, model.row_format)
+        q = cells(model, packed, p).index((t, s)) + p
+        before = forward_packed(model, packed)
         changed = grid.tokens.clone()
         changed[t, [0, 1, 2, 3, 5]] = (changed[t, [0, 1, 2, 3, 5]] + 1) % len(model.tok)  # its own row's neighbours
         changed[t + 1 :] = (changed[t + 1 :] + 1) % len(model.tok)  # later rows
-        after = forward_packed(model, pack_grid(RowGrid(grid.prefix_ids, changed, grid.prefix_stream),
-                                                model.layout.output_mask))
+        after = forward_packed(model, pack_grid(RowGrid(grid.prefix_ids, changed, grid.prefix_stream), model.row_format))
         assert torch.equal(before[q], after[q])
         changed = grid.tokens.clone()
-        changed[t - 1, 0] = (changed[t - 1, 0] + 1) % len(model.tok)  # an earlier row: must matter
-        after = forward_packed(model, pack_grid(RowGrid(grid.prefix_ids, changed, grid.prefix_stream),
-                                                model.layout.output_mask))
+        changed[t - 1, 0] = 7 if changed[t - 1, 0] != 7 else 8  # an earlier row's token: must matter
+        after = forward_packed(model, pack_grid(RowGrid(grid.prefix_ids, changed, grid.prefix_stream), model.row_format))
         assert not torch.allclose(before[q], after[q])
 
 
-def test_packed_timelines_do_not_see_each_other(wrap):
-    model = wrap("llama")
-    a = pack_grid(random_grid(model, 3, seed=1, prefix_len=2), model.layout.output_mask)
-    b = pack_grid(random_grid(model, 4, seed=2, prefix_len=4), model.layout.output_mask)
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_silence_key_never_influences_another_logit(wrap, family):
+    """Invisible rule: perturb the silence token's embedding; only the silence queries' own logits move."""
+    results = {}
+    for rule in RULES:
+        model = wrap(family, silence=rule)
+        grid = random_grid(model, rows=6, seed=5)
+        packed = pack_grid(grid, model.row_format)
+        silence = packed.input_ids == model.tok.silence_id
+        assert silence.sum() >= 4
+        with torch.no_grad():
+            before = forward_packed(model, packed)
+            model.base.get_input_embeddings().weight[model.tok.silence_id].normal_(0, 3.0)
+            after = forward_packed(model, packed)
+        others, cols = ~silence, torch.arange(before.shape[-1]) != model.tok.silence_id  # tied heads: its logit moves
+        results[rule] = (before[others][:, cols] - after[others][:, cols]).abs().max().item()
+        assert not torch.allclose(before[silence], after[silence])  # the perturbation is real
+    assert results["invisible"] == 0.0
+    assert results["visible"] > 1e-3  # the check can fail: under the old rule silence is a key
+
+
+def test_invisible_rule_packs_fewer_tokens(wrap):
+    grid = random_grid(wrap("llama"), rows=8)
+    n = {rule: len(pack_grid(grid, wrap("llama", silence=rule).row_format)) for rule in RULES}
+    silent_inputs = int((grid.tokens[:, :3] == wrap("llama").tok.silence_id).sum())
+    assert n["visible"] - n["invisible"] == silent_inputs > 0
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_packed_timelines_do_not_see_each_other(wrap, rule):
+    model = wrap("llama", silence=rule)
+    a = pack_grid(random_grid(model, 3, seed=1, prefix_len=2), model.row_format)
+    b = pack_grid(random_grid(model, 4, seed=2, prefix_len=4), model.row_format)
     with torch.no_grad():
         alone_a, alone_b = forward_packed(model, a), forward_packed(model, b)
         both = forward_packed(model, pack_many([a, b]))
@@ -124,20 +191,22 @@ def test_silence_token_added_with_mean_embedding(tokenizer):
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen2"])
-def test_save_then_load_reproduces_logits(wrap, family, tmp_path):
-    model = wrap(family)
+@pytest.mark.parametrize("rule", RULES)
+def test_save_then_load_reproduces_logits_and_rule(wrap, family, rule, tmp_path):
+    model = wrap(family, silence=rule)
     with torch.no_grad():
         model.base.get_input_embeddings().weight[model.tok.silence_id].normal_()  # as if trained
     base_dir = tmp_path / "base"
     tiny = make_base(family, len(make_tokenizer()) + 8)  # the same seed: the same base weights
     tiny.save_pretrained(base_dir)
     model.base_ref = str(base_dir)
-    packed = pack_grid(random_grid(model, 4), model.layout.output_mask)
+    packed = pack_grid(random_grid(model, 4), model.row_format)
     with torch.no_grad():
         before = forward_packed(model, packed)
     model.save(tmp_path / "ms")
     loaded = MultiStreamModel.load(tmp_path / "ms")
     assert loaded.layout == model.layout and loaded.tok.silence_id == model.tok.silence_id
+    assert loaded.silence == rule
     with torch.no_grad():
         after = forward_packed(loaded, packed)
     assert torch.equal(before, after)
@@ -151,7 +220,7 @@ def test_save_then_load_with_lora_adapter(wrap, tmp_path):
     make_base("llama", len(make_tokenizer()) + 8).save_pretrained(base_dir)
     model.base_ref = str(base_dir)
     model.base = get_peft_model(model.base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
-    packed = pack_grid(random_grid(model, 4), model.layout.output_mask)
+    packed = pack_grid(random_grid(model, 4), model.row_format)
     with torch.no_grad():
         before = forward_packed(model.eval(), packed)
     model.save(tmp_path / "ms")
@@ -171,3 +240,24 @@ def test_load_rejects_layout_mismatch(wrap, tmp_path):
     (folder / "multistream_config.json").write_text(json.dumps(cfg))
     with pytest.raises(Exception, match="stream embeddings for 2 streams"):
         MultiStreamModel.load(folder)
+
+
+def test_load_checks_the_silence_rule(wrap, tmp_path):
+    import json
+
+    model = wrap("llama")
+    make_base("llama", len(make_tokenizer()) + 8).save_pretrained(tmp_path / "base")
+    model.base_ref = str(tmp_path / "base")
+    folder = model.save(tmp_path / "ms")
+    cfg_file = folder / "multistream_config.json"
+    cfg = json.loads(cfg_file.read_text())
+    assert cfg["silence"] == "invisible" and cfg["format_version"] == 2
+    cfg["silence"] = "sometimes"
+    cfg_file.write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="silence must be one of"):
+        MultiStreamModel.load(folder)
+    # a version-1 folder (the rule was not recorded then) was trained with visible silence
+    del cfg["silence"]
+    cfg["format_version"] = 1
+    cfg_file.write_text(json.dumps(cfg))
+    assert MultiStreamModel.load(folder).silence == "visible"

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from multistream.reference import reference_decode
@@ -5,8 +6,9 @@ from multistream.rows import RowGrid, pack_grid
 from multistream.timeline import Segment, Timeline
 
 
-def test_reference_decoder_feeds_inputs_and_follows_its_own_argmax(wrap):
-    model = wrap("llama")
+@pytest.mark.parametrize("rule", ["invisible", "visible"])
+def test_reference_decoder_feeds_inputs_and_follows_its_own_argmax(wrap, rule):
+    model = wrap("llama", silence=rule)
     layout = model.layout
     timeline = Timeline(
         layout.names,
@@ -21,10 +23,12 @@ def test_reference_decoder_feeds_inputs_and_follows_its_own_argmax(wrap):
     outs = [i for i, s in enumerate(layout) if s.kind == "output"]
     assert (out.tokens[0, outs] == tok.silence_id).all()  # nothing is sampled before row 0
     # one full forward over the final grid agrees with every per-row greedy choice
-    packed = pack_grid(RowGrid(out.prefix_ids, out.tokens, layout.index("system")), layout.output_mask)
+    packed = pack_grid(RowGrid(out.prefix_ids, out.tokens, layout.index("system")), model.row_format)
     with torch.no_grad():
-        logits = model(packed.input_ids[None], packed.stream_ids[None], packed.position_ids[None]).logits[0]
-    p, c = len(out.prefix_ids), len(layout)
+        logits = model(packed.input_ids[None], packed.stream_ids[None], packed.position_ids[None],
+                       visible=packed.visible[None]).logits[0]
+    p = len(out.prefix_ids)
     for t in range(out.tokens.shape[0] - 1):
-        assert logits[p + t * c + torch.tensor(outs)].argmax(-1).tolist() == out.tokens[t + 1, outs].tolist()
+        at = (packed.position_ids == p + t) & torch.isin(packed.stream_ids, torch.tensor(outs))
+        assert logits[at].argmax(-1).tolist() == out.tokens[t + 1, outs].tolist()
     assert set(out.texts) == {"think", "answer", "call"}

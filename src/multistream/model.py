@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .bases import DEFAULT, load_base
-from .rows import stream_causal_mask
+from .rows import SILENCE_RULES, RowFormat, stream_causal_mask
 from .streams import DEFAULT_LAYOUT, Layout, LayoutError
 from .text import SILENCE_TOKEN, StreamTokenizer
 
@@ -31,12 +31,25 @@ warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", categ
 
 CONFIG_FILE = "multistream_config.json"
 WEIGHTS_FILE = "multistream.safetensors"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Version 2 records the silence rule; version 1 folders (no rule recorded) were trained with ``visible``."""
 
 
 class MultiStreamModel(nn.Module):
-    def __init__(self, base: nn.Module, tok: StreamTokenizer, layout: Layout, base_ref: str, new_token_ids: list[int]):
+    def __init__(
+        self,
+        base: nn.Module,
+        tok: StreamTokenizer,
+        layout: Layout,
+        base_ref: str,
+        new_token_ids: list[int],
+        silence: str = "invisible",
+    ):
         super().__init__()
+        if silence not in SILENCE_RULES:
+            raise ValueError(f"silence must be one of {', '.join(SILENCE_RULES)}, got {silence!r}")
+        self.silence = silence
+        """The silence rule the model is trained and run with (``rows.RowFormat.silence``)."""
         self.base = base
         self.tok = tok
         self.layout = layout
@@ -55,6 +68,7 @@ class MultiStreamModel(nn.Module):
         layout: Layout = DEFAULT_LAYOUT,
         base_ref: str = "custom",
         silence_token: str = SILENCE_TOKEN,
+        silence: str = "invisible",
     ) -> MultiStreamModel:
         """Add the silence token (embedding = mean of the existing ones) and a zero stream embedding."""
         before = set(tokenizer.get_vocab().values())
@@ -66,12 +80,14 @@ class MultiStreamModel(nn.Module):
             with torch.no_grad():
                 for emb in _embedding_matrices(base):
                     emb[new_ids] = emb[old].mean(0, keepdim=True)
-        return cls(base, tok, layout, base_ref, new_ids)
+        return cls(base, tok, layout, base_ref, new_ids, silence)
 
     @classmethod
-    def from_base(cls, ref: str = DEFAULT, layout: Layout = DEFAULT_LAYOUT, dtype: torch.dtype = torch.float32):
+    def from_base(
+        cls, ref: str = DEFAULT, layout: Layout = DEFAULT_LAYOUT, dtype: torch.dtype = torch.float32, silence: str = "invisible"
+    ):
         base, tokenizer = load_base(ref, dtype)
-        return cls.wrap(base, tokenizer, layout, base_ref=ref)
+        return cls.wrap(base, tokenizer, layout, base_ref=ref, silence=silence)
 
     # -- properties ----------------------------------------------------------------
     @property
@@ -86,6 +102,11 @@ class MultiStreamModel(nn.Module):
     def num_streams(self) -> int:
         return len(self.layout)
 
+    @property
+    def row_format(self) -> RowFormat:
+        """What ``rows`` needs to turn this model's rows into tokens."""
+        return RowFormat(tuple(self.layout.output_mask), self.tok.silence_id, self.silence)
+
     # -- forward -------------------------------------------------------------------
     def embed(self, input_ids: torch.Tensor, stream_ids: torch.Tensor) -> torch.Tensor:
         tokens = self.base.get_input_embeddings()(input_ids)
@@ -98,27 +119,37 @@ class MultiStreamModel(nn.Module):
         position_ids: torch.Tensor,
         *,
         doc_ids: torch.Tensor | None = None,
+        visible: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         past_key_values=None,
         past_positions: torch.Tensor | None = None,
         past_streams: torch.Tensor | None = None,
+        past_visible: torch.Tensor | None = None,
         use_cache: bool = False,
         logits_to_keep: int | torch.Tensor = 0,
     ):
         """One forward over ``[B, L]`` tokens; returns the base model's output (``logits``, ``past_key_values``).
 
-        The mask is the stream-causal one unless given: built from positions and stream
-        ids (and ``doc_ids`` for packed timelines); with a cache, ``past_positions`` and
-        ``past_streams`` ``[B, K]`` describe the cached tokens. Callers with their own
+        The mask is the stream-causal one unless given: built from positions, stream ids and
+        ``visible`` (default: every token is a key; ``rows`` gives it), and ``doc_ids`` for
+        packed timelines; with a cache, ``past_positions``, ``past_streams`` and
+        ``past_visible`` ``[B, K]`` describe the cached tokens. Callers with their own
         cache layout (the engine) pass ``attention_mask`` built by ``rows.stream_causal_mask``.
         """
         if attention_mask is None:
+            if visible is None:
+                visible = torch.ones_like(input_ids, dtype=torch.bool)
             if past_positions is None:
-                attention_mask = stream_causal_mask(position_ids, position_ids, stream_ids, stream_ids, doc_ids, doc_ids)
+                attention_mask = stream_causal_mask(
+                    position_ids, position_ids, stream_ids, stream_ids, doc_ids, doc_ids, k_visible=visible
+                )
             else:
+                if past_visible is None:
+                    past_visible = torch.ones_like(past_positions, dtype=torch.bool)
                 k_pos = torch.cat([past_positions, position_ids], dim=1)
                 k_stream = torch.cat([past_streams, stream_ids], dim=1)
-                attention_mask = stream_causal_mask(position_ids, k_pos, stream_ids, k_stream)
+                k_visible = torch.cat([past_visible, visible], dim=1)
+                attention_mask = stream_causal_mask(position_ids, k_pos, stream_ids, k_stream, k_visible=k_visible)
         embeds = self.embed(input_ids, stream_ids)
         return self.base(
             inputs_embeds=embeds,
@@ -160,6 +191,7 @@ class MultiStreamModel(nn.Module):
             "format_version": FORMAT_VERSION,
             "base_model": base_ref,
             "layout": self.layout.to_list(),
+            "silence": self.silence,
             "silence_token": self.tok.silence_token,
             "end_token": self.tok.end_token,
             "new_token_ids": self.new_token_ids,
@@ -178,8 +210,12 @@ class MultiStreamModel(nn.Module):
         if not cfg_file.exists():
             raise FileNotFoundError(f"{path} is not a multistream model folder (no {CONFIG_FILE})")
         cfg = json.loads(cfg_file.read_text())
-        if cfg.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{cfg_file}: format_version {cfg.get('format_version')} is not {FORMAT_VERSION}")
+        version = cfg.get("format_version")
+        if version not in (1, FORMAT_VERSION):
+            raise ValueError(f"{cfg_file}: format_version {version} is not 1 or {FORMAT_VERSION}")
+        silence = cfg.get("silence", "visible") if version == 1 else cfg.get("silence")
+        if silence not in SILENCE_RULES:
+            raise ValueError(f"{cfg_file}: silence must be one of {', '.join(SILENCE_RULES)}, got {silence!r}")
         layout = Layout.from_list(cfg["layout"])
         weights = load_file(path / WEIGHTS_FILE)
         if weights["stream_embed"].shape[0] != len(layout):
@@ -200,7 +236,7 @@ class MultiStreamModel(nn.Module):
             from peft import PeftModel
 
             base = PeftModel.from_pretrained(base, path, is_trainable=trainable)
-        model = cls(base, tok, layout, base_ref if not local else str(path / base_ref), cfg["new_token_ids"])
+        model = cls(base, tok, layout, base_ref if not local else str(path / base_ref), cfg["new_token_ids"], silence)
         with torch.no_grad():
             model.stream_embed.weight.copy_(weights["stream_embed"].to(dtype))
         return model.train(trainable)

@@ -1,7 +1,8 @@
 """The slow reference decoder: obviously correct, the oracle for the engine.
 
-At every row it packs the whole session so far (prefix and all rows) and runs one
-full forward, no cache, then takes the greedy choice of every output stream. Inputs
+At every row it packs the whole session so far (prefix and all rows, under the
+model's silence rule) and runs one full forward, no cache, then takes the greedy
+choice of every output stream. Inputs
 come from a timeline's input segments at their scheduled rows.
 """
 
@@ -42,15 +43,18 @@ def reference_decode(model: MultiStreamModel, timeline: Timeline, rows: int | No
     tokens = torch.full((rows, len(layout)), model.tok.silence_id, dtype=torch.long)
     n = min(rows, grid.rows)
     tokens[:n] = grid.tokens[:n]
-    out = torch.tensor(layout.output_mask)
-    out_idx = out.nonzero().squeeze(1)
+    fmt = model.row_format
+    out_streams = torch.tensor(fmt.output_mask).nonzero().squeeze(1)
     p = grid.prefix_ids.shape[0]
     for t in range(rows - 1):
-        packed = pack_grid(RowGrid(grid.prefix_ids, tokens[: t + 1], grid.prefix_stream), out)
+        packed = pack_grid(RowGrid(grid.prefix_ids, tokens[: t + 1], grid.prefix_stream), fmt)
         logits = model(
             packed.input_ids[None].to(model.device),
             packed.stream_ids[None].to(model.device),
             packed.position_ids[None].to(model.device),
+            visible=packed.visible[None].to(model.device),
         ).logits[0]
-        tokens[t + 1, out_idx] = logits[p + t * len(layout) + out_idx].argmax(-1).cpu()
+        # the output cells of row t (outputs are always materialised, in stream order)
+        at = ((packed.position_ids == p + t) & torch.isin(packed.stream_ids, out_streams)).nonzero().squeeze(1)
+        tokens[t + 1, out_streams] = logits[at.to(logits.device)].argmax(-1).cpu()
     return Decoded(tokens, grid.prefix_ids, grid_texts(model, tokens))

@@ -45,9 +45,13 @@ def reference(model, inputs, rows):
     return reference_decode(model, timeline, rows=rows).tokens
 
 
+RULES = ["invisible", "visible"]
+
+
 @pytest.mark.parametrize("family", ["llama", "qwen2"])
-def test_engine_equals_reference_decoder(wrap, family):
-    model = talkative(wrap(family))
+@pytest.mark.parametrize("rule", RULES)
+def test_engine_equals_reference_decoder(wrap, family, rule):
+    model = talkative(wrap(family, silence=rule))
     rows = 16
     expected = reference(model, INPUTS, rows)
     engine = EngineCore(model, EngineConfig(idle_rows=None))
@@ -56,10 +60,17 @@ def test_engine_equals_reference_decoder(wrap, family):
     assert torch.equal(got, expected)
     outs = [i for i, s in enumerate(model.layout) if s.kind == "output"]
     assert (got[1:, outs] != model.tok.silence_id).any(), "the test model never spoke: the comparison would be weak"
+    kept = int(engine.cache.lengths[engine.sessions[sid].slot])
+    prefix = len(model.tok.encode_prefix(PREFIX))
+    if rule == "invisible":  # the cache holds the prefix and the spoken tokens of the rows fed, no silence
+        assert kept == prefix + int((got[:-1] != model.tok.silence_id).sum())
+    else:
+        assert kept == prefix + got[:-1].numel()
 
 
-def test_batched_sessions_equal_each_session_alone(wrap):
-    model = talkative(wrap("qwen2"))
+@pytest.mark.parametrize("rule", RULES)
+def test_batched_sessions_equal_each_session_alone(wrap, rule):
+    model = talkative(wrap("qwen2", silence=rule))
     rows = 12
     plans = {  # session -> (prefix, inputs, the step at which it opens)
         "a": (PREFIX, INPUTS, 0),
@@ -127,12 +138,14 @@ def _record_row(model, inputs, rows, lo, seed):
     run_engine(quiet, inputs, rows, "q")
     grid = quiet.grid("q")
     prefix = torch.tensor(model.tok.encode_prefix(PREFIX))
-    packed = pack_grid(RowGrid(prefix, grid, 0), model.layout.output_mask)
+    packed = pack_grid(RowGrid(prefix, grid, 0), model.row_format)
     with_silence_bias(model, 0.0)
     with torch.no_grad():
-        logits = model(packed.input_ids[None], packed.stream_ids[None], packed.position_ids[None]).logits[0]
+        logits = model(packed.input_ids[None], packed.stream_ids[None], packed.position_ids[None],
+                       visible=packed.visible[None]).logits[0]
     outs = torch.tensor([i for i, s in enumerate(model.layout) if s.kind == "output"])
-    at = len(prefix) + torch.arange(rows)[:, None] * len(model.layout) + outs[None]
+    is_out = torch.isin(packed.stream_ids, outs) & (packed.position_ids >= len(prefix))
+    at = is_out.nonzero().squeeze(1)[: rows * len(outs)].view(rows, len(outs))  # outputs: every row, stream order
     sil = model.tok.silence_id
     other = logits[at].clone()
     other[..., sil] = float("-inf")
@@ -146,8 +159,9 @@ def _record_row(model, inputs, rows, lo, seed):
 
 
 @pytest.mark.parametrize("speculative", [4, 16])
-def test_speculative_ingest_equals_step_by_step(wrap, speculative):
-    model = wrap("qwen2")
+@pytest.mark.parametrize("rule", RULES)
+def test_speculative_ingest_equals_step_by_step(wrap, speculative, rule):
+    model = wrap("qwen2", silence=rule)
     long_doc = "the quick brown fox jumps over the lazy dog " * 3
     inputs = [("user", "Summarise:", 0), ("tool", long_doc, 0)]  # both queued at once: spec jumps rows
     rows = 60
@@ -162,10 +176,14 @@ def test_speculative_ingest_equals_step_by_step(wrap, speculative):
     outs = [i for i, s in enumerate(model.layout) if s.kind == "output"]
     assert a.shape[0] >= b.shape[0]
     assert torch.equal(a[: b.shape[0] - 1], b[:-1]) and torch.equal(a[b.shape[0] - 1, outs], b[-1, outs])
+    if rule == "invisible":  # rolled-back rows leave nothing behind: the cache holds what was spoken and read
+        prefix = len(model.tok.encode_prefix(PREFIX))
+        assert int(spec.cache.lengths[0]) == prefix + int((a[:-1] != model.tok.silence_id).sum())
 
 
-def test_bulk_input_reads_many_rows_per_forward_with_outputs_silent(wrap):
-    model = talkative(wrap("llama"))
+@pytest.mark.parametrize("rule", RULES)
+def test_bulk_input_reads_many_rows_per_forward_with_outputs_silent(wrap, rule):
+    model = talkative(wrap("llama", silence=rule))
     engine = EngineCore(model, EngineConfig(idle_rows=None, bulk_chunk=8))
     sid = engine.open(prefix=PREFIX)
     doc = "the quick brown fox jumps over the lazy dog " * 2
@@ -179,6 +197,37 @@ def test_bulk_input_reads_many_rows_per_forward_with_outputs_silent(wrap):
     outs = [i for i, s in enumerate(model.layout) if s.kind == "output"]
     assert (grid[: n, outs] == model.tok.silence_id).all()
     assert grid[:n, 2].tolist() == model.tok.encode_message(doc)
+    prefix = len(model.tok.encode_prefix(PREFIX))
+    assert int(engine.cache.lengths[0]) == prefix + (n if rule == "invisible" else n * len(model.layout))
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_bulk_reading_equals_step_by_step_afterwards(wrap, rule):
+    """What a session says after a bulk document is what it says after reading it row by row, held silent."""
+    model = talkative(wrap("qwen2", silence=rule))
+    doc = "the quick brown fox jumps over the lazy dog"
+    n = len(model.tok.encode_message(doc))
+    grids = []
+    for bulk in (True, False):
+        engine = EngineCore(model, EngineConfig(idle_rows=None, bulk_chunk=5))
+        sid = engine.open(prefix=PREFIX)
+        if not bulk:
+            for o in ("think", "answer", "call"):
+                engine.mute(sid, o)
+        engine.send(sid, "tool", doc, bulk=bulk)
+        while engine.sessions.get(sid) is None or engine.sessions[sid].row < n - (not bulk):
+            engine.step()
+        for o in ("think", "answer", "call"):  # free from the last document row on, as after bulk reading
+            engine.mute(sid, o, False)
+        while engine.sessions[sid].row < n:
+            engine.step()
+        engine.send(sid, "user", "What does it say?")
+        while engine.sessions[sid].row < n + 14:
+            engine.step()
+        grids.append(engine.grid(sid))
+    assert torch.equal(grids[0], grids[1])
+    outs = [i for i, s in enumerate(model.layout) if s.kind == "output"]
+    assert (grids[0][n:, outs] != model.tok.silence_id).any(), "the model never spoke after the document"
 
 
 def test_interrupt_enters_user_stream_at_the_next_row(wrap):
@@ -281,13 +330,14 @@ def test_sessions_free_their_cache_and_slots_on_close(wrap):
     assert torch.equal(engine.grid(b)[:3], grid_b[:3])
 
 
-def test_any_layout_works(tokenizer):
+@pytest.mark.parametrize("rule", RULES)
+def test_any_layout_works(tokenizer, rule):
     from conftest import make_base
 
     from multistream.model import MultiStreamModel
 
     layout = Layout.parse("user:input,answer:output")
-    model = talkative(MultiStreamModel.wrap(make_base("qwen2", len(tokenizer) + 8), tokenizer, layout).eval())
+    model = talkative(MultiStreamModel.wrap(make_base("qwen2", len(tokenizer) + 8), tokenizer, layout, silence=rule).eval())
     rows = 10
     inputs = [("user", "What is 2+3?", 0)]
     expected = reference(model, inputs, rows)

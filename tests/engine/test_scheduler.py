@@ -9,6 +9,7 @@ from torch import nn
 from multistream.engine.core import EngineConfig, EngineCore
 from multistream.engine.sampling import SamplingParams
 from multistream.engine.session import StreamParams
+from multistream.rows import RowFormat
 from multistream.streams import DEFAULT_LAYOUT
 from multistream.text import StreamTokenizer
 
@@ -27,6 +28,7 @@ class ScriptedModel(nn.Module):
         self.start = {self.layout.index(k): v for k, v in start.items()}
         self.forwards = 0
         self.prefix_len = 0
+        self.row_format = RowFormat(tuple(self.layout.output_mask), self.tok.silence_id, "invisible")
 
     @property
     def device(self):

@@ -18,6 +18,7 @@ from torch import nn
 from multistream.engine.aio import AsyncEngine
 from multistream.engine.core import EngineConfig, EngineCore
 from multistream.engine.tools import demo_tools
+from multistream.rows import RowFormat
 from multistream.server import ServerLimits, create_app
 from multistream.server.run import Server
 from multistream.streams import DEFAULT_LAYOUT
@@ -45,6 +46,7 @@ class EchoModel(nn.Module):
         emb = nn.Embedding(self.vocab, 3)
         self.base = SimpleNamespace(config=cfg, get_input_embeddings=lambda: emb)
         self.idx = {s.name: i for i, s in enumerate(self.layout)}
+        self.row_format = RowFormat(tuple(self.layout.output_mask), self.tok.silence_id, "invisible")
 
     @property
     def device(self):

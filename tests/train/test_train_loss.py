@@ -1,5 +1,6 @@
 """The training objective: hand-computed cross-entropy, and gradient accumulation = one batch."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
@@ -19,23 +20,25 @@ def _timeline(q="What is 2+3?", a="5"):
     )
 
 
-def test_loss_is_hand_computed_cross_entropy_on_output_streams(wrap):
-    model = wrap("llama")
+@pytest.mark.parametrize("rule", ["invisible", "visible"])
+def test_loss_is_hand_computed_cross_entropy_on_output_streams(wrap, rule):
+    model = wrap("llama", silence=rule)
     grid = timeline_to_grid(_timeline(), model.tok, model.layout)
-    packed = pack_grid(grid, model.layout.output_mask)
+    packed = pack_grid(grid, model.row_format)
     batch = collate([packed], model.tok.silence_id)
     loss, n = token_loss_sum(model, batch)
 
     with torch.no_grad():
-        logits = model(batch["input_ids"], batch["stream_ids"], batch["position_ids"]).logits[0]
-    p, c = grid.prefix_ids.shape[0], len(model.layout)
+        logits = model(batch["input_ids"], batch["stream_ids"], batch["position_ids"], visible=batch["visible"]).logits[0]
+    p = grid.prefix_ids.shape[0]
+    at = {(int(q), int(s)): i for i, (q, s) in enumerate(zip(packed.position_ids, packed.stream_ids)) if i >= p}
     total, count, silence_targets = 0.0, 0, 0
     for t in range(grid.rows - 1):  # by hand: every output cell predicts its own stream's next row
         for s, stream in enumerate(model.layout):
             if stream.kind != "output":
                 continue
             target = int(grid.tokens[t + 1, s])
-            row_logits = logits[p + t * c + s]
+            row_logits = logits[at[(p + t, s)]]
             total += -(row_logits.log_softmax(-1)[target]).item()
             count += 1
             silence_targets += target == model.tok.silence_id
@@ -46,7 +49,7 @@ def test_loss_is_hand_computed_cross_entropy_on_output_streams(wrap):
 
 def test_input_streams_carry_no_loss(wrap):
     model = wrap("llama")
-    packed = pack_grid(timeline_to_grid(_timeline(), model.tok, model.layout), model.layout.output_mask)
+    packed = pack_grid(timeline_to_grid(_timeline(), model.tok, model.layout), model.row_format)
     batch = collate([packed], model.tok.silence_id)
     base, _ = token_loss_sum(model, batch)
     # change the labels at input-stream cells to garbage: nothing changes because they are IGNORE
@@ -68,7 +71,7 @@ def test_accumulation_of_4_equals_one_batch_of_4(wrap):
     model.token_rows = TrainableRows(model.base, model.new_token_ids)
     model.base.get_input_embeddings().weight.requires_grad_(False)
     qs = [("What is 2+3?", "5"), ("Capital of France?", "Paris is the capital"), ("hello", "world"), ("start with 4, add 3", "7")]
-    packs = [pack_grid(timeline_to_grid(_timeline(q, a), model.tok, model.layout), model.layout.output_mask) for q, a in qs]
+    packs = [pack_grid(timeline_to_grid(_timeline(q, a), model.tok, model.layout), model.row_format) for q, a in qs]
     assert len({len(p) for p in packs}) > 1  # different lengths: per-micro-batch means would weigh tokens unequally
     acc = Accelerator(cpu=True)
 
@@ -92,7 +95,7 @@ def test_trainable_rows_substitute_and_merge(wrap):
     rows = TrainableRows(model.base, model.new_token_ids)
     with torch.no_grad():
         rows.input.normal_()
-    packed = pack_grid(timeline_to_grid(_timeline(), model.tok, model.layout), model.layout.output_mask)
+    packed = pack_grid(timeline_to_grid(_timeline(), model.tok, model.layout), model.row_format)
     b = collate([packed], model.tok.silence_id)
     hooked = model(b["input_ids"], b["stream_ids"], b["position_ids"]).logits
     rows.merge()

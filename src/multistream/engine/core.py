@@ -62,9 +62,12 @@ class EngineConfig:
 @dataclass
 class _Plan:
     session: Session
-    ids: list[int]
-    streams: list[int]
-    positions: list[int]
+    ids: torch.Tensor  # [N] the prefix (first step only), then the rows' visible tokens, then query-only ones
+    streams: torch.Tensor
+    positions: torch.Tensor
+    visible: torch.Tensor
+    out_at: torch.Tensor  # [rows whose logits are needed, outputs]: index of each output cell in ``ids``
+    keys_per_row: list[int]  # visible tokens of each row fed (what the cache keeps of it)
     rows: list[list[int]]  # the rows fed, [streams] each
     popped: list[dict[int, int]]  # per row: input stream -> token taken from its queue
     prefix_len: int
@@ -80,6 +83,7 @@ class EngineCore:
         self.silence, self.end = model.tok.silence_id, model.tok.end_id
         self.out_idx = [i for i, s in enumerate(self.layout) if s.kind == "output"]
         self.in_idx = [i for i, s in enumerate(self.layout) if s.kind == "input"]
+        self.fmt = model.row_format  # the silence rule: the cache keeps visible tokens only
         self.cache = SlotKVCache.for_model(model.base, slots=1, capacity=self.config.capacity)
         self.sessions: dict[str, Session] = {}
         self._commands: queue.SimpleQueue = queue.SimpleQueue()
@@ -243,39 +247,41 @@ class EngineCore:
         if not plans:
             return events
         self.steps += 1
-        c = len(self.layout)
         n = max(len(p.ids) for p in plans)
         b = len(plans)
         ids = torch.full((b, n), self.silence, dtype=torch.long)
         streams = torch.zeros((b, n), dtype=torch.long)
         pos = torch.zeros((b, n), dtype=torch.long)
         q_valid = torch.zeros((b, n), dtype=torch.bool)
+        q_visible = torch.zeros((b, n), dtype=torch.bool)
         keep = torch.zeros((b, n), dtype=torch.bool)
         for j, p in enumerate(plans):
             k = len(p.ids)
-            ids[j, :k], streams[j, :k], pos[j, :k] = torch.tensor(p.ids), torch.tensor(p.streams), torch.tensor(p.positions)
-            pos[j, k:] = p.positions[-1] + 1  # padding: never attended (see k_valid), harmless as queries
+            ids[j, :k], streams[j, :k], pos[j, :k], q_visible[j, :k] = p.ids, p.streams, p.positions, p.visible
+            pos[j, k:] = int(p.positions.max()) + 1  # padding: never attended (see k_valid), harmless as queries
             q_valid[j, :k] = True
-            rows_needed = range(len(p.rows)) if p.mode == "spec" else [len(p.rows) - 1]
-            for r in rows_needed:
-                for o in self.out_idx:
-                    keep[j, p.prefix_len + r * c + o] = True
+            keep[j, p.out_at.reshape(-1)] = True
         slots = torch.tensor([p.session.slot for p in plans])
         k_pos, k_stream, filled, write = self.cache.begin(slots, pos, streams)
-        k_valid = filled.clone()
+        k_valid, k_visible = filled.clone(), filled.clone()  # what the cache holds is visible
         k_valid[torch.arange(b)[:, None], write] = q_valid
-        mask = stream_causal_mask(pos.to(k_pos.device), k_pos, streams.to(k_pos.device), k_stream, k_valid=k_valid)
+        k_visible[torch.arange(b)[:, None], write] = q_valid & q_visible
+        dev_k = k_pos.device
+        mask = stream_causal_mask(
+            pos.to(dev_k), k_pos, streams.to(dev_k), k_stream, k_visible=k_visible, k_valid=k_valid
+        )
         dev = self.model.device
         out = self.model(
             ids.to(dev), streams.to(dev), pos.to(dev), attention_mask=mask.to(dev),
             past_key_values=self.cache, use_cache=True, logits_to_keep=keep.to(dev),
         )
-        logits = out.logits.float()
+        logits = out.logits.float()  # the kept positions of every plan, in sequence order
         kept, offset = [], 0
         for p in plans:
-            rows_needed = len(p.rows) if p.mode == "spec" else 1
-            chunk = logits[offset : offset + rows_needed * len(self.out_idx)].view(rows_needed, len(self.out_idx), -1)
-            offset += rows_needed * len(self.out_idx)
+            flat = p.out_at.reshape(-1)
+            rank = torch.argsort(torch.argsort(flat))  # where each output cell sits among the plan's kept positions
+            chunk = logits[offset : offset + len(flat)][rank.to(logits.device)].view(*p.out_at.shape, -1)
+            offset += len(flat)
             kept.append(self._finish(p, chunk, events))
         self.cache.commit(slots, torch.tensor(kept))
         for p in plans:
@@ -298,7 +304,8 @@ class EngineCore:
         ):
             mode, n_rows = "spec", min(waiting, self.config.speculative)
         n_rows = max(1, min(n_rows, self.config.max_rows - 1 - sess.row))
-        rows, popped = [], []
+        rows: list[list[int]] = []
+        popped: list[dict[int, int]] = []
         for r in range(n_rows):
             row = [self.silence] * c
             took = {}
@@ -312,17 +319,35 @@ class EngineCore:
                     row[i] = tok
             rows.append(row)
             popped.append(took)
-        # the same flattening as training (rows.row_inputs): row-major, a row's tokens share one position
-        row_ids, row_streams, row_pos = row_inputs(torch.tensor(rows), sess.row, len(sess.prefix))
-        ids = prefix + row_ids.tolist()
-        streams = [self.layout.index(self.layout.prefix_stream)] * p + row_streams.tolist()
-        positions = list(range(p)) + row_pos.tolist()
-        return _Plan(sess, ids, streams, positions, rows, popped, p, mode)
+        # the same flattening as training (rows.row_inputs), visible tokens first: the cache keeps a prefix of them
+        rt = row_inputs(torch.tensor(rows), sess.row, len(sess.prefix), self.fmt, keys_first=True)
+        needed = torch.arange(n_rows) if mode == "spec" else torch.tensor([n_rows - 1])
+        is_out = torch.tensor(self.fmt.output_mask)[rt.streams]
+        # a query-only token of a row whose logits nobody reads (bulk reading) changes nothing: leave it out
+        drop = ~rt.visible & ~torch.isin(rt.rows, needed)
+        rt_ids, rt_streams, rt_pos, rt_vis, rt_rows = (t[~drop] for t in (rt.ids, rt.streams, rt.positions, rt.visible, rt.rows))
+        is_out = is_out[~drop]
+        cells = (torch.isin(rt_rows, needed) & is_out).nonzero().squeeze(1)
+        cells = cells[torch.argsort(rt_rows[cells] * len(self.layout) + rt_streams[cells])]  # by row, then stream
+        out_at = (p + cells).view(len(needed), len(self.out_idx))
+        keys_per_row = torch.bincount(rt_rows[rt_vis], minlength=n_rows).tolist()
+        return _Plan(
+            sess,
+            ids=torch.cat([torch.tensor(prefix, dtype=torch.long), rt_ids]),
+            streams=torch.cat([torch.full((p,), self.layout.index(self.layout.prefix_stream)), rt_streams]),
+            positions=torch.cat([torch.arange(p), rt_pos]),
+            visible=torch.cat([torch.ones(p, dtype=torch.bool), rt_vis]),
+            out_at=out_at,
+            keys_per_row=keys_per_row,
+            rows=rows,
+            popped=popped,
+            prefix_len=p,
+            mode=mode,
+        )
 
     def _finish(self, plan: _Plan, logits: torch.Tensor, events: list[Event]) -> int:
         """Sample, accept rows (speculative rollback), emit events; returns tokens kept in the cache."""
         sess = plan.session
-        c = len(self.layout)
         params = [sess.outputs[i].params.sampling for i in self.out_idx]
         gens = [sess.outputs[i].generator for i in self.out_idx]
         accepted = len(plan.rows)
@@ -349,7 +374,7 @@ class EngineCore:
         for i, tok in zip(self.out_idx, choices):
             # while a bulk text is being read, outputs are held silent
             sess.next_out[i] = (self.silence, tok != self.silence) if reading else self._decide(sess, i, tok, events)
-        return plan.prefix_len + accepted * c
+        return plan.prefix_len + sum(plan.keys_per_row[:accepted])
 
     def _feed_row(self, sess: Session, row: list[int], events: list[Event]) -> None:
         t = sess.row

@@ -8,6 +8,12 @@ from pathlib import Path
 
 
 def cmd_train(args) -> int:
+    if args.compare_silence:
+        from .compare import compare_silence, format_comparison
+
+        report = compare_silence(args.out or "runs/compare-silence", minutes=args.minutes, n_per_skill=args.n)
+        print(format_comparison(report))
+        return 0
     if args.recipe:
         from .recipes import run_recipe
 
@@ -52,6 +58,11 @@ def register(sub) -> None:
     t.add_argument("--out", help="recipe output folder (default runs/RECIPE)")
     t.add_argument("--export", action="store_true", help="recipe: write the compact weights into the package (weights/default*)")
     t.add_argument("--no-eval", action="store_true", help="recipe: skip the held-out report")
+    t.add_argument("--compare-silence", action="store_true",
+                   help="train on the default recipe's data under both silence rules for --minutes each, side by side, "
+                   "and compare held-out loss and accuracy")
+    t.add_argument("--minutes", type=float, default=25.0, help="--compare-silence: training minutes per rule")
+    t.add_argument("--n", type=int, default=24, help="--compare-silence: held-out examples per skill")
     t.add_argument("--output-dir", help="override output_dir of the config")
     t.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to output_dir/log.jsonl)")
     t.set_defaults(func=cmd_train)

@@ -26,6 +26,9 @@ class TrainConfig:
     """``multi``: multi-stream SFT on timelines; ``single``: ordinary chat SFT (the single-stream twin)."""
     base: str = "default"
     """Base model: ``default`` (SmolLM2-135M-Instruct from the wheel) or a local folder."""
+    silence: str = "invisible"
+    """The silence rule of a new multi-stream model (DESIGN.md section 1): ``invisible`` (silence is never
+    attended to; input silence is not materialised) or ``visible`` (the paper's original form)."""
     lora: bool = True
     """LoRA adapter (peft); ``False`` trains all base weights (full fine-tuning)."""
     lora_r: int = 16
@@ -74,6 +77,8 @@ class TrainConfig:
         for name in ("max_steps", "batch_size", "micro_batch_size", "seq_len", "eval_every", "save_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.silence not in ("invisible", "visible"):
+            raise ConfigError(f"silence must be invisible or visible, got {self.silence!r}")
         if self.mixed_precision not in ("auto", "bf16", "fp16", "no"):
             raise ConfigError(f"mixed_precision must be auto, bf16, fp16 or no, got {self.mixed_precision!r}")
         if self.lr <= 0:

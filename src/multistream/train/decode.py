@@ -102,8 +102,10 @@ def decode_multi(
     dev = model.device
     cache = DynamicCache()
     p = grid.prefix_ids.shape[0]
+    fmt = model.row_format
     past_pos = torch.zeros((1, 0), dtype=torch.long, device=dev)
     past_str = torch.zeros((1, 0), dtype=torch.long, device=dev)
+    past_vis = torch.zeros((1, 0), dtype=torch.bool, device=dev)
     if p:
         pos = torch.arange(p, device=dev)[None]
         strm = torch.full((1, p), grid.prefix_stream, device=dev)
@@ -117,7 +119,7 @@ def decode_multi(
             use_cache=True,
             logits_to_keep=1,
         )
-        past_pos, past_str = pos, strm
+        past_pos, past_str, past_vis = pos, strm, torch.ones_like(pos, dtype=torch.bool)
     last_input_row = max((r for r in range(grid.rows) if (grid.tokens[r, inputs] != tok.silence_id).any()), default=0)
     call_ids: list[int] = []
     pending_tool: list[int] = []
@@ -129,21 +131,25 @@ def decode_multi(
             row[tool_idx] = pending_tool[1]
             pending_tool = [pending_tool[0]] + pending_tool[2:] if len(pending_tool) > 2 else []
             last_input_row = max(last_input_row, t)
-        ids, strm, pos = row_inputs(row[None], t, p)
+        rt = row_inputs(row[None], t, p, fmt)
         logits = model(
-            ids[None].to(dev),
-            strm[None].to(dev),
-            pos[None].to(dev),
+            rt.ids[None].to(dev),
+            rt.streams[None].to(dev),
+            rt.positions[None].to(dev),
+            visible=rt.visible[None].to(dev),
             past_key_values=cache,
             past_positions=past_pos,
             past_streams=past_str,
+            past_visible=past_vis,
             use_cache=True,
         ).logits[0]
-        past_pos = torch.cat([past_pos, pos[None].to(dev)], 1)
-        past_str = torch.cat([past_str, strm[None].to(dev)], 1)
+        # query-only tokens stay in this simple cache, masked out by past_visible
+        past_pos = torch.cat([past_pos, rt.positions[None].to(dev)], 1)
+        past_str = torch.cat([past_str, rt.streams[None].to(dev)], 1)
+        past_vis = torch.cat([past_vis, rt.visible[None].to(dev)], 1)
         if t + 1 >= max_rows:
             break
-        tokens[t + 1, out_idx] = logits[out_idx].argmax(-1).cpu()
+        tokens[t + 1, out_idx] = logits[torch.isin(rt.streams, out_idx).to(dev)].argmax(-1).cpu()
         if run_tools and call_idx is not None:
             nxt = int(tokens[t + 1, call_idx])
             if nxt == tok.end_id and call_ids:

@@ -12,20 +12,22 @@ from pathlib import Path
 
 import torch
 
-from ..rows import IGNORE, Packed, pack_grid, timeline_to_grid
+from ..rows import IGNORE, Packed, RowFormat, pack_grid, timeline_to_grid
 from ..streams import Layout
 from ..text import StreamTokenizer, chat_ids
 from ..timeline import TimelineError, read_jsonl
 
 
-def load_timelines(path: str | Path, tok: StreamTokenizer, layout: Layout) -> list[Packed]:
+def load_timelines(path: str | Path, tok: StreamTokenizer, layout: Layout, silence: str = "invisible") -> list[Packed]:
+    """Every timeline of a JSONL file, packed under the silence rule ``silence``."""
+    fmt = RowFormat(tuple(layout.output_mask), tok.silence_id, silence)
     out, errors = [], []
     for lineno, tl, problems in read_jsonl(path, layout):
         if tl is None:
             errors.extend(problems)
             continue
         try:
-            out.append(pack_grid(timeline_to_grid(tl, tok, layout), layout.output_mask))
+            out.append(pack_grid(timeline_to_grid(tl, tok, layout), fmt))
         except TimelineError as e:
             errors.append(f"line {lineno}: {e}")
     if errors:
@@ -40,7 +42,8 @@ def pack_chat(hf_tokenizer, messages: list[dict]) -> Packed:
     target = torch.tensor(is_out[1:], dtype=torch.bool)
     labels[:-1][target] = ids_t[1:][target]
     n = len(ids)
-    return Packed(ids_t, torch.zeros(n, dtype=torch.long), torch.arange(n), labels, torch.zeros(n, dtype=torch.long))
+    zeros = torch.zeros(n, dtype=torch.long)
+    return Packed(ids_t, zeros, torch.arange(n), labels, zeros, torch.ones(n, dtype=torch.bool))
 
 
 def load_chats(path: str | Path, hf_tokenizer) -> list[Packed]:

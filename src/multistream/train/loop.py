@@ -45,8 +45,8 @@ class SingleStreamLM(nn.Module):
         self.hf_tokenizer = hf_tokenizer
         self.base_ref = base_ref
 
-    def forward(self, input_ids, stream_ids, position_ids, *, doc_ids=None, logits_to_keep=0):
-        mask = stream_causal_mask(position_ids, position_ids, stream_ids, stream_ids, doc_ids, doc_ids)
+    def forward(self, input_ids, stream_ids, position_ids, *, doc_ids=None, visible=None, logits_to_keep=0):
+        mask = stream_causal_mask(position_ids, position_ids, stream_ids, stream_ids, doc_ids, doc_ids, k_visible=visible)
         return self.base(input_ids=input_ids, position_ids=position_ids, attention_mask=mask, logits_to_keep=logits_to_keep)
 
 
@@ -86,7 +86,7 @@ def build_model(cfg: TrainConfig) -> nn.Module:
     from ..model import MultiStreamModel, _unwrap
 
     if cfg.mode == "multi":
-        model = MultiStreamModel.from_base(cfg.base)
+        model = MultiStreamModel.from_base(cfg.base, silence=cfg.silence)
     else:
         base, tokenizer = load_base(cfg.base)
         model = SingleStreamLM(base, tokenizer, cfg.base)
@@ -106,7 +106,10 @@ def token_loss_sum(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[to
     keep = (labels != IGNORE).any(0).nonzero().squeeze(1)
     if keep.numel() == 0:
         return labels.new_zeros((), dtype=torch.float32), 0
-    out = model(batch["input_ids"], batch["stream_ids"], batch["position_ids"], doc_ids=batch["doc_ids"], logits_to_keep=keep)
+    out = model(
+        batch["input_ids"], batch["stream_ids"], batch["position_ids"],
+        doc_ids=batch["doc_ids"], visible=batch["visible"], logits_to_keep=keep,
+    )
     logits = out.logits.float()
     target = labels[:, keep]
     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=IGNORE, reduction="sum")
@@ -179,7 +182,7 @@ def _cpu_has_bf16() -> bool:
 
 def load_examples(cfg: TrainConfig, model: nn.Module, path: str) -> list[Packed]:
     if cfg.mode == "multi":
-        return load_timelines(path, model.tok, model.layout)
+        return load_timelines(path, model.tok, model.layout, model.silence)
     return load_chats(path, model.hf_tokenizer)
 
 
@@ -220,6 +223,8 @@ def train(
     set_seed(cfg.seed)
     if model is None:
         model = build_model(cfg)
+    if cfg.mode == "multi" and getattr(model, "silence", cfg.silence) != cfg.silence:
+        raise ValueError(f"the model was made with silence={model.silence!r}, the config says {cfg.silence!r}")
     if cfg.gradient_checkpointing:
         from ..model import _unwrap
 
