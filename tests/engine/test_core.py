@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from conftest import FAMILIES
 
 from multistream.engine.core import EngineConfig, EngineCore, EngineError
 from multistream.engine.sampling import SamplingParams
@@ -48,7 +49,7 @@ def reference(model, inputs, rows):
 RULES = ["invisible", "visible"]
 
 
-@pytest.mark.parametrize("family", ["llama", "qwen2"])
+@pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("rule", RULES)
 def test_engine_equals_reference_decoder(wrap, family, rule):
     model = talkative(wrap(family, silence=rule))

@@ -8,6 +8,11 @@ post-processed (mute, abort, budget, stop strings). Commands (open, send, abort,
 are queued and applied between steps, so text that arrives during a step enters at
 the next row.
 
+The engine follows the model's silence rule (``rows.RowFormat``): under ``invisible`` a
+row feeds only its inputs that carry a token and every output stream (a silent output
+is a query only). A plan lists the row tokens visible ones first, so the slotted cache
+keeps a prefix of each forward's new tokens: only what was said is ever cached.
+
 Two ways to feed several rows in one forward:
 
 - *bulk*: input sent with ``bulk=True`` is read with the outputs held silent, up to
