@@ -74,8 +74,8 @@ class AsyncEngine:
 
     # -- the client interface ------------------------------------------------------------
     def open(self, session_id: str | None = None, prefix: str = "", params: dict[str, StreamParams] | None = None,
-             tools: bool = True) -> str:
-        sid = self.core.open(session_id, prefix, params)
+             tools: bool = True, max_rows: int | None = None) -> str:
+        sid = self.core.open(session_id, prefix, params, max_rows=max_rows)
         self._queues[sid] = asyncio.Queue()
         self._tools_on[sid] = tools
         self._wake.set()

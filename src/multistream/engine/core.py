@@ -26,6 +26,7 @@ Two ways to feed several rows in one forward:
 from __future__ import annotations
 
 import itertools
+import logging
 import queue
 from dataclasses import dataclass
 
@@ -33,13 +34,23 @@ import torch
 
 from ..model import MultiStreamModel
 from ..rows import row_inputs, stream_causal_mask
-from .cache import SlotKVCache
+from .cache import KVCacheFull, SlotKVCache
 from .sampling import sample
 from .session import Event, InputState, OutputState, Session, StreamParams
 
+log = logging.getLogger(__name__)
+
 
 class EngineError(ValueError):
-    """A request the engine refuses (unknown session or stream, limits); nothing else is affected."""
+    """A request the engine refuses (unknown session or stream, limits); nothing else is affected.
+
+    ``code`` says which, for programs: ``unknown_session``, ``session_exists``, ``unknown_stream``,
+    ``too_many_sessions``, ``prefix_too_long``, ``invalid_params`` or ``out_of_memory``.
+    """
+
+    def __init__(self, message: str, code: str = "invalid_request"):
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass
@@ -58,10 +69,15 @@ class EngineConfig:
     """Pause a session after this many rows with nothing queued and nothing spoken (None: never)."""
     capacity: int = 256
     """Initial KV cache length per session (grows by doubling)."""
+    max_kv_tokens: int | None = None
+    """Ceiling on the KV cache, in token cells over all sessions (None: none). A session that would
+    pass it is refused at ``open`` or closed (``out_of_memory``); the others go on."""
 
     def __post_init__(self) -> None:
         if self.max_sessions < 1 or self.max_rows < 2 or self.bulk_chunk < 1 or self.speculative < 0:
             raise ValueError("max_sessions >= 1, max_rows >= 2, bulk_chunk >= 1 and speculative >= 0 are required")
+        if self.max_kv_tokens is not None and self.max_kv_tokens < self.capacity:
+            raise ValueError(f"max_kv_tokens ({self.max_kv_tokens}) must be at least capacity ({self.capacity})")
 
 
 @dataclass
@@ -89,7 +105,9 @@ class EngineCore:
         self.out_idx = [i for i, s in enumerate(self.layout) if s.kind == "output"]
         self.in_idx = [i for i, s in enumerate(self.layout) if s.kind == "input"]
         self.fmt = model.row_format  # the silence rule: the cache keeps visible tokens only
-        self.cache = SlotKVCache.for_model(model.base, slots=1, capacity=self.config.capacity)
+        self.cache = SlotKVCache.for_model(
+            model.base, slots=1, capacity=self.config.capacity, max_tokens=self.config.max_kv_tokens
+        )
         self.sessions: dict[str, Session] = {}
         self._commands: queue.SimpleQueue = queue.SimpleQueue()
         self._ids = itertools.count()
@@ -103,30 +121,50 @@ class EngineCore:
         prefix: str = "",
         params: dict[str, StreamParams] | None = None,
         start: bool = False,
+        max_rows: int | None = None,
     ) -> str:
         """Open a session (validated now, applied at the next step); returns its id.
 
         A session starts stepping at its first input (that row is row 0), or at once with ``start``.
+        ``max_rows``: this session's row limit, at most ``EngineConfig.max_rows``.
         """
         sid = session_id or f"s{next(self._ids)}"
+        if not isinstance(sid, str) or not sid:
+            raise EngineError(f"a session id is a non-empty string, got {sid!r}", "invalid_params")
         if sid in self._live:
-            raise EngineError(f"session {sid!r} is already open")
+            raise EngineError(f"session {sid!r} is already open", "session_exists")
         if len(self._live) >= self.config.max_sessions:
-            raise EngineError(f"{self.config.max_sessions} sessions are open already; close one first")
+            raise EngineError(f"{self.config.max_sessions} sessions are open already; close one first", "too_many_sessions")
         params = params or {}
-        for name in params:
+        for name, value in params.items():
             if name not in self.layout or self.layout[name].kind != "output":
-                raise EngineError(f"unknown output stream {name!r}; outputs: {', '.join(s.name for s in self.layout.outputs)}")
+                raise EngineError(
+                    f"unknown output stream {name!r}; outputs: {', '.join(s.name for s in self.layout.outputs)}",
+                    "unknown_stream",
+                )
+            if not isinstance(value, StreamParams):
+                raise EngineError(f"params[{name!r}] must be StreamParams, got {type(value).__name__}", "invalid_params")
+        if max_rows is not None and (not isinstance(max_rows, int) or not 2 <= max_rows <= self.config.max_rows):
+            raise EngineError(f"max_rows must be within [2, {self.config.max_rows}], got {max_rows!r}", "invalid_params")
         prefix_ids = self.tok.encode_prefix(prefix)
         if len(prefix_ids) > self.config.max_prefix_tokens:
-            raise EngineError(f"prefix of {len(prefix_ids)} tokens is over the limit of {self.config.max_prefix_tokens}")
+            raise EngineError(
+                f"prefix of {len(prefix_ids)} tokens is over the limit of {self.config.max_prefix_tokens}", "prefix_too_long"
+            )
+        longest = max([len(prefix_ids) + len(self.layout), *(int(n) for n in self.cache.lengths[: self.cache.in_use])])
+        if not self.cache.fits(len(self._live) + 1, longest):
+            raise EngineError(
+                f"the KV cache cannot hold {len(self._live) + 1} sessions of {longest} tokens "
+                f"(max_kv_tokens {self.config.max_kv_tokens}); try later",
+                "out_of_memory",
+            )
         self._live.add(sid)
-        self._commands.put(("open", sid, prefix_ids, params, start))
+        self._commands.put(("open", sid, prefix_ids, params, start, max_rows or self.config.max_rows))
         return sid
 
     def _check(self, session_id: str) -> None:
         if session_id not in self._live:
-            raise EngineError(f"unknown session {session_id!r}")
+            raise EngineError(f"unknown session {session_id!r}", "unknown_session")
 
     def send(
         self, session_id: str, stream: str, text: str, bulk: bool = False, end: bool = True, not_before: int | None = None
@@ -137,7 +175,9 @@ class EngineCore:
         training data places two rows after the call's end token).
         """
         if stream not in self.layout or self.layout[stream].kind != "input":
-            raise EngineError(f"unknown input stream {stream!r}; inputs: {', '.join(s.name for s in self.layout.inputs)}")
+            raise EngineError(
+                f"unknown input stream {stream!r}; inputs: {', '.join(s.name for s in self.layout.inputs)}", "unknown_stream"
+            )
         ids = self.tok.encode_message(text) if end else self.tok.encode_text(text)
         self.send_tokens(session_id, stream, ids, bulk, not_before)
 
@@ -146,21 +186,23 @@ class EngineCore:
     ) -> None:
         """Queue token ids (from ``tok.encode_text``/``encode_message``) on an input stream."""
         if stream not in self.layout or self.layout[stream].kind != "input":
-            raise EngineError(f"unknown input stream {stream!r}; inputs: {', '.join(s.name for s in self.layout.inputs)}")
+            raise EngineError(
+                f"unknown input stream {stream!r}; inputs: {', '.join(s.name for s in self.layout.inputs)}", "unknown_stream"
+            )
         self._check(session_id)
         self._commands.put(("send", session_id, self.layout.index(stream), list(ids), bulk, not_before))
 
     def abort(self, session_id: str, stream: str | None = None) -> None:
         """End one output stream's message now and keep it silent (or all outputs when ``stream`` is None)."""
         if stream is not None and (stream not in self.layout or self.layout[stream].kind != "output"):
-            raise EngineError(f"unknown output stream {stream!r}")
+            raise EngineError(f"unknown output stream {stream!r}", "unknown_stream")
         self._check(session_id)
         self._commands.put(("abort", session_id, stream))
 
     def mute(self, session_id: str, stream: str, muted: bool = True) -> None:
         """Hold an output stream silent (its message pauses) until unmuted."""
         if stream not in self.layout or self.layout[stream].kind != "output":
-            raise EngineError(f"unknown output stream {stream!r}")
+            raise EngineError(f"unknown output stream {stream!r}", "unknown_stream")
         self._check(session_id)
         self._commands.put(("mute", session_id, stream, muted))
 
@@ -175,46 +217,56 @@ class EngineCore:
                 cmd = self._commands.get_nowait()
             except queue.Empty:
                 return
-            kind, sid = cmd[0], cmd[1]
-            if kind == "open":
-                self._open(sid, *cmd[2:])
-                continue
-            sess = self.sessions.get(sid)
-            if sess is None:
-                continue  # closed meanwhile: the command has nothing to act on
-            if kind == "send":
-                _, _, stream, ids, bulk, not_before = cmd
-                state = sess.inputs[stream]
-                if not state.queue:
-                    state.bulk = len(ids) if bulk else 0
-                    state.hold_until = not_before or 0
-                state.queue.extend(ids)
-                sess.quiet_rows = 0
-            elif kind == "abort":
-                names = [cmd[2]] if cmd[2] else [self.layout.streams[i].name for i in self.out_idx]
-                for name in names:
-                    o = sess.outputs[self.layout.index(name)]
-                    o.stopped = True
-                    o.end_next = bool(o.message)
-            elif kind == "mute":
-                sess.outputs[self.layout.index(cmd[2])].muted = cmd[3]
-            elif kind == "close":
-                self._close(sess, events)
+            try:
+                self._apply_one(cmd, events)
+            except Exception as e:  # one bad command fails its own session, nothing else
+                self._fail(cmd[1], e, events)
 
-    def _open(self, sid: str, prefix: list[int], params: dict[str, StreamParams], start: bool) -> None:
+    def _apply_one(self, cmd: tuple, events: list[Event]) -> None:
+        kind, sid = cmd[0], cmd[1]
+        if kind == "open":
+            self._open(sid, *cmd[2:])
+            return
+        sess = self.sessions.get(sid)
+        if sess is None:
+            return  # closed meanwhile: the command has nothing to act on
+        if kind == "send":
+            _, _, stream, ids, bulk, not_before = cmd
+            state = sess.inputs[stream]
+            if not state.queue:
+                state.bulk = len(ids) if bulk else 0
+                state.hold_until = not_before or 0
+            state.queue.extend(ids)
+            sess.quiet_rows = 0
+        elif kind == "abort":
+            names = [cmd[2]] if cmd[2] else [self.layout.streams[i].name for i in self.out_idx]
+            for name in names:
+                o = sess.outputs[self.layout.index(name)]
+                o.stopped = True
+                o.end_next = bool(o.message)
+        elif kind == "mute":
+            sess.outputs[self.layout.index(cmd[2])].muted = cmd[3]
+        elif kind == "close":
+            self._close(sess, events)
+
+    def _open(
+        self, sid: str, prefix: list[int], params: dict[str, StreamParams], start: bool, max_rows: int | None = None
+    ) -> None:
+        outputs = {}
+        for i in self.out_idx:  # first what can fail: then a failure leaves nothing behind
+            p = params.get(self.layout.streams[i].name, StreamParams())
+            outputs[i] = OutputState(p, p.sampling.generator())
         slot = len(self.sessions)
         self.cache.ensure(slot + 1, 1)
         self.cache.clear(slot)
-        outputs = {}
-        for i in self.out_idx:
-            p = params.get(self.layout.streams[i].name, StreamParams())
-            outputs[i] = OutputState(p, p.sampling.generator())
+        self.cache.in_use = slot + 1
         self.sessions[sid] = Session(
             sid, slot, prefix, {i: InputState() for i in self.in_idx}, outputs,
             next_out={i: (self.silence, True) for i in self.out_idx}, wait_for_input=not start,
+            max_rows=max_rows or self.config.max_rows,
         )
 
-    def _close(self, sess: Session, events: list[Event], reason: str = "closed") -> None:
+    def _close(self, sess: Session, events: list[Event], reason: str = "closed", code: str = "closed") -> None:
         del self.sessions[sess.id]
         self._live.discard(sess.id)
         last = len(self.sessions)  # keep live slots at the front: move the last one into the hole
@@ -224,7 +276,24 @@ class EngineCore:
                     self.cache.move(last, sess.slot)
                     other.slot = sess.slot
         self.cache.clear(last)
-        events.append(Event(sess.id, "closed", sess.row, "", text=reason))
+        self.cache.in_use = last
+        events.append(Event(sess.id, "closed", sess.row, "", text=reason, code=code))
+
+    def _fail(self, sid: str, error: BaseException, events: list[Event], code: str = "session_failed") -> None:
+        """End one session after an error of its own: an ``error`` event, then ``closed``; others are untouched."""
+        sess = self.sessions.get(sid)
+        row = sess.row if sess is not None else 0
+        if code == "session_failed":
+            log.error("session %s failed at row %d", sid, row, exc_info=error)
+            text = f"session failed at row {row}: {type(error).__name__}: {error}"
+        else:
+            text = str(error)
+        events.append(Event(sid, "error", row, "", text=text, code=code))
+        if sess is not None:
+            self._close(sess, events, reason=code, code=code)
+        elif sid in self._live:  # it never opened: still tell its reader that it is over
+            self._live.discard(sid)
+            events.append(Event(sid, "closed", row, "", text=code, code=code))
 
     # -- the step ----------------------------------------------------------------------
     def has_work(self) -> bool:
@@ -246,12 +315,85 @@ class EngineCore:
 
     @torch.no_grad()
     def step(self) -> list[Event]:
+        """Apply the queued commands, then advance every session with work by one row (or several, see above).
+
+        Transactional per session: an error in one session's plan, forward or sampling fails
+        that session alone (``error``, then ``closed``); the others advance exactly as if it
+        had not been there, and none of their input is lost.
+        """
         events: list[Event] = []
         self._apply(events)
-        plans = [self._plan(s) for s in sorted(self.sessions.values(), key=lambda s: s.slot) if self._wants_step(s)]
-        if not plans:
-            return events
-        self.steps += 1
+        plans = []
+        for sess in sorted(self.sessions.values(), key=lambda s: s.slot):
+            if not self._wants_step(sess):
+                continue
+            try:
+                plans.append(self._plan(sess))
+            except Exception as e:
+                self._fail(sess.id, e, events)
+        plans = self._admit(plans, events)
+        if plans:
+            self.steps += 1
+            self._run(plans, events)
+            for p in plans:
+                if p.session.id in self.sessions and p.session.row >= p.session.max_rows - 1:
+                    self._close(
+                        p.session, events, reason=f"row limit ({p.session.max_rows}) reached", code="row_limit"
+                    )
+        self.cache.shrink()
+        return events
+
+    def _admit(self, plans: list[_Plan], events: list[Event]) -> list[_Plan]:
+        """Plans whose cache growth fits under ``max_kv_tokens``; the sessions of the others are closed."""
+        if self.config.max_kv_tokens is None:
+            return plans
+        n = len(self.sessions)
+        allowed = self.config.max_kv_tokens // max(1, n)
+        admitted = []
+        for p in plans:
+            need = int(self.cache.lengths[p.session.slot]) + len(p.ids)
+            if need <= allowed:
+                admitted.append(p)
+                continue
+            self._fail(
+                p.session.id,
+                KVCacheFull(
+                    f"the session needs {need} KV cache tokens; with {n} sessions open each may hold "
+                    f"{allowed} (max_kv_tokens {self.config.max_kv_tokens})"
+                ),
+                events,
+                code="out_of_memory",
+            )
+        return [p for p in admitted if p.session.id in self.sessions]
+
+    def _run(self, plans: list[_Plan], events: list[Event]) -> None:
+        """One batched forward for ``plans``; if it fails, halve the batch until the failing session is found."""
+        try:
+            chunks = self._forward(plans)
+        except Exception as e:
+            self.cache.abandon()
+            if len(plans) == 1:
+                self._fail(plans[0].session.id, e, events)
+                return
+            half = len(plans) // 2
+            self._run(plans[:half], events)
+            self._run([p for p in plans[half:] if p.session.id in self.sessions], events)
+            return
+        kept, failed = [], []
+        for p, chunk in zip(plans, chunks):
+            try:
+                choices, accepted = self._choose(p, chunk)
+            except Exception as e:  # nothing of this session has changed but its popped input: it is closed
+                kept.append(0)
+                failed.append((p, e))
+                continue
+            kept.append(self._finish(p, choices, accepted, events))
+        self.cache.commit(torch.tensor([p.session.slot for p in plans]), torch.tensor(kept))
+        for p, e in failed:
+            self._fail(p.session.id, e, events)
+
+    def _forward(self, plans: list[_Plan]) -> list[torch.Tensor]:
+        """The batched forward; per plan the logits of its output cells ``[rows needed, outputs, vocab]``."""
         n = max(len(p.ids) for p in plans)
         b = len(plans)
         ids = torch.full((b, n), self.silence, dtype=torch.long)
@@ -281,18 +423,13 @@ class EngineCore:
             past_key_values=self.cache, use_cache=True, logits_to_keep=keep.to(dev),
         )
         logits = out.logits.float()  # the kept positions of every plan, in sequence order
-        kept, offset = [], 0
+        chunks, offset = [], 0
         for p in plans:
             flat = p.out_at.reshape(-1)
             rank = torch.argsort(torch.argsort(flat))  # where each output cell sits among the plan's kept positions
-            chunk = logits[offset : offset + len(flat)][rank.to(logits.device)].view(*p.out_at.shape, -1)
+            chunks.append(logits[offset : offset + len(flat)][rank.to(logits.device)].view(*p.out_at.shape, -1))
             offset += len(flat)
-            kept.append(self._finish(p, chunk, events))
-        self.cache.commit(slots, torch.tensor(kept))
-        for p in plans:
-            if p.session.row >= self.config.max_rows - 1 and p.session.id in self.sessions:
-                self._close(p.session, events, reason=f"row limit ({self.config.max_rows}) reached")
-        return events
+        return chunks
 
     def _plan(self, sess: Session) -> _Plan:
         c = len(self.layout)
@@ -308,7 +445,7 @@ class EngineCore:
             o.end_next for o in sess.outputs.values()
         ):
             mode, n_rows = "spec", min(waiting, self.config.speculative)
-        n_rows = max(1, min(n_rows, self.config.max_rows - 1 - sess.row))
+        n_rows = max(1, min(n_rows, sess.max_rows - 1 - sess.row))
         rows: list[list[int]] = []
         popped: list[dict[int, int]] = []
         for r in range(n_rows):
@@ -350,24 +487,31 @@ class EngineCore:
             mode=mode,
         )
 
-    def _finish(self, plan: _Plan, logits: torch.Tensor, events: list[Event]) -> int:
-        """Sample, accept rows (speculative rollback), emit events; returns tokens kept in the cache."""
+    def _choose(self, plan: _Plan, logits: torch.Tensor) -> tuple[list[int], int]:
+        """Sample the plan's rows (speculative: up to the first row where the model speaks).
+
+        Changes nothing but the session's random generators; returns (the last row's choices, rows accepted).
+        """
         sess = plan.session
         params = [sess.outputs[i].params.sampling for i in self.out_idx]
         gens = [sess.outputs[i].generator for i in self.out_idx]
         accepted = len(plan.rows)
-        choices = None
+        choices: list[int] = []
         for r in range(logits.shape[0]):
-            sampled = sample(logits[r], params, gens).tolist()
-            choices = sampled
+            choices = sample(logits[r], params, gens).tolist()
             if plan.mode == "spec" and r < len(plan.rows) - 1:
                 speaks = any(
                     tok != self.silence and not sess.outputs[i].muted and not sess.outputs[i].stopped
-                    for i, tok in zip(self.out_idx, sampled)
+                    for i, tok in zip(self.out_idx, choices)
                 )
                 if speaks:
                     accepted = r + 1
                     break
+        return choices, accepted
+
+    def _finish(self, plan: _Plan, choices: list[int], accepted: int, events: list[Event]) -> int:
+        """Accept rows (speculative rollback), emit events; returns tokens kept in the cache."""
+        sess = plan.session
         # roll back rejected rows: their input tokens go back to the front of the queues
         for took in reversed(plan.popped[accepted:]):
             for i, tok in took.items():

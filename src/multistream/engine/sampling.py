@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
+
+MIN_TEMPERATURE, MAX_TEMPERATURE = 1e-3, 100.0
+"""A temperature is 0 (greedy) or within these bounds: logits divided by less overflow to NaN."""
+MAX_SEED = 2**63
+"""Seeds are integers in ``[0, MAX_SEED)`` (what ``torch.Generator.manual_seed`` accepts)."""
 
 
 @dataclass(frozen=True)
@@ -19,12 +25,19 @@ class SamplingParams:
     """Seed of this stream's random generator (None: nondeterministic)."""
 
     def __post_init__(self) -> None:
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if self.top_k < 0:
-            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        t = self.temperature
+        if not isinstance(t, int | float) or isinstance(t, bool) or not (
+            t == 0 or (math.isfinite(t) and MIN_TEMPERATURE <= t <= MAX_TEMPERATURE)
+        ):
+            raise ValueError(f"temperature must be 0 or within [{MIN_TEMPERATURE:g}, {MAX_TEMPERATURE:g}], got {t!r}")
+        if not isinstance(self.top_k, int) or isinstance(self.top_k, bool) or self.top_k < 0:
+            raise ValueError(f"top_k must be an integer >= 0, got {self.top_k!r}")
+        p = self.top_p
+        if not isinstance(p, int | float) or isinstance(p, bool) or not (math.isfinite(p) and 0 < p <= 1):
+            raise ValueError(f"top_p must be in (0, 1], got {p!r}")
+        s = self.seed
+        if s is not None and (not isinstance(s, int) or isinstance(s, bool) or not 0 <= s < MAX_SEED):
+            raise ValueError(f"seed must be an integer within [0, 2**63), got {s!r}")
 
     @property
     def greedy(self) -> bool:

@@ -9,6 +9,9 @@ import torch
 
 from .sampling import SamplingParams
 
+MAX_STOP, MAX_STOP_CHARS = 16, 256
+"""Stop strings per stream, and characters per stop string."""
+
 
 @dataclass(frozen=True)
 class StreamParams:
@@ -20,10 +23,28 @@ class StreamParams:
     stop: tuple[str, ...] = ()
     """The current message ends as soon as its text contains one of these."""
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.sampling, SamplingParams):
+            raise ValueError(f"sampling must be SamplingParams, got {type(self.sampling).__name__}")
+        m = self.max_tokens
+        if m is not None and (not isinstance(m, int) or isinstance(m, bool) or m < 1):
+            raise ValueError(f"max_tokens must be an integer >= 1 or None, got {m!r}")
+        if isinstance(self.stop, str) or not isinstance(self.stop, tuple | list):
+            raise ValueError(f"stop must be a tuple of strings, got {type(self.stop).__name__}")
+        if len(self.stop) > MAX_STOP:
+            raise ValueError(f"at most {MAX_STOP} stop strings, got {len(self.stop)}")
+        for s in self.stop:
+            if not isinstance(s, str) or not 1 <= len(s) <= MAX_STOP_CHARS:
+                raise ValueError(f"a stop string has 1 to {MAX_STOP_CHARS} characters, got {s!r:.60}")
+        object.__setattr__(self, "stop", tuple(self.stop))
+
 
 @dataclass
 class Event:
-    """Something that happened in a session, in order. ``type`` is ``token`` or ``message_end``."""
+    """Something that happened in a session, in order.
+
+    ``type`` is ``token``, ``message_end``, ``error`` (the session failed; ``closed`` follows) or ``closed``.
+    """
 
     session: str
     type: str
@@ -33,6 +54,9 @@ class Event:
     text: str = ""
     forced: bool = False
     """False when the model sampled it; True for inputs and for tokens the engine imposed."""
+    code: str | None = None
+    """Of ``error`` and ``closed`` events: why, as a stable code (``closed``, ``row_limit``,
+    ``session_failed``, ``out_of_memory``); ``text`` says it in words."""
 
     def to_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items()}
@@ -82,6 +106,8 @@ class Session:
     history: list[torch.Tensor] = field(default_factory=list)
     """Every row fed, ``[streams]`` each."""
     first_output_row: dict[str, int] = field(default_factory=dict)
+    max_rows: int = 4096
+    """Rows this session may run; at the limit it is closed (``row_limit``)."""
 
     @property
     def pending_input(self) -> bool:
