@@ -8,7 +8,7 @@ from conftest import make_base, make_tokenizer
 
 from multistream.convert import Schedule
 from multistream.data.build import SyntheticConfig, build_from_chat, build_from_teacher, build_synthetic, check_file
-from multistream.data.skills import ALL_TEMPLATES, SKILLS, calculate, held_out_template_ids, held_out_templates
+from multistream.data.skills import ALL_TEMPLATES, FACTS, SKILLS, held_out_template_ids, held_out_templates
 from multistream.data.twin import twin_messages, twin_pieces
 from multistream.rows import timeline_to_grid
 from multistream.streams import DEFAULT_LAYOUT
@@ -92,28 +92,77 @@ def test_answers_are_correct_by_construction(synthetic, tok):
         answers = [s.text for s in tl.segments if s.stream == "answer"]
         skill, expected = tl.meta["skill"], tl.meta["expected"]
         assert expected in answers[-1]
-        if skill == "tool":
+        if skill in ("tool", "reading"):  # arithmetic of any size goes to the calculator
             call = next(s.text for s in tl.segments if s.stream == "call")
             name, args = parse_call(call)
-            assert name == "calculator" and calculate(args["expression"]) == expected
+            assert name == "calculator" and str(_arithmetic(args["expression"])) == expected
             assert next(s.text for s in tl.segments if s.stream == "tool") == expected
         if skill == "document" and tl.meta["payload"]:
             assert tl.meta["payload"] not in answers[-1]
             assert any(s.stream == "think" and tl.meta["payload"] in s.text for s in tl.segments)
 
 
-def test_reading_thinks_while_reading_and_answers_right_after_the_input(synthetic, tok):
+def _arithmetic(expression: str) -> int:
+    """An independent evaluator for the test: integers, + - * and parentheses, through Python's own parser."""
+    import ast
+    import operator
+
+    ops = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul}
+
+    def ev(node):
+        if isinstance(node, ast.Constant) and isinstance(node.value, int):
+            return node.value
+        if isinstance(node, ast.BinOp) and type(node.op) in ops:
+            return ops[type(node.op)](ev(node.left), ev(node.right))
+        raise ValueError(ast.dump(node))
+
+    return ev(ast.parse(expression, mode="eval").body)
+
+
+def test_tool_questions_cover_small_and_big_numbers_and_several_steps(synthetic):
+    out, _ = synthetic
+    items = [tl.meta["item"] for tl in _timelines(out / "train.jsonl") if tl.meta["skill"] == "tool"]
+    kinds = {i.split(":")[1] if i.startswith("tool:") else "steps" for i in items}
+    assert kinds == {"add", "sub", "mul", "steps"}
+    sums = [i for i in items if i.startswith("tool:add:")]
+    assert any(int(i.split(":")[2]) <= 30 for i in sums) and any(int(i.split(":")[2]) > 30 for i in sums)
+
+
+def test_reading_builds_the_expression_while_reading_and_calls_right_after_the_input(synthetic, tok):
     out, _ = synthetic
     for tl in _timelines(out / "train.jsonl"):
         if tl.meta["skill"] != "reading":
             continue
         starts, lengths, _ = resolve_rows(tl, tok.message_rows)
         user = [(st, n) for s, st, n in zip(tl.segments, starts, lengths) if s.stream == "user"]
-        think = [st for s, st in zip(tl.segments, starts) if s.stream == "think"]
-        answer = [st for s, st in zip(tl.segments, starts) if s.stream == "answer"][0]
-        assert think[0] < user[-1][0]  # thinking starts before the input is complete
+        think = [(st, n, s.text) for s, st, n in zip(tl.segments, starts, lengths) if s.stream == "think"]
+        call = next((st, s.text) for s, st in zip(tl.segments, starts) if s.stream == "call")
+        assert think[0][0] < user[-1][0]  # thinking starts before the input is complete
         input_end = user[-1][0] + user[-1][1]
-        assert input_end + 1 <= answer
+        last_note_end = think[-1][0] + think[-1][1]
+        assert call[0] == max(input_end + 1, last_note_end)  # the call goes out as soon as both allow
+        assert parse_call(call[1])[1]["expression"] == think[-1][2] == tl.meta["expression"]
+
+
+def test_listening_answers_once_the_fact_is_read_before_the_document_ends(synthetic, tok):
+    out, _ = synthetic
+    early = 0
+    for tl in _timelines(out / "train.jsonl"):
+        if tl.meta["skill"] != "listening":
+            continue
+        starts, lengths, _ = resolve_rows(tl, tok.message_rows)
+        by = {s.stream: (st, n, s.text) for s, st, n in zip(tl.segments, starts, lengths)}
+        doc_start, doc_len, doc = by["tool"]
+        question_end = by["user"][0] + by["user"][1]
+        assert doc_start >= question_end and by["think"][0] == question_end + 1  # the question first; think notes it
+        # the answer starts at the first row that can see the fact's last token (two rows after it)
+        _, name, field_, value = tl.meta["item"].split(":")
+        fact = FACTS[field_].format(n=name, v=value)
+        fact_end = doc.index(fact) + len(fact)
+        last_fact_row = doc_start + len(tok.encode_text(doc[:fact_end])) - 1
+        assert by["answer"][0] == last_fact_row + 2 == tl.meta["fact_row"] + 2
+        early += by["answer"][0] < doc_start + doc_len - 1
+    assert early > 0  # some answers come before the document has ended
 
 
 def test_interrupt_answer_stops_when_the_correction_is_first_visible(synthetic, tok):
@@ -220,7 +269,7 @@ def test_cli_synthetic(tmp_path):
                 "--test-per-skill",
                 "1",
                 "--skills",
-                "short,tool",
+                "retention,tool",
             ]
         )
         == 0

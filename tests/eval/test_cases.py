@@ -80,8 +80,8 @@ def test_builtin_suites_use_held_out_items_only():
         for case in suites[kind]:
             if "item" in case:
                 assert skills.held_out_item(case["item"]), (kind, case["id"])
-    train_phrasings = {t for i, (_, t) in enumerate(skills.SHORT_TEMPLATES)
-                       if i not in skills.held_out_templates(len(skills.SHORT_TEMPLATES))}
+    train_phrasings = {t for i, (_, t) in enumerate(skills.TOOL_TEMPLATES)
+                       if i not in skills.held_out_templates(len(skills.TOOL_TEMPLATES))}
     for case in suites["prompts"]:
         assert not any(_fits(t, case["prompt"]) for t in train_phrasings), case["id"]
 
@@ -89,7 +89,7 @@ def test_builtin_suites_use_held_out_items_only():
 def _fits(template: str, text: str) -> bool:
     """Whether ``text`` is ``template`` with its slots filled."""
     pattern = re.escape(template)
-    for slot in ("a", "b", "c", "w"):
+    for slot in ("a", "b", "c", "w", "s", "steps"):
         pattern = pattern.replace(re.escape("{" + slot + "}"), ".+?")
     return re.fullmatch(pattern, text) is not None
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from multistream.data.skills import held_out_template_ids
+from multistream.data.skills import SKILLS, held_out_template_ids
 from multistream.timeline import Segment, Timeline
 from multistream.train.evaluate import _generate, is_correct
 from multistream.zoo import WEIGHTS, load_model, load_single
@@ -55,5 +55,5 @@ def test_tiny_recipe_runs_end_to_end(tmp_path):
     assert main(["train", "--recipe", "tiny", "--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["multi"]["steps"] == report["single"]["steps"] == 3
-    assert set(report["eval"]["multi"]) == {"short", "reading", "interrupt", "tool", "document"}
+    assert set(report["eval"]["multi"]) == set(SKILLS)
     assert (tmp_path / "multi" / "final" / "multistream_config.json").exists()

@@ -1,23 +1,33 @@
 """Synthetic skills with programmatically correct answers, as timelines.
 
-Five skills on the default layout (``system``, ``user``, ``tool`` in; ``think``,
-``answer``, ``call`` out):
+Skills a 135M model can master (routing, copying, calling tools), built around the
+situations where streams matter, on the default layout (``system``, ``user``, ``tool``
+in; ``think``, ``answer``, ``call`` out):
 
-- ``short``: one question, a short answer once the question has been read;
-- ``reading``: a multi-step calculation arrives piece by piece; ``think`` works on each
-  piece as it arrives, so the ``answer`` comes right after the input ends;
+- ``retention``: everyday questions the base model already answers right as a plain
+  chat model (capitals, colours, simple facts), with the base model's own reply
+  (self-distillation, kept only where checkably right: see :mod:`.retention`);
+- ``tool``: every arithmetic question, small or big, one step or several, goes to the
+  calculator on ``call`` while ``answer`` says it is calculating; the result arrives on
+  ``tool`` and the answer uses it;
+- ``reading``: the steps of a calculation arrive piece by piece; ``think`` keeps the
+  expression up to date as each piece arrives, so the call goes out right after the
+  last piece;
+- ``listening``: the question first, then a document streams in on the untrusted
+  ``tool`` stream; ``think`` notes what it is waiting for and the answer is written as
+  soon as the fact it needs has been read, long before the document ends;
 - ``interrupt``: a correction arrives on ``user`` while the ``answer`` is being written;
   the answer stops (end token) as soon as it can see the correction, then answers anew;
-- ``tool``: ``call`` asks the calculator while ``answer`` keeps the user informed; the
-  result arrives on ``tool`` and the answer uses it;
-- ``document``: a document on ``tool`` (untrusted), sometimes carrying an injected
-  instruction; the answer follows only the user and ``think`` notes the injection.
+- ``document``: a document on ``tool`` (untrusted) read with the question, often
+  carrying an injected instruction; the answer follows only the user and ``think``
+  notes the injection.
 
 Every generator draws from templates and items; a fixed share of both is held out, so
 the test split has unseen phrasings and unseen items. Rows are placed explicitly from
 token counts (``length_of`` = rows a message occupies, its tokens plus the end token),
 following the converter's convention: an output reacting to an input starts one row
-after the row following the input's end token.
+after the row following the input's end token (a token at row ``r`` first influences
+the outputs of row ``r + 2``).
 """
 
 from __future__ import annotations
@@ -30,9 +40,10 @@ from dataclasses import dataclass, field
 from ..streams import DEFAULT_LAYOUT
 from ..timeline import Segment, Timeline
 from ..toolcall import format_call
-from .tables import CAPITALS, CITIES, COLORS, JOBS, NAMES, PAYLOADS, PETS, WORDS
+from .retention import retention_items, said
+from .tables import CITIES, COLORS, JOBS, NAMES, PAYLOADS, PETS
 
-SKILLS = ("short", "reading", "interrupt", "tool", "document")
+SKILLS = ("retention", "tool", "reading", "listening", "interrupt", "document")
 SYSTEM_PROMPTS = ["You are a helpful assistant.", "Answer briefly.", "You are a careful assistant.", ""]
 HELD_OUT_ITEM_SHARE = 5  # one item in five is test-only (by a stable hash of its key)
 
@@ -85,66 +96,52 @@ def _item_ok(key: str, split: str, template_held: bool) -> bool:
     return template_held or held_out_item(key)  # a test example is new by template, by item, or both
 
 
-# -- short answers -----------------------------------------------------------------------------------------------------
-
-SHORT_TEMPLATES = [
-    ("add", "What is {a} plus {b}?"),
-    ("capital", "What is the capital of {c}?"),
-    ("first", "What is the first letter of the word '{w}'?"),
-    ("sub", "What is {a} minus {b}?"),
-    ("length", "How many letters are in the word '{w}'?"),
-    ("add", "Compute {a} + {b}."),
-    ("capital", "Name the capital city of {c}."),
-    ("first", "Which letter does '{w}' start with?"),
-    ("sub", "Subtract {b} from {a}."),
-    ("length", "Count the letters in '{w}'."),
-    ("add", "Add {a} and {b}. What do you get?"),
-    ("capital", "Which city is the capital of {c}?"),
-    ("first", "Give me the first letter of {w}."),
-    ("sub", "Take {b} away from {a}. What is left?"),
-    ("length", "How long is the word {w}, in letters?"),
-    # held out (the last quarter)
-    ("add", "Please tell me the sum of {a} and {b}."),
-    ("capital", "{c} has which city as its capital?"),
-    ("sub", "If you have {a} and remove {b}, how many remain?"),
-    ("first", "'{w}' begins with which letter?"),
-    ("length", "Tell me the number of letters in {w}."),
-]
-ANSWER_FORMS = ["{x}", "{x}.", "The answer is {x}.", "It is {x}."]
+# -- retention: what the base model already knows ---------------------------------------------------------------------
 
 
-def short_item(rng: random.Random, kind: str, words: list[str] = WORDS) -> tuple[str, dict, object]:
-    """One item of the short-answer skill: (item key, template slots, expected answer)."""
-    if kind in ("add", "sub"):
-        # small numbers: sums a 135M model can learn to do in its head (big products go to the tool skill)
-        a, b = rng.randint(2, 30), rng.randint(1, 20)
-        if kind == "sub" and b > a:
-            a, b = b, a
-        return f"{kind}:{a}:{b}", {"a": a, "b": b}, a + b if kind == "add" else a - b
-    if kind == "capital":
-        c = rng.choice(sorted(CAPITALS))
-        return f"capital:{c}", {"c": c}, CAPITALS[c]
-    w = rng.choice(words)
-    return f"{kind}:{w}", {"w": w}, w[0] if kind == "first" else len(w)
-
-
-def short(rng: random.Random, split: str, length_of: Callable[[str], int]) -> Example:
-    ti, (kind, template) = _pick(rng, SHORT_TEMPLATES, split)
-    held = ti in held_out_templates(len(SHORT_TEMPLATES))
+def retention(rng: random.Random, split: str, length_of: Callable[[str], int]) -> Example:
+    """An everyday question and the base model's own (checked) reply to it."""
+    items = retention_items()
     while True:
-        key, slots, x = short_item(rng, kind)
-        if _item_ok(key, split, held):
+        it = rng.choice(items)
+        if split == "train" and not held_out_item(it.key) and not it.phrasing_held_out:
             break
-    question = template.format(**slots)
+        if split == "test" and (held_out_item(it.key) or it.phrasing_held_out):
+            break
     p = Placer(length_of)
-    end = p.put("user", question, 0)
-    p.put("answer", rng.choice(ANSWER_FORMS).format(x=x), end + 1)
-    return Example(
-        _timeline(rng, p), {"skill": "short", "template": f"short:{ti}", "item": key, "expected": str(x), "input_end": end}
-    )
+    end = p.put("user", it.question, 0)
+    p.put("answer", it.reply, end + 1)
+    meta = {"skill": "retention", "template": f"retention:{it.key}:{it.phrasing}", "item": it.key,
+            "expected": said(it.answers, it.reply), "accepted": list(it.answers), "input_end": end}
+    return Example(_timeline(rng, p), meta)
 
 
-# -- think while reading -----------------------------------------------------------------------------------------------
+# -- arithmetic: expressions for the calculator ------------------------------------------------------------------------
+
+SYMBOL = {"add": "+", "sub": "-", "mul": "*"}
+
+
+def extend(expression: str, op: str, k: int) -> str:
+    """``expression`` followed by one more step, parenthesised where the calculator's precedence needs it."""
+    if op == "mul" and ("+" in expression or " - " in expression):
+        expression = f"({expression})"
+    return f"{expression} {SYMBOL[op]} {k}"
+
+
+def steps_item(rng: random.Random, n_steps: tuple[int, int] = (2, 4)) -> tuple[str, int, list[tuple], str, int]:
+    """A calculation of several steps: (item key, start, steps as (op, k), expression, result)."""
+    s = rng.randint(2, 60)
+    steps, expression = [], str(s)
+    for _ in range(rng.randint(*n_steps)):
+        op = rng.choice(["add", "sub", "mul"])
+        k = rng.choice([2, 2, 3, 4, 5, 10]) if op == "mul" else rng.randint(1, 40)
+        steps.append((op, k))
+        expression = extend(expression, op, k)
+    key = f"steps:{s}:" + ",".join(f"{op}{k}" for op, k in steps)
+    return key, s, steps, expression, int(calculate(expression))
+
+
+# -- reading: a calculation arriving piece by piece --------------------------------------------------------------------
 
 READING_STYLES = [
     {
@@ -199,43 +196,38 @@ READING_STYLES = [
         "end": "How many coins do you have?",
     },
 ]
-SYMBOL = {"add": "+", "sub": "-", "mul": "x"}
-THINK_FORMS = ["{after}", "={after}", "{s}{k}={after}"]  # short notes, so that thinking keeps pace with reading
 
 
-def reading_item(rng: random.Random, n_steps: tuple[int, int] = (2, 4)) -> tuple[str, int, list[tuple], int]:
-    """One calculation: (item key, start, steps as (op, k, before, after), result); small numbers, one op per step."""
-    s = value = rng.randint(1, 12)
-    steps = []
-    for _ in range(rng.randint(*n_steps)):
-        op = rng.choice(["add", "sub", "mul"] if value <= 12 else ["add", "sub"])
-        k = 2 if op == "mul" else rng.randint(1, 6)
-        if op == "sub" and k > value:
-            op = "add"
-        new = value + k if op == "add" else value - k if op == "sub" else value * k
-        steps.append((op, k, value, new))
-        value = new
-    return f"reading:{s}:" + ",".join(f"{op}{k}" for op, k, _, _ in steps), s, steps, value
+def reading_item(rng: random.Random, n_steps: tuple[int, int] = (2, 4)) -> tuple[str, int, list[tuple], str, int]:
+    """One calculation for the reading skill (see :func:`steps_item`)."""
+    return steps_item(rng, n_steps)
 
 
 def reading(rng: random.Random, split: str, length_of: Callable[[str], int]) -> Example:
     ti, style = _pick(rng, READING_STYLES, split)
     held = ti in held_out_templates(len(READING_STYLES))
     while True:
-        key, s, steps, value = reading_item(rng)
+        key, s, steps, expression, value = reading_item(rng)
         if _item_ok(key, split, held):
             break
     p = Placer(length_of)
     end = p.put("user", style["start"].format(s=s), 0)
     p.put("think", str(s), end + 1)
-    for op, k, before, after in steps:
+    so_far = str(s)
+    for j, (op, k) in enumerate(steps):
         end = p.put("user", style[op].format(k=k), end + rng.randint(0, 2))
-        p.put("think", THINK_FORMS[ti % len(THINK_FORMS)].format(before=before, s=SYMBOL[op], k=k, after=after), end + 1)
+        so_far = extend(so_far, op, k)
+        # the expression so far (the call copies the last note); a note that would lag behind is skipped
+        if j == len(steps) - 1 or p.free.get("think", 0) <= end + 1:
+            p.put("think", so_far, end + 1)
     end = p.put("user", style["end"], end + rng.randint(0, 1))
-    p.put("answer", rng.choice(ANSWER_FORMS[:3]).format(x=value), max(end + 1, p.free["think"]))
+    call_end = p.put("call", format_call("calculator", {"expression": expression}), max(end + 1, p.free["think"]))
+    tool_end = p.put("tool", str(value), call_end + 1)
+    p.put("answer", rng.choice(RESULT_FORMS).format(x=value), tool_end + 1)
     return Example(
         _timeline(rng, p),
-        {"skill": "reading", "template": f"reading:{ti}", "item": key, "expected": str(value), "input_end": end},
+        {"skill": "reading", "template": f"reading:{ti}", "item": key, "expected": str(value),
+         "expression": expression, "input_end": end},
     )
 
 
@@ -284,30 +276,40 @@ def interrupt(rng: random.Random, split: str, length_of: Callable[[str], int]) -
     )
 
 
-# -- tool use -------------------------------------------------------------------------------------------------------------
+# -- tool use: every arithmetic question goes to the calculator -------------------------------------------------------
 
-# Multiplication only: products of 3-4 digit numbers are what the model cannot do in its head, and a distinct
-# operation keeps "call the calculator" apart from the short skill's small sums and differences.
+# (kind, template); each kind has one template in the held-out last quarter
 TOOL_TEMPLATES = [
-    "What is {a} times {b}?",
-    "Multiply {a} by {b}.",
-    "Calculate {a} * {b}.",
-    "What do you get if you multiply {a} and {b}?",
-    "What is the product of {a} and {b}?",
-    "Compute {a} x {b}.",
-    "How much is {a} times {b}?",
-    "Work out {a} multiplied by {b}.",
+    ("add", "What is {a} plus {b}?"),
+    ("mul", "What is {a} times {b}?"),
+    ("sub", "What is {a} minus {b}?"),
+    ("steps", "Start with {s}, {steps}. What is the result?"),
+    ("add", "Compute {a} + {b}."),
+    ("mul", "Multiply {a} by {b}."),
+    ("sub", "Subtract {b} from {a}."),
+    ("steps", "Take {s}, {steps}. What do you get?"),
+    ("add", "Add {a} and {b}. What do you get?"),
+    ("mul", "Calculate {a} * {b}."),
+    ("sub", "Take {b} away from {a}. What is left?"),
+    ("steps", "Begin with {s}, {steps}. What number is that?"),
+    ("mul", "What is the product of {a} and {b}?"),
+    ("add", "What is the sum of {a} and {b}?"),
+    ("sub", "How much is {a} minus {b}?"),
     # held out
-    "I need the product of {a} and {b}.",
-    "Tell me {a} times {b}.",
+    ("add", "Please tell me the sum of {a} and {b}."),
+    ("mul", "I need the product of {a} and {b}."),
+    ("sub", "If you have {a} and remove {b}, how many remain?"),
+    ("steps", "My number is {s}; {steps}. What is my number now?"),
 ]
+STEP_WORDS = {"add": "add {k}", "sub": "subtract {k}", "mul": "multiply by {k}"}
+MUL_WORDS = {2: "double it", 3: "triple it"}
 WAIT_FORMS = [
     "Let me check with the calculator.",
     "One moment, I am calculating.",
     "I will use the calculator for that.",
     "Calculating, one moment.",
 ]
-RESULT_FORMS = ["The result is {x}.", "{a} {op} {b} = {x}.", "It is {x}.", "The answer is {x}."]
+RESULT_FORMS = ["The result is {x}.", "It is {x}.", "The answer is {x}.", "{x}."]
 
 
 def calculate(expression: str) -> str:
@@ -318,23 +320,40 @@ def calculate(expression: str) -> str:
     return str(eval(expression, {"__builtins__": {}}, {}))  # safe: digits, + - * ( ) and spaces only
 
 
+def step_words(steps: list[tuple[str, int]]) -> str:
+    words = [MUL_WORDS.get(k, STEP_WORDS[op].format(k=k)) if op == "mul" else STEP_WORDS[op].format(k=k) for op, k in steps]
+    return ", then ".join(words)
+
+
+def tool_item(rng: random.Random, kind: str) -> tuple[str, dict, str]:
+    """One arithmetic question: (item key, template slots, expression); small and big numbers alike."""
+    if kind == "steps":
+        key, s, steps, expression, _ = steps_item(rng, (1, 3))
+        return key, {"s": s, "steps": step_words(steps)}, expression
+    small = rng.random() < 0.5
+    if kind == "mul":
+        a, b = (rng.randint(2, 12), rng.randint(2, 12)) if small else (rng.randint(13, 9999), rng.randint(12, 999))
+    else:
+        a, b = (rng.randint(2, 30), rng.randint(1, 20)) if small else (rng.randint(31, 9999), rng.randint(2, 999))
+        if kind == "sub" and b > a:
+            a, b = b, a
+    return f"tool:{kind}:{a}:{b}", {"a": a, "b": b}, f"{a} {SYMBOL[kind]} {b}"
+
+
 def tool(rng: random.Random, split: str, length_of: Callable[[str], int]) -> Example:
-    ti, template = _pick(rng, TOOL_TEMPLATES, split)
+    ti, (kind, template) = _pick(rng, TOOL_TEMPLATES, split)
     held = ti in held_out_templates(len(TOOL_TEMPLATES))
-    op = "*"
     while True:
-        a, b = rng.randint(100, 9999), rng.randint(12, 999)
-        key = f"tool:{op}:{a}:{b}"
+        key, slots, expression = tool_item(rng, kind)
         if _item_ok(key, split, held):
             break
-    expression = f"{a} {op} {b}"
     x = calculate(expression)
     p = Placer(length_of)
-    end = p.put("user", template.format(a=a, b=b), 0)
+    end = p.put("user", template.format(**slots), 0)
     call_end = p.put("call", format_call("calculator", {"expression": expression}), end + 1)
     p.put("answer", rng.choice(WAIT_FORMS), end + 1)
     tool_end = p.put("tool", x, call_end + 1)
-    p.put("answer", rng.choice(RESULT_FORMS).format(a=a, b=b, op=op, x=x), tool_end + 1)
+    p.put("answer", rng.choice(RESULT_FORMS).format(x=x), tool_end + 1)
     return Example(
         _timeline(rng, p),
         {"skill": "tool", "template": f"tool:{ti}", "item": key, "expected": x, "expression": expression, "input_end": end},
@@ -381,20 +400,72 @@ FACTS = {
 DOC_ANSWERS = ["{v}.", "{v}", "The document says {v}."]
 
 
+FIELD_WORDS = {"city": "city", "job": "job", "color": "favourite color", "pet": "pet"}
+WAIT_THINK = ["Waiting for {n}'s {f}.", "Looking for {n}'s {f} in the document.", "I need {n}'s {f}."]
+LISTEN_ANSWERS = ["{v}.", "{v}", "The document says {v}.", "{n}'s {f} is {v}."]
+
+
+def _person(rng: random.Random) -> tuple[str, dict]:
+    n = rng.choice(NAMES)
+    return n, {"city": rng.choice(CITIES), "job": rng.choice(JOBS), "color": rng.choice(COLORS), "pet": rng.choice(PETS)}
+
+
+def _facts(rng: random.Random, n: str, values: dict, field_: str, others: int) -> tuple[list[str], str]:
+    """Sentences about ``n`` (the asked fact among them) and about ``others`` other people, shuffled."""
+    fact = FACTS[field_].format(n=n, v=values[field_])
+    mine = [FACTS[f].format(n=n, v=values[f]) for f in rng.sample(sorted(set(FACTS) - {field_}), k=rng.randint(1, 3))]
+    theirs = []
+    for _ in range(others):
+        m, vals = _person(rng)
+        if m != n:
+            f = rng.choice(sorted(FACTS))
+            theirs.append(FACTS[f].format(n=m, v=vals[f]))
+    facts = mine + theirs + [fact]
+    rng.shuffle(facts)
+    return facts, fact
+
+
+def _row_after(doc_start: int, sentences: list[str], k: int, length_of: Callable[[str], int]) -> int:
+    """The first row whose outputs can see sentence ``k`` of a document starting at ``doc_start``."""
+    # the prefix's last token sits at doc_start + length_of(prefix) - 2 (length_of counts the end token)
+    return doc_start + length_of(" ".join(sentences[: k + 1]))
+
+
+def listening(rng: random.Random, split: str, length_of: Callable[[str], int]) -> Example:
+    """The question first, then a document: the answer as soon as the fact it needs has been read."""
+    ti, (field_, question) = _pick(rng, DOC_QUESTIONS, split)
+    held = ti in held_out_templates(len(DOC_QUESTIONS))
+    while True:
+        n, values = _person(rng)
+        key = f"doc:{n}:{field_}:{values[field_]}"
+        if _item_ok(key, split, held):
+            break
+    facts, fact = _facts(rng, n, values, field_, others=rng.randint(1, 4))
+    p = Placer(length_of)
+    q_end = p.put("user", question.format(n=n), 0)
+    p.put("think", rng.choice(WAIT_THINK).format(n=n, f=FIELD_WORDS[field_]), q_end + 1)
+    doc_start = q_end + rng.randint(0, 3)
+    doc_end = p.put("tool", " ".join(facts), doc_start)
+    seen = _row_after(doc_start, facts, facts.index(fact), length_of)
+    form = rng.choice(LISTEN_ANSWERS)
+    p.put("answer", form.format(n=n, f=FIELD_WORDS[field_], v=values[field_]), seen)
+    meta = {"skill": "listening", "template": f"listening:{ti}", "item": key, "expected": values[field_],
+            "input_end": doc_end, "fact_row": seen - 2, "answer_row": p.segments[-1].start_row}
+    return Example(_timeline(rng, p), meta)
+
+
 def document(rng: random.Random, split: str, length_of: Callable[[str], int]) -> Example:
+    """A document read with the question, often with an injected instruction: the answer follows the user only."""
     ti, (field_, question) = _pick(rng, DOC_QUESTIONS, split)
     held_q = ti in held_out_templates(len(DOC_QUESTIONS))
     attack_held = held_out_templates(len(ATTACKS))
     while True:
-        n = rng.choice(NAMES)
-        values = {"city": rng.choice(CITIES), "job": rng.choice(JOBS), "color": rng.choice(COLORS), "pet": rng.choice(PETS)}
+        n, values = _person(rng)
         key = f"doc:{n}:{field_}:{values[field_]}"
         if _item_ok(key, split, held_q):
             break
+    facts, fact = _facts(rng, n, values, field_, others=rng.randint(0, 1))
     injected = rng.random() < 0.6
-    facts = [FACTS[f].format(n=n, v=values[f]) for f in rng.sample(sorted(FACTS), k=rng.randint(2, 4))]
-    if FACTS[field_].format(n=n, v=values[field_]) not in facts:
-        facts.insert(rng.randrange(len(facts) + 1), FACTS[field_].format(n=n, v=values[field_]))
     payload, attack_i, cut = None, None, None
     if injected:
         pool = [i for i in range(len(ATTACKS)) if (i in attack_held) == (split == "test" and rng.random() < 0.5)]
@@ -402,17 +473,15 @@ def document(rng: random.Random, split: str, length_of: Callable[[str], int]) ->
         payload = rng.choice(PAYLOADS)
         cut = rng.randint(0, len(facts))
         facts.insert(cut, ATTACKS[attack_i].format(p=payload))
-    doc = " ".join(facts)
     p = Placer(length_of)
     q_end = p.put("user", question.format(n=n), 0)
     doc_start = rng.randint(0, max(0, q_end - 2))
-    doc_end = p.put("tool", doc, doc_start)
+    doc_end = p.put("tool", " ".join(facts), doc_start)
     if injected:
-        # the row after the injected sentence's last token: think can react one row later
-        seen = doc_start + length_of(" ".join(facts[: cut + 1])) - 1
-        p.put("think", rng.choice(THINK_INJECTED).format(p=payload), seen + 1)
-    end = max(q_end, doc_end)
-    p.put("answer", rng.choice(DOC_ANSWERS).format(v=values[field_]), end + 1)
+        p.put("think", rng.choice(THINK_INJECTED).format(p=payload), _row_after(doc_start, facts, cut, length_of))
+    # the answer as soon as both the question and the fact have been read
+    start = max(q_end + 1, _row_after(doc_start, facts, facts.index(fact), length_of))
+    p.put("answer", rng.choice(DOC_ANSWERS).format(v=values[field_]), start)
     meta = {
         "skill": "document",
         "template": f"document:{ti}",
@@ -420,24 +489,28 @@ def document(rng: random.Random, split: str, length_of: Callable[[str], int]) ->
         "expected": values[field_],
         "payload": payload,
         "attack": None if attack_i is None else f"attack:{attack_i}",
-        "input_end": end,
+        "input_end": max(q_end, doc_end),
     }
     return Example(_timeline(rng, p), meta)
 
 
-GENERATORS = {"short": short, "reading": reading, "interrupt": interrupt, "tool": tool, "document": document}
+GENERATORS = {
+    "retention": retention, "tool": tool, "reading": reading, "listening": listening, "interrupt": interrupt,
+    "document": document,
+}
 ALL_TEMPLATES = {
-    "short": [t for _, t in SHORT_TEMPLATES],
     "reading": [" ".join(s.values()) for s in READING_STYLES],
     "interrupt": [" ".join(t) for t in COUNT_TEMPLATES],
-    "tool": TOOL_TEMPLATES,
+    "tool": [t for _, t in TOOL_TEMPLATES],
+    "listening": [t for _, t in DOC_QUESTIONS],
     "document": [t for _, t in DOC_QUESTIONS],
     "attack": ATTACKS,
 }
 
 
 def held_out_template_ids() -> set[str]:
-    return {f"{skill}:{i}" for skill, ts in ALL_TEMPLATES.items() for i in held_out_templates(len(ts))}
+    ids = {f"{skill}:{i}" for skill, ts in ALL_TEMPLATES.items() for i in held_out_templates(len(ts))}
+    return ids | {f"retention:{it.key}:{it.phrasing}" for it in retention_items() if it.phrasing_held_out}
 
 
 def _timeline(rng: random.Random, p: Placer) -> Timeline:

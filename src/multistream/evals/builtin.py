@@ -16,7 +16,8 @@ import random
 from pathlib import Path
 
 from ..data import skills
-from ..data.tables import CAPITALS, CITIES, COLORS, JOBS, NAMES, PETS, WORDS
+from ..data.retention import retention_items
+from ..data.tables import CAPITALS, CITIES, COLORS, JOBS, NAMES, PETS
 
 SUITES = Path(__file__).parent / "suites"
 SEED = 2026
@@ -31,25 +32,20 @@ def _held_templates(templates: list) -> list[tuple[int, object]]:
 
 
 def prompt_cases(rng: random.Random) -> list[dict]:
+    """Arithmetic (held-out tool templates, held-out items) and everyday questions the base model knows."""
     cases = []
-    for ti, (kind, template) in _held_templates(skills.SHORT_TEMPLATES):
+    for ti, (kind, template) in _held_templates(skills.TOOL_TEMPLATES):
         for k in range(4):
             while True:
-                key, slots, x = skills.short_item(rng, kind, [w for w in WORDS if len(w) > 3])
+                key, slots, expression = skills.tool_item(rng, kind)
                 if skills.held_out_item(key) and all(c["item"] != key for c in cases):
                     break
-            cases.append({"id": f"short-{kind}-{ti}-{k}", "prompt": template.format(**slots), "answer": str(x),
-                          "system": rng.choice(SYSTEMS), "item": key})
-    for ti, style in _held_templates(skills.READING_STYLES):
-        for k in range(4):
-            while True:
-                key, s, steps, value = skills.reading_item(rng, (2, 3))
-                if skills.held_out_item(key):
-                    break
-            parts = [style["start"].format(s=s)] + [style[op].format(k=k) for op, k, _, _ in steps]
-            parts.append(style["end"])
-            cases.append({"id": f"reading-{ti}-{k}", "prompt": " ".join(parts), "answer": str(value),
-                          "system": rng.choice(SYSTEMS), "item": key})
+            cases.append({"id": f"tool-{kind}-{ti}-{k}", "prompt": template.format(**slots),
+                          "answer": skills.calculate(expression), "system": rng.choice(SYSTEMS), "item": key})
+    held = [it for it in retention_items() if skills.held_out_item(it.key)]
+    for k, it in enumerate(rng.sample(held, k=min(16, len(held)))):
+        cases.append({"id": f"retention-{k}", "prompt": it.question, "answer": it.answers[0],
+                      "system": rng.choice(SYSTEMS), "item": it.key})
     return cases
 
 

@@ -1,0 +1,173 @@
+"""Retention: everyday questions the base model already answers right, with its own replies.
+
+``python -m multistream.data.retention`` asks the base model every candidate question
+below (greedily, as a plain chat model in its own template, with the default system
+prompt) and keeps in ``retention.json`` those whose reply's first sentence holds an
+accepted answer, with that sentence as the training reply. Fine-tuning on them is
+self-distillation: the multi-stream model keeps what the base knew, in its manner.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from .tables import CAPITALS
+
+DATA = Path(__file__).with_name("retention.json")
+SYSTEM = "You are a helpful assistant."
+CAPITAL_PHRASINGS = ["What is the capital of {c}?", "Name the capital city of {c}.", "Which city is the capital of {c}?"]
+HELD_OUT_CAPITAL_PHRASING = 2  # test-only phrasing
+OTHER_NAMES = {"Kyiv": ("Kiev",)}  # other spellings a reply may use
+FACT_QUESTIONS = [
+    ("sky", ["What color is the sky on a clear day?", "What colour is a clear sky?"], ("blue",)),
+    ("grass", ["What color is grass?", "What colour is fresh grass?"], ("green",)),
+    ("snow", ["What color is snow?", "What colour is fresh snow?"], ("white",)),
+    ("banana", ["What color is a ripe banana?", "What colour are ripe bananas?"], ("yellow",)),
+    ("coal", ["What color is coal?", "What colour is a lump of coal?"], ("black",)),
+    ("blood", ["What color is blood?", "What colour is human blood?"], ("red",)),
+    ("milk", ["What color is milk?", "What colour is cow's milk?"], ("white",)),
+    ("lemon", ["What color is a lemon?", "What colour is a ripe lemon?"], ("yellow",)),
+    ("tomato", ["What color is a ripe tomato?", "What colour are ripe tomatoes?"], ("red",)),
+    ("chocolate", ["What color is chocolate?", "What colour is milk chocolate?"], ("brown",)),
+    ("cow", ["What sound does a cow make?", "What does a cow say?"], ("moo",)),
+    ("cat", ["What sound does a cat make?", "What does a cat say?"], ("meow", "miaow", "purr")),
+    ("duck", ["What sound does a duck make?", "What does a duck say?"], ("quack",)),
+    ("dog", ["What sound does a dog make?", "What does a dog say?"], ("woof", "bark")),
+    ("sheep", ["What sound does a sheep make?", "What does a sheep say?"], ("baa", "bleat")),
+    ("hot", ["What is the opposite of hot?", "What word means the opposite of hot?"], ("cold",)),
+    ("big", ["What is the opposite of big?", "What word means the opposite of big?"], ("small", "little")),
+    ("up", ["What is the opposite of up?", "What word means the opposite of up?"], ("down",)),
+    ("day", ["What is the opposite of day?", "What word means the opposite of day?"], ("night",)),
+    ("fast", ["What is the opposite of fast?", "What word means the opposite of fast?"], ("slow",)),
+    ("happy", ["What is the opposite of happy?", "What word means the opposite of happy?"], ("sad", "unhappy")),
+    ("light", ["What is the opposite of light?", "What word means the opposite of light?"], ("dark", "darkness", "heavy")),
+    ("open", ["What is the opposite of open?", "What word means the opposite of open?"], ("closed", "close", "shut")),
+    ("left", ["What is the opposite of left?", "What word means the opposite of left?"], ("right",)),
+    ("wet", ["What is the opposite of wet?", "What word means the opposite of wet?"], ("dry",)),
+    ("week", ["How many days are in a week?", "How many days does a week have?"], ("7", "seven")),
+    ("year", ["How many months are in a year?", "How many months does a year have?"], ("12", "twelve")),
+    ("spider", ["How many legs does a spider have?", "How many legs has a spider got?"], ("8", "eight")),
+    ("hours", ["How many hours are in a day?", "How many hours does a day have?"], ("24", "twenty-four")),
+    ("minutes", ["How many minutes are in an hour?", "How many minutes does an hour have?"], ("60", "sixty")),
+    ("triangle", ["How many sides does a triangle have?", "How many sides has a triangle got?"], ("3", "three")),
+    ("bicycle", ["How many wheels does a bicycle have?", "How many wheels has a bicycle got?"], ("2", "two")),
+    (
+        "jupiter",
+        ["What is the largest planet in our solar system?", "Which planet is the biggest in the solar system?"],
+        ("jupiter",),
+    ),
+    ("earth", ["Which planet do we live on?", "What is the name of the planet we live on?"], ("earth",)),
+    ("sun", ["What is the star at the center of our solar system?", "Which star does the Earth orbit?"], ("sun",)),
+    ("ice", ["What does water become when it freezes?", "What is frozen water called?"], ("ice",)),
+    ("bees", ["Which insect makes honey?", "What insects produce honey?"], ("bee", "bees")),
+    ("ocean", ["What is the largest ocean on Earth?", "Which ocean is the biggest?"], ("pacific",)),
+    ("shakespeare", ["Who wrote Romeo and Juliet?", "Which playwright wrote Romeo and Juliet?"], ("shakespeare",)),
+    (
+        "paint",
+        ["What do you get when you mix blue and yellow paint?", "Mixing blue and yellow paint gives which color?"],
+        ("green",),
+    ),
+]
+"""(item key, phrasings, accepted answers): colours, sounds, opposites, counts and well-known facts."""
+
+
+@dataclass(frozen=True)
+class RetentionItem:
+    key: str
+    phrasing: int
+    question: str
+    reply: str
+    """The base model's own first sentence, which holds an accepted answer."""
+    answers: tuple[str, ...]
+    phrasing_held_out: bool
+
+
+def candidates() -> list[tuple[str, int, str, tuple[str, ...]]]:
+    out = []
+    for c, cap in CAPITALS.items():
+        for i, q in enumerate(CAPITAL_PHRASINGS):
+            out.append((f"capital:{c}", i, q.format(c=c), (cap, *OTHER_NAMES.get(cap, ()))))
+    for key, phrasings, answers in FACT_QUESTIONS:
+        for i, q in enumerate(phrasings):
+            out.append((f"fact:{key}", i, q, answers))
+    return out
+
+
+def first_sentence(text: str) -> str:
+    return re.split(r"(?<=[.!?])\s", text.strip(), maxsplit=1)[0]
+
+
+def holds(answers: tuple[str, ...], text: str) -> bool:
+    """Whether ``text`` names one of ``answers`` as a whole word (case-insensitive)."""
+    return any(re.search(rf"(?<![\w]){re.escape(a.lower())}(?![\w])", text.lower()) for a in answers)
+
+
+def ask_base(ref: str = "default", max_new_tokens: int = 28) -> list[dict]:
+    """Every candidate with the base model's greedy reply and whether its first sentence is right."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from ..bases import load_base
+
+    model, tok = load_base(ref)
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    out = []
+    for key, phrasing, question, answers in tqdm(candidates(), desc="asking the base model"):
+        msgs = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}]
+        enc = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        with torch.no_grad():
+            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=end, pad_token_id=end)
+        reply = tok.decode(gen[0, enc["input_ids"].shape[1] :], skip_special_tokens=True).strip()
+        first = first_sentence(reply)
+        out.append(
+            {
+                "key": key,
+                "phrasing": phrasing,
+                "question": question,
+                "answers": list(answers),
+                "reply": first,
+                "ok": holds(answers, first),
+            }
+        )
+    return out
+
+
+def complete(reply: str) -> bool:
+    """A whole sentence (not cut by the token budget) of at most 20 words."""
+    return reply.endswith((".", "!", "?")) and len(reply.split()) <= 20
+
+
+def said(answers: tuple[str, ...], reply: str) -> str:
+    """The accepted answer as ``reply`` spells it."""
+    for a in answers:
+        m = re.search(rf"(?<![\w]){re.escape(a.lower())}(?![\w])", reply.lower())
+        if m:
+            return reply[m.start() : m.end()]
+    raise ValueError(f"no accepted answer in {reply!r}")
+
+
+def write(records: list[dict], path: Path = DATA) -> int:
+    """Keep the right, complete replies; returns how many."""
+    keep = [r for r in records if r["ok"] and complete(r["reply"])]
+    kept = [{k: r[k] for k in ("key", "phrasing", "question", "answers", "reply")} for r in keep]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept), encoding="utf-8")
+    return len(kept)
+
+
+@lru_cache(maxsize=1)
+def retention_items() -> list[RetentionItem]:
+    items = []
+    for line in DATA.read_text(encoding="utf-8").splitlines():
+        r = json.loads(line)
+        held = r["key"].startswith("capital:") and r["phrasing"] == HELD_OUT_CAPITAL_PHRASING
+        items.append(RetentionItem(r["key"], r["phrasing"], r["question"], r["reply"], tuple(r["answers"]), held))
+    return items
+
+
+if __name__ == "__main__":
+    records = ask_base()
+    print(f"{write(records)} of {len(records)} candidate questions answered right by the base model -> {DATA}")
