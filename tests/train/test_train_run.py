@@ -1,6 +1,7 @@
 """Whole training runs on a tiny model: resume = uninterrupted, 2 processes = 1, both modes save loadable models."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -53,6 +54,23 @@ def test_saved_multistream_model_loads_with_trained_rows(tiny, tmp_path):
     assert not torch.allclose(fresh.base.get_input_embeddings().weight[sil], trained_row[0])
     adapter = load_file(result.final_dir / "adapter_model.safetensors")
     assert adapter and all("lora" in k for k in adapter)  # no copies of the whole embedding matrix
+
+
+@pytest.mark.parametrize("mode", ["multi", "single"])
+def test_bf16_base_trains_float32_parameters_and_loads(tiny, tmp_path, mode):
+    from multistream.train.loop import build_model
+
+    root, base, data = tiny
+    cfg = tiny_config(tmp_path, base, data, mode=mode, output_dir=str(tmp_path / mode), max_steps=2, base_dtype="bfloat16")
+    model = build_model(cfg)
+    trainable = {n: p.dtype for n, p in model.named_parameters() if p.requires_grad}
+    frozen = {p.dtype for p in model.parameters() if not p.requires_grad}
+    assert trainable and set(trainable.values()) == {torch.float32}, trainable  # AdamW never steps bf16 weights
+    assert frozen == {torch.bfloat16}
+    result = train(cfg, model=model, progress=False)
+    assert result.steps == 2 and math.isfinite(result.train_loss)
+    if mode == "multi":
+        assert MultiStreamModel.load(result.final_dir).silence == "invisible"
 
 
 def test_single_stream_twin_run(tiny, tmp_path):

@@ -29,6 +29,9 @@ class TrainConfig:
     silence: str = "invisible"
     """The silence rule of a new multi-stream model (DESIGN.md section 1): ``invisible`` (silence is never
     attended to; input silence is not materialised) or ``visible`` (the paper's original form)."""
+    base_dtype: str = "float32"
+    """dtype of the frozen base weights (LoRA only): ``bfloat16`` spares bf16 autocast converting them at every
+    step; everything trained (adapters, stream embeddings, the silence row) stays float32."""
     lora: bool = True
     """LoRA adapter (peft); ``False`` trains all base weights (full fine-tuning)."""
     lora_r: int = 16
@@ -79,6 +82,10 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.silence not in ("invisible", "visible"):
             raise ConfigError(f"silence must be invisible or visible, got {self.silence!r}")
+        if self.base_dtype not in ("float32", "bfloat16"):
+            raise ConfigError(f"base_dtype must be float32 or bfloat16, got {self.base_dtype!r}")
+        if self.base_dtype != "float32" and not self.lora:
+            raise ConfigError("base_dtype bfloat16 needs lora: true (full fine-tuning trains the base weights)")
         if self.mixed_precision not in ("auto", "bf16", "fp16", "no"):
             raise ConfigError(f"mixed_precision must be auto, bf16, fp16 or no, got {self.mixed_precision!r}")
         if self.lr <= 0:

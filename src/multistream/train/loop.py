@@ -85,10 +85,12 @@ def build_model(cfg: TrainConfig) -> nn.Module:
     from ..bases import load_base
     from ..model import MultiStreamModel, _unwrap
 
+    dtype = getattr(torch, cfg.base_dtype)
     if cfg.mode == "multi":
-        model = MultiStreamModel.from_base(cfg.base, silence=cfg.silence)
+        model = MultiStreamModel.from_base(cfg.base, silence=cfg.silence, dtype=dtype)
+        model.stream_embed.float()  # trained at a high learning rate: float32 whatever the base
     else:
-        base, tokenizer = load_base(cfg.base)
+        base, tokenizer = load_base(cfg.base, dtype)
         model = SingleStreamLM(base, tokenizer, cfg.base)
     if cfg.lora:
         model.base = get_peft_model(model.base, _lora_config(cfg))

@@ -19,9 +19,9 @@ class TrainableRows(nn.Module):
         super().__init__()
         emb, out = core.get_input_embeddings(), core.get_output_embeddings()
         self.register_buffer("ids", torch.tensor(ids, dtype=torch.long, device=emb.weight.device), persistent=False)
-        self.input = nn.Parameter(emb.weight[self.ids].detach().clone())
+        self.input = nn.Parameter(emb.weight[self.ids].detach().float())  # trained: float32 whatever the base
         self.tied = out is None or out.weight is emb.weight
-        self.output = None if self.tied else nn.Parameter(out.weight[self.ids].detach().clone())
+        self.output = None if self.tied else nn.Parameter(out.weight[self.ids].detach().float())
         self._core = [core]  # not a submodule: the base belongs to the model
         self._hooks = [emb.register_forward_hook(self._embed_hook)]
         if out is not None:
