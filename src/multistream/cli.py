@@ -64,30 +64,10 @@ def cmd_convert_chat(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """The default model through the real-time engine: a question, a tool, every stream as it was written."""
-    from .engine.core import EngineConfig, EngineCore
-    from .engine.runner import Input, run_session
-    from .engine.tools import demo_tools
-    from .zoo import load_model
+    """Three scenes through the real-time engine, each beside the single-stream twin (see ``demo.py``)."""
+    from .demo import run_demo
 
-    t0 = time.perf_counter()
-    model = load_model(args.model)
-    print(f"loaded {args.model!r} in {time.perf_counter() - t0:.1f} s; streams: "
-          + ", ".join(f"{s.name} ({s.kind}{', untrusted' if s.trust == 'untrusted' else ''})" for s in model.layout))
-    core = EngineCore(model, EngineConfig(speculative=16))
-    for question in args.question:
-        result = run_session(core, [Input("user", question)], prefix="You are a helpful assistant.",
-                             max_rows=args.rows, tools=demo_tools())
-        print(f"\nuser: {question}")
-        for name, text in result.streams.items():
-            if text:
-                print(f"  {name:>6} (from row {result.first_output_row.get(name)}): {text}")
-        for ev in result.events:
-            if ev.type in ("tool_call", "tool_result"):
-                print(f"  {ev.type} at row {ev.row}: {ev.text}")
-        ttft = f"{result.ttft:.2f} s" if result.ttft is not None else "-"
-        print(f"  {result.rows} rows in {result.steps} forwards; first answer token after {ttft}")
-    print("\nnext: `multistream chat` to talk to it live, `multistream serve` for the web page and API")
+    run_demo(args.model, args.single, rate=args.rate)
     return 0
 
 
@@ -109,8 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="run the default model on a few questions through the real-time engine")
     d.add_argument("--model", default="default", help="'default', 'base[:REF]' or a saved model folder")
-    d.add_argument("--question", action="append", help="repeatable (default: a few built-in questions)")
-    d.add_argument("--rows", type=int, default=160)
+    d.add_argument("--single", default="default-single", help="the single-stream twin shown beside it")
+    d.add_argument("--rate", type=float, default=10.0, help="tokens/s at which the listening scene's document arrives")
     d.set_defaults(func=cmd_demo)
 
     v = sub.add_parser("validate", help="check a timeline JSONL file")
@@ -142,8 +122,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "demo" and not args.question:
-        args.question = ["What is 17 plus 25?", "Start with 4, add 3, then double it. What is the result?"]
     try:
         return args.func(args)
     except (LayoutError, FileNotFoundError, BaseModelMissing) as e:

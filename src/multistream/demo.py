@@ -1,0 +1,199 @@
+"""``multistream demo``: what the default model does that its single-stream twin cannot, on three scenes.
+
+1. *tool*: an arithmetic question; the ``call`` stream asks the calculator while the
+   ``answer`` stream says so, and the answer uses the result as soon as it arrives;
+2. *listening*: a question, then a document arriving at 10 tokens/s on the untrusted
+   ``tool`` stream; the answer comes as soon as the fact has been read, while the twin,
+   an ordinary chat model, can only start once the whole document is there;
+3. *interrupt*: a correction typed while the answer is being written; the answer
+   changes at once, while the twin must finish its reply before it can read it.
+
+Both models run greedily on this machine, one after the other; every answer is checked
+against the expected one and the times are wall-clock seconds.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+SYSTEM = "You are a helpful assistant."
+
+
+@dataclass
+class Scene:
+    title: str
+    question: str
+    expected: str
+    document: str = ""
+    fact: str = ""
+    """The sentence of ``document`` that holds the answer."""
+    correction: str = ""
+    correction_after_tokens: int = 3
+
+
+SCENES = [
+    Scene("tool", "What is 17 plus 25?", "42"),
+    Scene(
+        "listening",
+        "Where does Nadia live?",
+        "Porto",
+        document="Nadia works as a nurse. Nadia lives in Porto. Omar has a pet hamster. Omar works as a pilot. "
+        "Nadia's favourite color is green. Omar lives in Lyon. Nadia has a pet turtle.",
+        fact="Nadia lives in Porto.",
+    ),
+    Scene("interrupt", "Count from 3 to 12.", "20, 21, 22, 23, 24", correction="Actually, count from 20 to 24 instead."),
+]
+
+
+def right(expected: str, answer: str) -> bool:
+    """The final answer holds the expected value (numbers: the same numbers in order)."""
+    if re.fullmatch(r"[\d, ]+", expected):
+        return re.findall(r"\d+", answer) == re.findall(r"\d+", expected)
+    return re.search(rf"(?<!\w){re.escape(expected.lower())}(?!\w)", answer.lower()) is not None
+
+
+def mark(ok: bool) -> str:
+    return "right" if ok else "WRONG"
+
+
+# -- the multi-stream model through the engine -----------------------------------------------------------------------------
+
+
+def run_multi(core, scene: Scene, tools, rate: float = 10.0) -> dict:
+    """One session; returns the answer, its messages and times (seconds from the first input)."""
+    from .engine.tools import RESULT_DELAY_ROWS
+    from .evals.common import run_tool
+
+    tok = core.tok
+    sid = core.open(prefix=SYSTEM)
+    core.send(sid, "user", scene.question)
+    doc_ids = tok.encode_message(scene.document) if scene.document else []
+    fact_tokens = len(tok.encode_text(scene.document[: scene.document.index(scene.fact) + len(scene.fact)])) if scene.fact else 0
+    t0 = time.perf_counter()
+    doc_start = fact_time = correction_time = None
+    sent_doc = 0
+    answers: list[tuple[str, float]] = []
+    current = {"answer": "", "think": "", "call": ""}
+    lines: list[str] = []
+    answer_tokens = 0
+    while True:
+        now = time.perf_counter() - t0
+        sess = core.sessions.get(sid)
+        if doc_ids and sess is not None and not sess.inputs[core.layout.index("user")].queue and sess.started:
+            doc_start = now if doc_start is None else doc_start
+            due = min(len(doc_ids), int((now - doc_start) * rate) + 1)
+            if due > sent_doc:
+                core.send_tokens(sid, "tool", doc_ids[sent_doc:due])
+                if sent_doc < fact_tokens <= due:
+                    fact_time = doc_start + (fact_tokens - 1) / rate  # when the fact's last token became available
+                sent_doc = due
+        if scene.correction and correction_time is None and answer_tokens >= scene.correction_after_tokens:
+            core.send(sid, "user", scene.correction)
+            correction_time = now
+        events = core.step()
+        t = time.perf_counter() - t0
+        for ev in events:
+            if ev.stream not in current:
+                continue
+            if ev.type == "token":
+                current[ev.stream] += ev.text
+                answer_tokens += ev.stream == "answer"
+            elif ev.type == "message_end":
+                lines.append(f"  {ev.stream:>6} row {ev.row:3d}, {t:5.2f} s: {ev.text}")
+                current[ev.stream] = ""
+                if ev.stream == "answer":
+                    answers.append((ev.text, t))
+                if ev.stream == "call" and ev.text.strip():
+                    result = run_tool(tools, ev.text)
+                    lines.append(f"  {'tool':>6} row {ev.row:3d}, {t:5.2f} s: {result}   (the calculator's result)")
+                    core.send(sid, "tool", result, not_before=ev.row + RESULT_DELAY_ROWS)
+        sess = core.sessions.get(sid)
+        done_input = sent_doc == len(doc_ids) and (not scene.correction or correction_time is not None)
+        finished = answers and done_input and not sess.pending_input and not sess.speaking and sess.quiet_rows >= 2
+        if sess is None or finished or sess.row > 300:
+            break
+    if sid in core.sessions:
+        core.close(sid)
+        core.step()
+    final, final_t = answers[-1] if answers else ("", None)
+    return {"answer": final, "time": final_t, "lines": lines, "fact_time": fact_time,
+            "doc_start": doc_start, "doc_end": None if doc_start is None else doc_start + (len(doc_ids) - 1) / rate,
+            "correction_time": correction_time}
+
+
+# -- the single-stream twin ------------------------------------------------------------------------------------------------
+
+
+def run_twin(baseline, scene: Scene, tools, rate: float = 10.0) -> dict:
+    """The twin as an ordinary chat: it reads whole messages and answers one at a time."""
+    from .data.twin import reply_calls, tool_turn
+    from .evals.common import run_tool
+
+    convo = [{"role": "system", "content": SYSTEM}]
+    content = scene.question + (f"\n<tool>{scene.document}</tool>" if scene.document else "")
+    convo.append({"role": "user", "content": content})
+    waited = 0.0
+    if scene.document:  # a chat model starts once the whole document has arrived
+        waited = len(baseline.tokenizer(scene.document, add_special_tokens=False)["input_ids"]) / rate
+    spent, lines, reply = 0.0, [], ""
+    for _ in range(3):  # a reply, a tool result and another reply at most
+        out = baseline.run(convo)
+        spent += out.e2e
+        reply = out.streams["answer"]
+        lines.append(f"  reply, {waited + spent:5.2f} s: {reply}")
+        convo.append({"role": "assistant", "content": reply})
+        calls = reply_calls(reply)
+        if calls:
+            result = run_tool(tools, calls[0])
+            convo.append(tool_turn(result))
+            continue
+        if scene.correction and convo[-2]["role"] == "user" and scene.correction not in convo[-2]["content"]:
+            convo.append({"role": "user", "content": scene.correction})  # read only once the reply is complete
+            continue
+        break
+    final = re.sub(r"<(think|call)>.*?</\1>", "", reply, flags=re.DOTALL).strip()
+    return {"answer": final, "time": waited + spent, "lines": lines, "doc_wait": waited}
+
+
+def run_demo(model_name: str = "default", single_name: str = "default-single", rate: float = 10.0) -> bool:
+    """Print the three scenes; returns whether every multi-stream answer was right."""
+    from .engine.baseline import SingleStreamBaseline
+    from .engine.core import EngineConfig, EngineCore
+    from .engine.tools import demo_tools
+    from .zoo import load_model, load_single
+
+    t0 = time.perf_counter()
+    model = load_model(model_name)
+    baseline = SingleStreamBaseline(*load_single(single_name), max_new_tokens=64)
+    print(f"loaded {model_name!r} and its twin {single_name!r} in {time.perf_counter() - t0:.1f} s; streams: "
+          + ", ".join(f"{s.name} ({s.kind}{', untrusted' if s.trust == 'untrusted' else ''})" for s in model.layout))
+    core, tools = EngineCore(model, EngineConfig(speculative=16)), demo_tools()
+    all_right = True
+    for scene in SCENES:
+        multi = run_multi(core, scene, tools, rate)
+        twin = run_twin(baseline, scene, tools, rate)
+        ok_m, ok_t = right(scene.expected, multi["answer"]), right(scene.expected, twin["answer"])
+        all_right &= ok_m
+        print(f"\n== {scene.title}: user: {scene.question}")
+        if scene.document:
+            print(f"   then on the untrusted tool stream, at {rate:g} tokens/s: {scene.document}")
+        if scene.correction:
+            print(f"   then, after {scene.correction_after_tokens} answer tokens: {scene.correction}")
+        print(f"multi-stream ({mark(ok_m)}):")
+        print("\n".join(multi["lines"]))
+        print(f"twin ({mark(ok_t)}):")
+        print("\n".join(twin["lines"]))
+        if scene.document and multi["fact_time"] is not None and multi["time"] is not None:
+            print(f"-> answer complete {multi['time'] - multi['fact_time']:.2f} s after the fact arrived "
+                  f"(the document ended {multi['doc_end'] - multi['fact_time']:.2f} s after it); "
+                  f"the twin: {multi['doc_start'] + twin['time'] - multi['fact_time']:.2f} s")
+        elif scene.correction and multi["correction_time"] is not None and multi["time"] is not None:
+            print(f"-> corrected answer complete {multi['time'] - multi['correction_time']:.2f} s after the correction; "
+                  f"the twin finishes its first reply before it can read it: {twin['time']:.2f} s in all")
+        elif multi["time"] is not None:
+            print(f"-> final answer after {multi['time']:.2f} s; the twin: {twin['time']:.2f} s")
+    print("\nevery multi-stream answer is right" if all_right else "\nWARNING: a multi-stream answer above is wrong")
+    print("next: `multistream chat` to talk to it live, `multistream serve` for the web page and API")
+    return all_right
