@@ -76,7 +76,7 @@ def test_chat_messages_map_onto_streams():
         }
     )
     prefix, sends = _map_messages(req, 1000)
-    assert prefix.startswith("Be brief.\n\nEarlier in this conversation:\nuser: hi\nassistant: [called clock({})]")
+    assert prefix == 'Be brief.\n\nEarlier in this conversation:\nuser: "hi"\nassistant: [called clock({})]'
     assert sends == [("tool", "12:00"), ("user", "and now?")]
     with pytest.raises(ProtocolError) as e:
         _map_messages(req, 4)

@@ -2,7 +2,7 @@
 
 Routes: ``GET /`` (the live page) and ``/static``, ``GET /health``, ``GET /v1/models``,
 ``POST /v1/chat/completions`` and the WebSocket ``/v1/sessions``. With an API key every
-``/v1`` route needs ``Authorization: Bearer KEY`` (WebSockets may pass ``?api_key=KEY``
+``/v1`` route and ``/health`` need ``Authorization: Bearer KEY`` (WebSockets may pass ``?api_key=KEY``
 instead, as browsers cannot set headers on them); without it HTTP gets 401 and a
 WebSocket is refused before it opens.
 """
@@ -93,7 +93,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         engine.start()
-        log.info("serving %r: streams %s; limits %s", model_name, ", ".join(hub.layout.names), limits.public())
+        log.info("serving %r: streams %s; limits %s", model_name, ", ".join(hub.layout.names), hub.public_limits())
         try:
             yield
         finally:
@@ -106,7 +106,8 @@ def create_app(
 
     @app.middleware("http")
     async def auth(request: Request, call_next):
-        if request.url.path.startswith("/v1") and not _authorized(request.headers.get("authorization"), None, api_key):
+        guarded = request.url.path.startswith("/v1") or request.url.path == "/health"
+        if guarded and not _authorized(request.headers.get("authorization"), None, api_key):
             return openai_error("invalid_api_key", "missing or wrong API key: send 'Authorization: Bearer KEY'")
         return await call_next(request)
 

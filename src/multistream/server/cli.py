@@ -28,7 +28,13 @@ def cmd_serve(args) -> int:
     t0 = time.perf_counter()
     model = load_model(args.model)
     core = EngineCore(
-        model, EngineConfig(max_sessions=limits.max_sessions, max_rows=limits.max_rows, speculative=args.speculative)
+        model,
+        EngineConfig(
+            max_sessions=limits.max_sessions,
+            max_rows=limits.max_rows,
+            speculative=args.speculative,
+            max_kv_tokens=args.max_kv_tokens or None,
+        ),
     )
     warm_up(core)
     log.info("model %r loaded and warmed up in %.1f s", args.model, time.perf_counter() - t0)
@@ -68,6 +74,13 @@ def register(sub) -> None:
     )
     s.add_argument("--max-sessions", type=int, default=32, help="sessions open at once")
     s.add_argument("--max-rows", type=int, default=4096, help="rows per session")
+    s.add_argument(
+        "--max-kv-tokens",
+        type=int,
+        default=131_072,
+        help="ceiling of the KV cache in tokens over all sessions (0: none); a session that would pass it is refused "
+        "or closed with 'out_of_memory'",
+    )
     s.add_argument("--max-input-chars", type=int, default=16_000, help="text per input message")
     s.add_argument("--max-message-bytes", type=int, default=64 * 1024, help="largest WebSocket frame or HTTP body")
     s.add_argument("--idle-timeout", type=float, default=300.0, help="seconds without traffic before a session is closed")

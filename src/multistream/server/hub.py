@@ -49,6 +49,21 @@ class Hub:
         """One per connection being served; set when it has finished (shutdown waits for them)."""
 
     @property
+    def max_rows(self) -> int:
+        """Rows per session: the server's limit, within the engine's (the engine enforces it)."""
+        return min(self.limits.max_rows, self.engine.core.config.max_rows)
+
+    def public_limits(self) -> dict:
+        """What a client is told of the limits (``opened.limits``)."""
+        cache = self.engine.core.cache
+        return {
+            **self.limits.public(),
+            "max_rows": self.max_rows,
+            "max_kv_tokens": self.engine.core.config.max_kv_tokens,
+            "kv_bytes_per_token": cache.bytes_per_token,
+        }
+
+    @property
     def tools(self) -> list[str]:
         return sorted(self.engine.tools.tools)
 
@@ -68,10 +83,9 @@ class Hub:
             )
         sid = f"{kind}-{secrets.token_hex(8)}"
         try:
-            self.engine.open(sid, prefix=prefix, params=params, tools=tools)
+            self.engine.open(sid, prefix=prefix, params=params, tools=tools, max_rows=self.max_rows)
         except EngineError as e:
-            code = "too_many_sessions" if "sessions are open" in str(e) else "invalid_session"
-            raise ProtocolError(code, str(e)) from None
+            raise ProtocolError(_code(e), str(e)) from None
         self.sessions[sid] = SessionInfo(sid, kind, peer)
         self.done[sid] = asyncio.Event()
         log.debug("session %s opened (%s, %s)", sid, kind, peer)
@@ -86,7 +100,7 @@ class Hub:
         try:
             self.engine.send(sid, stream, text, bulk=bulk, end=end)
         except EngineError as e:
-            raise ProtocolError("invalid_session", str(e)) from None
+            raise ProtocolError(_code(e), str(e)) from None
 
     def abort(self, sid: str, stream: str | None = None) -> None:
         if stream is not None:
@@ -94,14 +108,14 @@ class Hub:
         try:
             self.engine.abort(sid, stream)
         except EngineError as e:
-            raise ProtocolError("invalid_session", str(e)) from None
+            raise ProtocolError(_code(e), str(e)) from None
 
     def mute(self, sid: str, stream: str, muted: bool) -> None:
         self._check_stream(stream, "output")
         try:
             self.engine.mute(sid, stream, muted)
         except EngineError as e:
-            raise ProtocolError("invalid_session", str(e)) from None
+            raise ProtocolError(_code(e), str(e)) from None
 
     def close(self, sid: str, reason: str | None = None) -> None:
         """Ask the engine to close ``sid`` (its ``closed`` event follows); no-op if it is gone."""
@@ -124,14 +138,12 @@ class Hub:
                 if ev.row >= 0:
                     info.rows = max(info.rows, ev.row + 1)
                 if ev.type == "closed":
-                    reason = info.reason or ("row_limit" if "row limit" in ev.text else ev.text)
-                    ev = Event(ev.session, "closed", ev.row, "", text=reason)
+                    reason = info.reason or ev.code or ev.text
+                    ev = Event(ev.session, "closed", ev.row, "", text=reason, code=ev.code)
                     info.reason = reason
                 yield ev
                 if ev.type == "closed":
                     return
-                if ev.row >= self.limits.max_rows - 1:
-                    self.close(sid, "row_limit")
         finally:
             self.drop(sid)
 
@@ -178,3 +190,8 @@ class Hub:
         if waits:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*waits), timeout)
+
+
+def _code(e: EngineError) -> str:
+    """The wire code of an engine refusal."""
+    return "invalid_session" if e.code == "unknown_session" else e.code

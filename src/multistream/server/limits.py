@@ -23,6 +23,10 @@ class ServerLimits:
     """Events waiting for a client that does not read; past it the session is closed (``slow_client``)."""
     completion_idle_s: float = 1.0
     """Chat completions: how long the engine must have nothing to say before an unfinished answer is returned."""
+    completion_timeout_s: float = 600.0
+    """Chat completions: the deadline; a completion still running then ends there (``finish_reason: length``)."""
+    completion_side_tokens: int = 1024
+    """Chat completions: the budget of the ``think`` and ``call`` streams when the request sets no ``max_tokens``."""
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -31,4 +35,5 @@ class ServerLimits:
 
     def public(self) -> dict:
         """What the ``opened`` message tells a client."""
-        return {k: v for k, v in asdict(self).items() if k not in ("max_outbox", "completion_idle_s")}
+        hidden = ("max_outbox", "completion_idle_s", "completion_timeout_s", "completion_side_tokens")
+        return {k: v for k, v in asdict(self).items() if k not in hidden}

@@ -2,14 +2,21 @@
 
 Chat messages map onto the streams: system (and developer) messages become the session
 prefix; the user and tool messages after the last assistant message are sent on the
-``user`` and ``tool`` streams; earlier turns (with the assistant's replies, which the
-engine cannot put back on output streams) are written into the prefix as a transcript.
+``user`` and ``tool`` streams; earlier user and assistant turns (the assistant's replies
+cannot be put back on output streams) are written into the prefix as a transcript, each
+text quoted as a JSON string so that none can pose as a line of another role. Earlier
+``tool`` messages are untrusted: they never enter the prefix, they are sent on the
+``tool`` stream (before the live messages) and the transcript only says where they went.
 The ``answer`` stream becomes ``content``, ``think`` becomes ``reasoning_content``, and
 each complete message of the ``call`` stream that parses as ``name({...})`` becomes a
 ``tool_calls`` entry. A completion ends when the answer message ends (``stop``, or
 ``length`` when its ``max_tokens`` ran out), when a tool call is complete and no answer
-has started (``tool_calls``), when the session reaches its row limit (``length``), or
-when the engine has paused the session with nothing more to say (``stop``).
+has started (``tool_calls``), when the session reaches its row limit or the request its
+deadline (``completion_timeout_s``) (``length``), or when the engine has paused the
+session with nothing more to say (``stop``). If the session fails, the client gets an
+error (500, or an ``error`` chunk when streaming), never a truncated answer posing as whole.
+The ``think`` and ``call`` streams have a budget too: the request's ``max_tokens``, or
+``completion_side_tokens``.
 """
 
 from __future__ import annotations
@@ -19,20 +26,22 @@ import contextlib
 import json
 import secrets
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 from starlette.requests import Request
 
-from ..engine.sampling import SamplingParams
-from ..engine.session import StreamParams
+from ..engine.sampling import MAX_SEED, SamplingParams
+from ..engine.session import MAX_STOP, MAX_STOP_CHARS, StreamParams
 from ..toolcall import ToolCallError, parse_call
 from .hub import Hub
-from .protocol import ProtocolError
+from .protocol import ProtocolError, check_temperature
 
 _STATUS = {
     "too_many_sessions": (429, "rate_limit_error"),
+    "out_of_memory": (503, "server_error"),
+    "session_failed": (500, "server_error"),
     "shutting_down": (503, "server_error"),
     "message_too_large": (413, "invalid_request_error"),
     "invalid_api_key": (401, "invalid_request_error"),
@@ -62,19 +71,40 @@ class ChatMessage(BaseModel):
         return self.content or ""
 
 
+_Stop = Annotated[str, StringConstraints(min_length=1, max_length=MAX_STOP_CHARS)]
+
+
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="allow")  # other OpenAI parameters are accepted and ignored
     model: str
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
     stream_options: dict[str, Any] | None = None
-    temperature: float | None = Field(None, ge=0, le=2)
-    top_p: float | None = Field(None, gt=0, le=1)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
-    stop: str | list[str] | None = None
-    seed: int | None = None
+    temperature: float | None = Field(None, ge=0, le=2, allow_inf_nan=False)
+    top_p: float | None = Field(None, gt=0, le=1, allow_inf_nan=False)
+    max_tokens: int | None = Field(None, ge=1, le=1 << 20)
+    max_completion_tokens: int | None = Field(None, ge=1, le=1 << 20)
+    stop: _Stop | list[_Stop] | None = Field(None, max_length=MAX_STOP)
+    seed: int | None = Field(None, ge=0, lt=MAX_SEED)
     n: int | None = Field(None, ge=1, le=1)
+
+    @field_validator("temperature")
+    @classmethod
+    def _temperature(cls, v: float | None) -> float | None:
+        return v if v is None else check_temperature(v)
+
+
+_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def _one_line(text: str) -> str:
+    """``text`` with every line break and control character escaped (as in JSON), unquoted."""
+    return json.dumps(text, ensure_ascii=False)[1:-1].translate(_LINE_BREAKS)
+
+
+def _quoted(text: str) -> str:
+    """``text`` as a one-line quotation: it cannot end the line it is on or close its quotes."""
+    return f'"{_one_line(text)}"'
 
 
 def _map_messages(req: ChatRequest, max_chars: int) -> tuple[str, list[tuple[str, str]]]:
@@ -91,20 +121,25 @@ def _map_messages(req: ChatRequest, max_chars: int) -> tuple[str, list[tuple[str
     if not live:
         raise ProtocolError("invalid_value", "the conversation must end with a user or tool message")
     prefix = "\n\n".join(system)
+    earlier_tool = []  # untrusted: to the tool stream, never into the (trusted) prefix
     if history:
         lines = []
         for m in history:
-            said = m.text()
+            if m.role == "tool":
+                earlier_tool.append(m.text())
+                lines.append("tool: (a result, given on the tool stream)")
+                continue
+            said = [_quoted(m.text().strip())] if m.text().strip() else []  # quoted, one line: no other role's line
             for call in m.tool_calls or []:
-                fn = call.get("function", {})
-                said += f" [called {fn.get('name')}({fn.get('arguments', '')})]"
-            lines.append(f"{m.role}: {said.strip()}")
+                fn = call.get("function") if isinstance(call.get("function"), dict) else {}
+                said.append(f"[called {_one_line(str(fn.get('name')))}({_one_line(str(fn.get('arguments', '')))})]")
+            lines.append(f"{m.role}: {' '.join(said)}")
         prefix = (prefix + "\n\n" if prefix else "") + "Earlier in this conversation:\n" + "\n".join(lines)
     if len(prefix) > max_chars:
         raise ProtocolError(
             "input_too_long", f"system messages and earlier turns make {len(prefix)} characters; max_input_chars is {max_chars}"
         )
-    return prefix, [("user" if m.role == "user" else "tool", m.text()) for m in live]
+    return prefix, [("tool", t) for t in earlier_tool] + [("user" if m.role == "user" else "tool", m.text()) for m in live]
 
 
 class _Completion:
@@ -117,14 +152,18 @@ class _Completion:
         layout = hub.layout
         self.answer, self.think, self.call = ("answer", "think", "call")
         stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
-        sampling = SamplingParams(req.temperature or 0.0, 0, req.top_p or 1.0, req.seed)
-        self.budget = req.max_completion_tokens or req.max_tokens
-        params = {}
-        for s in layout.outputs:
-            if s.name == self.answer:
-                params[s.name] = StreamParams(sampling, self.budget, tuple(stop))
-            else:
-                params[s.name] = StreamParams(sampling)
+        try:
+            sampling = SamplingParams(req.temperature or 0.0, 0, req.top_p or 1.0, req.seed)
+            self.budget = req.max_completion_tokens or req.max_tokens
+            side = self.budget or hub.limits.completion_side_tokens
+            params = {}
+            for s in layout.outputs:
+                if s.name == self.answer:
+                    params[s.name] = StreamParams(sampling, self.budget, tuple(stop))
+                else:
+                    params[s.name] = StreamParams(sampling, side)
+        except ValueError as e:
+            raise ProtocolError("invalid_value", str(e)) from None
         prefix, self.sends = _map_messages(req, hub.limits.max_input_chars)
         for stream, _ in self.sends:
             if stream not in layout or layout[stream].kind != "input":
@@ -146,6 +185,8 @@ class _Completion:
         self.completion_tokens = 0
         self.answer_tokens = 0
         self.finish: str | None = None
+        self.error: tuple[str, str] | None = None
+        """(code, message) when the session failed."""
 
     def _abandoned(self) -> None:
         if not self.started:
@@ -161,12 +202,18 @@ class _Completion:
                 queue.put_nowait(ev)
 
         reader = asyncio.create_task(read())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.hub.limits.completion_timeout_s
         try:
             while self.finish is None:
+                left = deadline - loop.time()
+                if left <= 0:
+                    self.finish = "length"  # the request's deadline
+                    break
                 try:
-                    ev = await asyncio.wait_for(queue.get(), self.hub.limits.completion_idle_s)
+                    ev = await asyncio.wait_for(queue.get(), min(left, self.hub.limits.completion_idle_s))
                 except TimeoutError:
-                    if self.hub.idle(self.sid) or reader.done():
+                    if self.hub.idle(self.sid) or (reader.done() and queue.empty()):
                         self.finish = "stop"
                     continue
                 delta = self._on_event(ev)
@@ -179,6 +226,10 @@ class _Completion:
                 await reader
 
     def _on_event(self, ev) -> dict | None:
+        if ev.type == "error":
+            self.error = (ev.code or "session_failed", ev.text)
+            self.finish = "error"
+            return None
         if ev.type == "closed":
             self.finish = "length"
             return None
@@ -233,10 +284,18 @@ class _Completion:
         }
         return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
+    def error_body(self) -> dict:
+        code, message = self.error or ("session_failed", "the session failed")
+        return json.loads(openai_error(code, message).body)
+
     async def stream(self):
         yield self.chunk({"role": "assistant", "content": ""})
         async for delta in self.deltas():
             yield self.chunk(delta)
+        if self.error is not None:
+            yield f"data: {json.dumps(self.error_body(), ensure_ascii=False)}\n\n"
+            yield "data: [DONE]\n\n"
+            return
         yield self.chunk({}, self.finish or "stop")
         if (self.req.stream_options or {}).get("include_usage"):
             body = {
@@ -250,9 +309,11 @@ class _Completion:
             yield f"data: {json.dumps(body)}\n\n"
         yield "data: [DONE]\n\n"
 
-    async def whole(self) -> dict:
+    async def whole(self) -> dict | JSONResponse:
         async for _ in self.deltas():
             pass
+        if self.error is not None:
+            return openai_error(*self.error)
         message: dict[str, Any] = {"role": "assistant", "content": "".join(self.content)}
         if self.reasoning:
             message["reasoning_content"] = "".join(self.reasoning).strip("\n")
@@ -293,6 +354,8 @@ async def chat_completions(hub: Hub, request: Request):
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         return openai_error("invalid_json", f"the request body is not valid JSON: {e}")
+    except RecursionError:
+        return openai_error("invalid_json", "the request body is not valid JSON: nested too deeply")
     try:
         req = ChatRequest.model_validate(data)
     except ValidationError as e:
@@ -312,4 +375,5 @@ async def chat_completions(hub: Hub, request: Request):
         return StreamingResponse(
             completion.stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         )
-    return JSONResponse(await completion.whole())
+    result = await completion.whole()
+    return result if isinstance(result, JSONResponse) else JSONResponse(result)

@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError, field_validator
 
-from ..engine.sampling import SamplingParams
-from ..engine.session import Event, StreamParams
+from ..engine.sampling import MAX_SEED, MAX_TEMPERATURE, MIN_TEMPERATURE, SamplingParams
+from ..engine.session import MAX_STOP, MAX_STOP_CHARS, Event, StreamParams
 from ..toolcall import ToolCallError, parse_call
 
 
@@ -28,12 +28,20 @@ class _Msg(BaseModel):
 class StreamSettings(_Msg):
     """Sampling and budget of one output stream."""
 
-    temperature: float = Field(0.0, ge=0, le=10)
-    top_k: int = Field(0, ge=0)
-    top_p: float = Field(1.0, gt=0, le=1)
-    seed: int | None = None
-    max_tokens: int | None = Field(None, ge=1)
-    stop: list[str] = Field(default_factory=list, max_length=16)
+    temperature: float = Field(0.0, ge=0, le=MAX_TEMPERATURE, allow_inf_nan=False)
+    """0 (greedy) or within [0.001, 100]."""
+    top_k: int = Field(0, ge=0, le=1 << 20)
+    top_p: float = Field(1.0, gt=0, le=1, allow_inf_nan=False)
+    seed: int | None = Field(None, ge=0, lt=MAX_SEED)
+    max_tokens: int | None = Field(None, ge=1, le=1 << 20)
+    stop: list[Annotated[str, StringConstraints(min_length=1, max_length=MAX_STOP_CHARS)]] = Field(
+        default_factory=list, max_length=MAX_STOP
+    )
+
+    @field_validator("temperature")
+    @classmethod
+    def _temperature(cls, v: float) -> float:
+        return check_temperature(v)
 
     def to_params(self) -> StreamParams:
         return StreamParams(
@@ -81,6 +89,13 @@ class Ping(_Msg):
 
 class Close(_Msg):
     type: Literal["close"]
+
+
+def check_temperature(v: float) -> float:
+    """0 or within [MIN_TEMPERATURE, MAX_TEMPERATURE]: logits divided by less overflow."""
+    if v != 0 and not MIN_TEMPERATURE <= v <= MAX_TEMPERATURE:
+        raise ValueError(f"must be 0 (greedy) or within [{MIN_TEMPERATURE:g}, {MAX_TEMPERATURE:g}]")
+    return v
 
 
 ClientMessage = Annotated[Open | Input | Abort | Mute | Ping | Close, Field(discriminator="type")]
@@ -179,6 +194,8 @@ def parse_client(text: str) -> Open | Input | Abort | Mute | Ping | Close:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise ProtocolError("bad_json", f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    except RecursionError:
+        raise ProtocolError("bad_json", "not valid JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise ProtocolError("invalid_message", f"a message is a JSON object with a 'type', not {type(data).__name__}")
     kind = data.get("type")
@@ -215,5 +232,5 @@ def from_event(ev: Event) -> Token | MessageEnd | ToolCall | ToolResult | Error 
     if ev.type == "tool_result":
         return ToolResult(session=ev.session, row=ev.row, stream=ev.stream, text=ev.text)
     if ev.type == "error":
-        return Error(code="engine_error", message=ev.text, session=ev.session)
+        return Error(code=ev.code or "engine_error", message=ev.text, session=ev.session)
     return None

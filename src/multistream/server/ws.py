@@ -5,7 +5,8 @@ model writes); whatever it refuses becomes an ``error`` and the session goes on.
 pump turns the session's engine events into wire messages. The writer is the only task
 that sends on the socket, from one queue, so messages never interleave; a client that
 stops reading fills that queue and gets its session closed (``slow_client``), without
-holding up anyone else.
+holding up anyone else. Every message goes through that one bound (events, pongs and
+errors alike): a client that sends and never reads cannot grow the server's memory.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ class WsSession:
         self.pump: asyncio.Task | None = None
         self.backlog: dict[str, int] = {}  # input stream -> characters sent and not yet read
         self.peer = f"{ws.client.host}:{ws.client.port}" if ws.client else "?"
+        self.overflowed = False
+        """The outbox reached ``max_outbox``: the session is closed and the reader stops."""
         self.last_activity = asyncio.get_running_loop().time()
 
     # -- the connection's life -------------------------------------------------------------
@@ -72,7 +75,19 @@ class WsSession:
                         await t
 
     def _emit(self, msg) -> None:
+        """Queue a message for the client; past ``max_outbox`` waiting, drop it and give up on the client."""
+        if self.out.qsize() >= self.limits.max_outbox and not isinstance(msg, Closed):
+            self._overflow()
+            return
         self.out.put_nowait(msg.model_dump(exclude_none=True) if not isinstance(msg, dict) else msg)
+
+    def _overflow(self) -> None:
+        if self.overflowed:
+            return
+        self.overflowed = True
+        log.warning("%s: %d messages wait for a client that does not read: closing (slow_client)", self.peer, self.out.qsize())
+        if self.sid is not None:
+            self.hub.close(self.sid, "slow_client")
 
     def _error(self, code: str, message: str) -> None:
         self._emit(Error(code=code, message=message, session=self.sid))
@@ -125,7 +140,8 @@ class WsSession:
                 self._handle(parse_client(text))
             except ProtocolError as e:
                 self._error(e.code, e.message)
-
+            if self.overflowed:
+                return  # read no more from a client that reads nothing
     # -- client messages ------------------------------------------------------------------
     def _handle(self, msg) -> None:
         if isinstance(msg, Ping):
@@ -174,7 +190,7 @@ class WsSession:
                 model=self.hub.model_name,
                 layout=[StreamInfo(name=s.name, kind=s.kind, trust=s.trust) for s in layout],
                 tools=self.hub.tools if msg.tools else [],
-                limits=self.limits.public(),
+                limits=self.hub.public_limits(),
             )
         )
         self.pump = asyncio.create_task(self._pump(self.sid))
@@ -194,7 +210,5 @@ class WsSession:
                 msg = from_event(ev)
                 if msg is not None:
                     self._emit(msg)
-                if self.out.qsize() > self.limits.max_outbox:
-                    self.hub.close(sid, "slow_client")
         finally:
             self.out.put_nowait(_CLOSE)

@@ -186,7 +186,8 @@ function connect() {
     const streams = {};
     if (temperature > 0) {
       // sampling is set per output stream; ask the server which output streams its model has
-      const health = await fetch("/health").then((r) => r.json()).catch(() => ({ outputs: [] }));
+      const headers = key ? { Authorization: `Bearer ${key}` } : {};
+      const health = await fetch("/health", { headers }).then((r) => r.json()).catch(() => ({ outputs: [] }));
       for (const name of health.outputs || []) streams[name] = { temperature };
     }
     send({ type: "open", prefix: $("prefix").value, tools: $("tools").checked, streams });
