@@ -61,3 +61,9 @@ def test_demo_command_runs_and_every_answer_is_right():
     for scene in ("== tool", "== listening", "== interrupt"):
         assert scene in res.stdout
     assert "every multi-stream answer is right" in res.stdout, res.stdout
+
+
+def test_demo_scenes_are_held_out():
+    from multistream.data.skills import held_out_item
+
+    assert held_out_item("tool:add:16:25") and held_out_item("doc:Nadia:city:Graz") and held_out_item("count:2:11:22:25")

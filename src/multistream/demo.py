@@ -33,17 +33,18 @@ class Scene:
     correction_after_tokens: int = 3
 
 
+# held-out items only (multistream.data.skills.held_out_item): no scene is a training example
 SCENES = [
-    Scene("tool", "What is 17 plus 25?", "42"),
+    Scene("tool", "What is 16 plus 25?", "41"),
     Scene(
         "listening",
         "Where does Nadia live?",
-        "Porto",
-        document="Nadia works as a nurse. Nadia lives in Porto. Omar has a pet hamster. Omar works as a pilot. "
+        "Graz",
+        document="Nadia works as a nurse. Nadia lives in Graz. Omar has a pet hamster. Omar works as a pilot. "
         "Nadia's favourite color is green. Omar lives in Lyon. Nadia has a pet turtle.",
-        fact="Nadia lives in Porto.",
+        fact="Nadia lives in Graz.",
     ),
-    Scene("interrupt", "Count from 3 to 12.", "20, 21, 22, 23, 24", correction="Actually, count from 20 to 24 instead."),
+    Scene("interrupt", "Count from 2 to 11.", "22, 23, 24, 25", correction="Actually, count from 22 to 25 instead."),
 ]
 
 
