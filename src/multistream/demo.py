@@ -38,7 +38,7 @@ SCENES = [
     Scene("tool", "What is 16 plus 25?", "41"),
     Scene(
         "listening",
-        "Where does Nadia live?",
+        "In which city does Nadia live?",
         "Graz",
         document="Nadia works as a nurse. Nadia lives in Graz. Omar has a pet hamster. Omar works as a pilot. "
         "Nadia's favourite color is green. Omar lives in Lyon. Nadia has a pet turtle.",
