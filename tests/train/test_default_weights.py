@@ -11,22 +11,22 @@ from multistream.zoo import WEIGHTS, load_model, load_single
 
 pytestmark = pytest.mark.slow
 
-# a held-out item (the word is never asked about in training; one of the held-out examples of the
-# evaluation report that both models answer correctly: the report, not this test, measures accuracy)
-QUESTION = "Which letter does 'magnet' start with?"
-EXPECTED = {"skill": "short", "expected": "m"}
+# a held-out item of the retention skill (never asked in training; the base model answers it right as a plain
+# chat model, and fine-tuning must keep it: the held-out report, not this test, measures accuracy)
+QUESTION = "What is the capital of Sweden?"
+EXPECTED = {"skill": "retention", "expected": "Stockholm"}
 
 
 def test_question_is_held_out():
-    from multistream.data.skills import SHORT_TEMPLATES, held_out_item
+    from multistream.data.skills import held_out_item
 
-    i = next(k for k, (_, t) in enumerate(SHORT_TEMPLATES) if t == "Which letter does '{w}' start with?")
-    assert f"short:{i}" not in held_out_template_ids() and held_out_item("first:magnet")
+    assert held_out_item("capital:Sweden")
+    assert "retention:capital:Sweden:0" not in held_out_template_ids()  # a training phrasing, an unseen item
 
 
 def test_committed_weights_are_compact():
     files = [f for d in ("default", "default-single") for f in (WEIGHTS / d).iterdir()]
-    assert sum(f.stat().st_size for f in files) <= 40 * 2**20
+    assert sum(f.stat().st_size for f in files) <= 60 * 2**20
     cfg = json.loads((WEIGHTS / "default" / "multistream_config.json").read_text())
     assert cfg["base_model"] == "default" and cfg["adapter"]
 
