@@ -222,6 +222,11 @@ class MultiStreamModel(nn.Module):
             raise LayoutError(f"{path}: {weights['stream_embed'].shape[0]} stream embeddings for {len(layout)} streams")
         base_ref = cfg["base_model"]
         local = base_ref.startswith("./")
+        if local or ".." in Path(base_ref).parts:  # a folder inside this one, never a way out of it
+            inside = (path / base_ref).resolve()
+            if not inside.is_relative_to(path.resolve()):
+                raise ValueError(f"{cfg_file}: base_model {base_ref!r} points outside the model folder")
+            local = True
         base, _ = load_base(str(path / base_ref) if local else base_ref, dtype, tokenizer=False)
         tokenizer = AutoTokenizer.from_pretrained(path)
         tok = StreamTokenizer.wrap(tokenizer, cfg["silence_token"], cfg["end_token"])

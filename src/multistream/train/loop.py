@@ -374,7 +374,7 @@ def _resume(path: Path, raw: nn.Module, optimizer, scheduler) -> tuple[int, list
     with torch.no_grad():
         for n, p in params.items():
             p.copy_(weights[n].to(p.device, p.dtype))
-    state = torch.load(path / "state.pt", weights_only=False)
+    state = torch.load(path / "state.pt", weights_only=True)  # tensors and plain containers only: no code runs
     configured = [g["initial_lr"] for g in optimizer.param_groups]
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
