@@ -297,6 +297,9 @@ def read_jsonl(path: str | Path, layout: Layout) -> Iterator[tuple[int, Timeline
             except json.JSONDecodeError as e:
                 yield lineno, None, [f"line {lineno}: invalid JSON: {e.msg} (column {e.colno})"]
                 continue
+            except RecursionError:
+                yield lineno, None, [f"line {lineno}: invalid JSON: nested too deeply"]
+                continue
             try:
                 yield lineno, parse_timeline(obj, layout), []
             except TimelineError as e:
