@@ -110,14 +110,14 @@ class SlotKVCache:
         self._resize(s, cap)
 
     def shrink(self) -> bool:
-        """Give memory back: when the buffers hold over 4x what the live slots need, cut them to that."""
+        """Give memory back: when the buffers hold over 4x what the live slots need, or no slot is live, cut them."""
         n = max(1, self.in_use)
         longest = int(self.lengths[: self.in_use].max()) if self.in_use else 0
         cap = self.initial[1]
         while cap < longest:
             cap *= 2
-        if self.allocated_tokens <= 4 * n * cap:
-            return False
+        if self.allocated_tokens <= 4 * n * cap and (self.in_use or (self.slots, self.capacity) == self.initial):
+            return False  # (with no session open, everything goes back)
         self._resize(max(n, self.initial[0]), cap)
         return True
 
