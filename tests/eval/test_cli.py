@@ -1,6 +1,7 @@
 """The eval, plot and report commands on tiny saved models (in process)."""
 
 import json
+import re
 
 import pytest
 from conftest import make_base
@@ -40,15 +41,21 @@ def test_eval_commands_print_json_with_the_documented_keys(models, capsys, tmp_p
     out = run_json(capsys, "eval", "injection", "--json", "--limit", "2", *models)
     assert set(out) >= {"multi", "single", "asr_ratio", "monitor"} and "cases" not in out
     assert set(out["multi"]) >= {"asr", "n"} and out["multi"]["n"] == 2 and "flag_rate" in out["monitor"]
+    assert set(out["multi"]) >= {"asr_ci", "utility_ci"} and "flag_rate_ci" in out["monitor"]  # intervals beside rates
     out = run_json(capsys, "eval", "prompts", "--json", "--limit", "2", "--details", *models)
     assert set(out["multi"]) >= {"accuracy", "n"} and set(out["single"]) >= {"accuracy", "n"} and len(out["cases"]) == 2
     out = run_json(capsys, "eval", "interrupts", "--json", "--limit", "1", *models)
     assert set(out["multi"]) >= {"success", "n", "latency_median"} and "success_ratio" in out
     out = run_json(capsys, "eval", "latency", "--json", "--limit", "1", "--rate", "500", *models)
-    assert {"ttft_ratio", "e2e_ratio", "modes"} <= set(out) and "accuracy" in out["modes"]["all_at_once"]
+    assert {"ttft_ratio", "e2e_ratio", "modes"} <= set(out)
+    mode = out["modes"]["all_at_once"]
+    assert {"accuracy", "accuracy_ci", "ttft_median", "ttft_median_both_correct"} <= set(mode["multi"])
+    assert "e2e_ratio_both_correct" in mode and mode["n"] == 1
     assert main(["eval", "prompts", "--limit", "1", *models]) == 0  # the table
     table = capsys.readouterr().out
     assert "accuracy" in table and "multi" in table and "single" in table and "ratio" in table
+    accuracy_line = next(line for line in table.splitlines() if line.startswith("accuracy"))
+    assert len(re.findall(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", accuracy_line)) == 2  # both with an interval
 
 
 def test_bad_case_lines_are_reported_on_stderr(models, capsys, tmp_path):

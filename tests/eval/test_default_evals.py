@@ -15,13 +15,23 @@ def multistream(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
 
 
 def test_eval_injection_json_on_the_default_model():
-    r = multistream("eval", "injection", "--json", "--limit", "2", "--no-progress")
+    from multistream.evals.cases import load_cases
+    from multistream.evals.scoring import attacked, flags_injection, wilson
+
+    r = multistream("eval", "injection", "--json", "--details", "--limit", "4", "--no-progress")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
-    assert out["multi"]["n"] == out["single"]["n"] == 2
+    cases = {c.id: c for c in load_cases(None, "injection", 4)[0]}
+    assert out["multi"]["n"] == out["single"]["n"] == 4 and set(cases) == {c["id"] for c in out["cases"]}
     for side in ("multi", "single"):
-        assert 0.0 <= out[side]["asr"] <= 1.0
-    assert "asr_ratio" in out and 0.0 <= out["monitor"]["flag_rate"] <= 1.0
+        # every rate is the share of its per-case verdicts, each verdict the scorer's on the recorded answer
+        hits = [attacked(cases[c["id"]].injection_marker, c[side]["answer"], cases[c["id"]].answer) for c in out["cases"]]
+        assert [c[side]["attacked"] for c in out["cases"]] == hits
+        assert out[side]["asr"] == round(sum(hits) / 4, 4) and out[side]["asr_ci"] == wilson(sum(hits), 4)
+        assert all(c[side]["useful"] == (c[side]["correct"] and not c[side]["attacked"]) for c in out["cases"]
+                   if c[side]["correct"] is not None)
+    flags = [flags_injection(c["multi"]["think"], c["marker"]) for c in out["cases"]]
+    assert out["monitor"]["flag_rate"] == round(sum(flags) / 4, 4)
 
 
 def test_eval_prompts_json_on_the_default_model(tmp_path):
@@ -32,8 +42,13 @@ def test_eval_prompts_json_on_the_default_model(tmp_path):
     r = multistream("eval", "prompts", "--cases", str(cases), "--json", "--details", "--no-progress")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
+    from multistream.evals.scoring import correct
+
     assert out["multi"]["n"] == out["single"]["n"] == 2
-    assert 0.0 <= out["multi"]["accuracy"] <= 1.0 and 0.0 <= out["single"]["accuracy"] <= 1.0
+    for side in ("multi", "single"):
+        verdicts = [correct(c["expected"], c[side]["final"], c["prompt"]) for c in out["cases"]]
+        assert [c[side]["correct"] for c in out["cases"]] == verdicts
+        assert out[side]["accuracy"] == round(sum(verdicts) / 2, 4)
     assert out["skipped"] == [f"{cases}: line 2: invalid JSON (Expecting value at column 1)"]
     assert "line 2" in r.stderr
     assert [c["id"] for c in out["cases"]] == ["a", "b"] and all(c["multi"]["answer"] is not None for c in out["cases"])

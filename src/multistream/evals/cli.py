@@ -26,9 +26,16 @@ def _fmt(v) -> str:
     return "n/a" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
+def _ci(d: dict | None, key: str) -> str:
+    """A rate with its 95% Wilson interval, as ``0.250 [0.089, 0.532]``."""
+    from .report import fmt_rate
+
+    return fmt_rate(d, key)
+
+
 def _table(rows: list[tuple[str, object, object, object]]) -> str:
-    out = [f"{'':34} {'multi':>10} {'single':>10} {'ratio':>10}"]
-    out += [f"{name:34} {_fmt(m):>10} {_fmt(s):>10} {_fmt(r):>10}" for name, m, s, r in rows]
+    out = [f"{'':40} {'multi':>22} {'single':>22} {'ratio':>8}"]
+    out += [f"{name:40} {_fmt(m):>22} {_fmt(s):>22} {_fmt(r):>8}" for name, m, s, r in rows]
     return "\n".join(out)
 
 
@@ -55,7 +62,7 @@ def cmd_eval(args) -> int:
         from .prompts import eval_prompts
 
         r = eval_prompts(c, cases, progress, tools=None if args.no_tools else demo_tools())
-        rows = [("accuracy", r["multi"]["accuracy"], r["single"]["accuracy"], r["accuracy_ratio"]),
+        rows = [("accuracy [95% CI]", _ci(r["multi"], "accuracy"), _ci(r["single"], "accuracy"), r["accuracy_ratio"]),
                 ("n", r["multi"]["n"], r["single"]["n"], None),
                 ("median time to first token (s)", r["multi"]["ttft_median"], r["single"]["ttft_median"], None),
                 ("median end-to-end (s)", r["multi"]["e2e_median"], r["single"]["e2e_median"], None)]
@@ -64,16 +71,17 @@ def cmd_eval(args) -> int:
         from .injection import eval_injection
 
         r = eval_injection(c, cases, progress)
-        rows = [("attack success rate", r["multi"]["asr"], r["single"]["asr"], r["asr_ratio"]),
-                ("utility under attack", r["multi"]["utility"], r["single"]["utility"], None),
-                ("think flags the injection", r["monitor"]["flag_rate"], r["monitor"]["single_flag_rate"], None),
+        rows = [("attack success rate [95% CI]", _ci(r["multi"], "asr"), _ci(r["single"], "asr"), r["asr_ratio"]),
+                ("utility under attack (correct, not attacked)", _ci(r["multi"], "utility"), _ci(r["single"], "utility"),
+                 None),
+                ("think flags the injection", _ci(r["monitor"], "flag_rate"), _ci(r["monitor"], "single_flag_rate"), None),
                 ("n", r["multi"]["n"], r["single"]["n"], None)]
         return _emit(args, r, rows, errors)
     if kind == "interrupts":
         from .interrupts import eval_interrupts
 
         r = eval_interrupts(c, cases, progress)
-        rows = [("interrupt success", r["multi"]["success"], r["single"]["success"], r["success_ratio"]),
+        rows = [("interrupt success [95% CI]", _ci(r["multi"], "success"), _ci(r["single"], "success"), r["success_ratio"]),
                 ("median interrupt to answer (s)", r["multi"]["latency_median"], r["single"]["latency_median"],
                  r["latency_ratio"]),
                 ("n", r["multi"]["n"], r["single"]["n"], None)]
@@ -83,9 +91,14 @@ def cmd_eval(args) -> int:
     r = eval_latency(c, cases, args.rate, progress)
     rows = []
     for mode, d in r["modes"].items():
-        rows += [(f"ttft median s ({mode})", d["multi_ttft"], d["single_ttft"], d["ttft_ratio"]),
-                 (f"e2e median s ({mode})", d["multi_e2e"], d["single_e2e"], d["e2e_ratio"]),
-                 (f"accuracy ({mode})", d["accuracy"]["multi"], d["accuracy"]["single"], d["accuracy"]["ratio"])]
+        mm, ss = d["multi"], d["single"]
+        rows += [(f"accuracy [95% CI] ({mode})", _ci(mm, "accuracy"), _ci(ss, "accuracy"), d["accuracy_ratio"]),
+                 (f"ttft median s, all {d['n']} ({mode})", mm["ttft_median"], ss["ttft_median"], d["ttft_ratio"]),
+                 (f"e2e median s, all {d['n']} ({mode})", mm["e2e_median"], ss["e2e_median"], d["e2e_ratio"]),
+                 (f"ttft median s, {d['n_both_correct']} both correct", mm["ttft_median_both_correct"],
+                  ss["ttft_median_both_correct"], d["ttft_ratio_both_correct"]),
+                 (f"e2e median s, {d['n_both_correct']} both correct", mm["e2e_median_both_correct"],
+                  ss["e2e_median_both_correct"], d["e2e_ratio_both_correct"])]
     if args.json and not args.details:
         r = {**r, "modes": {m: {k: v for k, v in d.items() if k != "cases"} for m, d in r["modes"].items()}}
     return _emit(args, r, rows, errors)
@@ -153,7 +166,9 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="default", help="multi-stream model: 'default', 'base[:REF]' or a saved folder")
     p.add_argument("--single", default="default-single", help="single-stream twin: default-single, base[:REF] or a folder")
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
-    p.add_argument("--max-tokens", type=int, default=48, help="token budget per output stream and per reply")
+    p.add_argument("--max-tokens", type=int, default=144,
+                   help="total token budget of a reply, the same for both: all output streams together (multi), "
+                        "the reply with its thinking and tags (single)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 

@@ -3,7 +3,11 @@
 The contenders are the multi-stream model, run through the engine with
 :func:`multistream.engine.runner.run_session`, and its single-stream twin, run with
 :class:`multistream.engine.baseline.SingleStreamBaseline`. Both decode greedily with the
-same token budget, so one run of an evaluation is reproducible.
+same *total* token budget (``max_tokens``): the twin's reply, inline ``<think>`` and
+``<call>`` included, and all the multi-stream model's output streams together (a session
+is cut, every output ending its message, once they have written that many tokens; the
+row that crosses the budget is finished, so it may run over by fewer tokens than there
+are output streams). One run of an evaluation is reproducible.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from dataclasses import dataclass
 
 from ..engine.baseline import SingleStreamBaseline
 from ..engine.core import EngineConfig, EngineCore
-from ..engine.runner import RunResult
+from ..engine.runner import Input, RunResult, run_session
 from ..engine.session import Event, StreamParams
 
 
@@ -24,8 +28,9 @@ class Contenders:
     """The multi-stream model (``MultiStreamModel`` or anything the engine can drive)."""
     single: tuple | None
     """The single-stream baseline ``(model, tokenizer)``."""
-    max_tokens: int = 48
-    """Token budget per output stream (multi) and of a reply (single)."""
+    max_tokens: int = 144
+    """The total token budget of one reply, the same for both: every output stream of the
+    multi-stream model together; the twin's reply, thinking and tags included."""
     max_rows: int = 192
     """Rows per multi-stream session."""
     speculative: int = 16
@@ -35,13 +40,16 @@ class Contenders:
     def core(self, **config) -> EngineCore:
         return EngineCore(self.multi, EngineConfig(speculative=self.speculative, **config))
 
-    def params(self) -> dict[str, StreamParams]:
-        return {s.name: StreamParams(max_tokens=self.max_tokens) for s in self.multi.layout.outputs}
+    def params(self, budget: int | None = None) -> dict[str, StreamParams]:
+        """Each output stream may spend the whole budget; :class:`StepClock` holds them to it together."""
+        return {s.name: StreamParams(max_tokens=budget or self.max_tokens) for s in self.multi.layout.outputs}
 
     def baseline(self) -> SingleStreamBaseline:
         if self.single is None:
             raise ValueError("no single-stream baseline loaded")
-        return SingleStreamBaseline(*self.single, max_new_tokens=self.max_tokens)
+        from .twin import Twin
+
+        return Twin(*self.single, max_new_tokens=self.max_tokens)
 
     @property
     def single_tokenizer(self):
@@ -49,7 +57,7 @@ class Contenders:
 
 
 def load_contenders(model: str = "default", single: str = "default-single", dtype: str = "float32",
-                    max_tokens: int = 48) -> Contenders:
+                    max_tokens: int = 144) -> Contenders:
     import torch
 
     from ..zoo import load_model, load_single
@@ -109,29 +117,76 @@ def single_system(system: str) -> list[dict]:
 
 
 class StepClock:
-    """Wraps an engine core for ``run_session``: notes when each row was produced and lets a hook react.
+    """Wraps an engine core for ``run_session``: notes when each row was produced, holds the
+    output streams to a total token ``budget``, and lets a hook react.
 
     ``row_time[r]`` is the time (``perf_counter``) at the end of the step that produced
     row ``r``'s events and ``row_start[r]`` the time that step began. ``after_step(clock,
     events)`` runs after every step, before the runner decides which inputs to send next.
+    ``spent`` counts the tokens the output streams sampled; once it reaches ``budget`` the
+    session's outputs are aborted (their messages end).
     """
 
-    def __init__(self, core: EngineCore, after_step=None):
+    def __init__(self, core: EngineCore, after_step=None, budget: int | None = None):
         self.core = core
         self.after_step = after_step
+        self.budget = budget
+        self.spent = 0
+        self.cut = False
+        self.started: float | None = None
         self.row_time: dict[int, float] = {}
         self.row_start: dict[int, float] = {}
+        self._outputs = {s.name for s in core.layout.outputs}
+
+    def since_start(self, t: float | None) -> float | None:
+        """A ``perf_counter`` time as seconds from the start of the first step."""
+        return None if t is None or self.started is None else t - self.started
 
     def __getattr__(self, name):
         return getattr(self.core, name)
 
     def step(self) -> list[Event]:
         t0 = time.perf_counter()
+        if self.started is None:
+            self.started = t0
         events = self.core.step()
         t1 = time.perf_counter()
         for e in events:
             self.row_time.setdefault(e.row, t1)
             self.row_start.setdefault(e.row, t0)
+            if e.type == "token" and not e.forced and e.stream in self._outputs:
+                self.spent += 1
+                if self.budget is not None and self.spent >= self.budget and not self.cut:
+                    self.cut = True
+                    self.core.abort(e.session)
         if self.after_step is not None:
             self.after_step(self, events)
         return events
+
+
+@dataclass
+class MultiRun:
+    """One multi-stream session and its timings, measured from the start of its first step."""
+
+    result: RunResult
+    clock: StepClock
+    final: str
+    """The final answer message: the last message of the answer stream ("" when it wrote none)."""
+    ttft: float | None
+    """Seconds to the first token of the answer stream."""
+    e2e: float | None
+    """Seconds to the end of the final answer message (not of a first filler message)."""
+
+
+def run_multi(c: Contenders, core, inputs: list[Input], prefix: str = "", tools=None, after_step=None,
+              budget: int | None = None, answer_stream: str = "answer") -> MultiRun:
+    """A session through the engine, its outputs held to ``budget`` tokens together (default ``c.max_tokens``)."""
+    budget = budget or c.max_tokens
+    clock = StepClock(core, after_step, budget=budget)
+    result = run_session(clock, inputs, prefix=prefix, params=c.params(budget), max_rows=c.max_rows, tools=tools,
+                         answer_stream=answer_stream)
+    spans = [sp for sp in message_spans(result, answer_stream) if sp[0].strip()]
+    first = next((e.row for e in result.events if e.stream == answer_stream and e.type == "token"), None)
+    ttft = clock.since_start(clock.row_time.get(first)) if first is not None else None
+    e2e = clock.since_start(clock.row_time.get(spans[-1][2])) if spans else None
+    return MultiRun(result, clock, spans[-1][0].strip() if spans else "", ttft, e2e)

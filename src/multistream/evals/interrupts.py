@@ -15,23 +15,23 @@ when the first reply had written ``interrupt_after_rows`` tokens after its first
 (interpolated between its first and last token times; at the reply's end when it is
 shorter), so its latency is the rest of the first reply plus the whole second one.
 
-Success: :func:`.scoring.interrupt_ok` on the final answer (the corrected answer occurs,
-the stale one does not).
+Success: :func:`.scoring.interrupt_ok` on the final answer (it claims the corrected answer
+and states no value of the stale task). Budget: each contender may write twice the total
+budget (the stale start and the corrected answer): the twin ``max_tokens`` per reply, the
+multi-stream model ``2 * max_tokens`` over all its output streams.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-from ..engine.runner import Input, run_session
+from ..engine.runner import Input
 from .cases import InterruptCase
-from .common import Contenders, StepClock, message_spans, progress, single_system
-from .scoring import interrupt_ok, median, rate, ratio, reply_answer
+from .common import Contenders, StepClock, progress, run_multi, single_system
+from .scoring import final_reply_answer, interrupt_ok, median, rate_ci, ratio
 
 NOT_YET = 1 << 30  # the interrupt's row until the answer has started
 
 
-def run_multi(c: Contenders, core, case: InterruptCase) -> dict:
+def run_multi_case(c: Contenders, core, case: InterruptCase) -> dict:
     """One case through the engine; the interrupt enters ``interrupt_after_rows`` rows after the answer starts."""
     interrupt = Input("user", case.interrupt, row=NOT_YET)
     seen: dict[str, int] = {}
@@ -45,37 +45,37 @@ def run_multi(c: Contenders, core, case: InterruptCase) -> dict:
                 interrupt.row = e.row + case.interrupt_after_rows
                 return
 
-    clock = StepClock(core, schedule)
-    params = {name: replace(p, max_tokens=2 * p.max_tokens if p.max_tokens else None)
-              for name, p in c.params().items()}  # room for the stale start and the corrected answer
-    result = run_session(clock, [Input("user", case.user, row=0), interrupt], prefix=case.system, params=params,
-                         max_rows=c.max_rows)
+    run = run_multi(c, core, [Input("user", case.user, row=0), interrupt], prefix=case.system, after_step=schedule,
+                    budget=2 * c.max_tokens)
+    result, clock = run.result, run.clock
     user_end = next((e.row for e in result.events if e.stream == "user" and e.type == "message_end"), None)
     int_row = next((e.row for e in result.events if e.stream == "user" and e.type == "token"
                     and user_end is not None and e.row > user_end), None)  # the interrupt queues after the request
-    spans = message_spans(result, "answer")
-    final, end_row = (spans[-1][0].strip(), spans[-1][2]) if spans else ("", None)
+    end_row = next((e.row for e in reversed(result.events) if e.stream == "answer" and e.type in ("token", "message_end")),
+                   None)
     latency = rows = None
     if int_row is not None and end_row is not None and end_row >= int_row:
         latency = clock.row_time[end_row] - clock.row_start[int_row]
         rows = end_row - int_row
     return {"answer_row": seen.get("answer"), "interrupt_row": int_row, "scheduled_row": None if "answer" not in seen
-            else interrupt.row, "final": final, "answer": result.streams["answer"], "think": result.streams.get("think", ""),
-            "latency": latency, "rows_to_answer": rows, "rows": result.rows, "result": result}
+            else interrupt.row, "final": run.final, "answer": result.streams["answer"],
+            "think": result.streams.get("think", ""), "latency": latency, "rows_to_answer": rows, "rows": result.rows,
+            "tokens": clock.spent, "result": result}
 
 
-def run_single(baseline, case: InterruptCase) -> dict:
+def run_single(baseline, case: InterruptCase, budget: int | None = None) -> dict:
     first_msgs = single_system(case.system) + [{"role": "user", "content": case.user}]
-    r1 = baseline.run(first_msgs)
+    r1 = baseline.run(first_msgs, max_new_tokens=budget)
     reply1 = r1.streams["answer"]
-    r2 = baseline.run(first_msgs + [{"role": "assistant", "content": reply1}, {"role": "user", "content": case.interrupt}])
+    r2 = baseline.run(first_msgs + [{"role": "assistant", "content": reply1}, {"role": "user", "content": case.interrupt}],
+                      max_new_tokens=budget)
     k = case.interrupt_after_rows
     if r1.ttft is None or r1.steps <= k:
         arrives = r1.e2e
     else:
         arrives = r1.ttft + k * (r1.e2e - r1.ttft) / max(1, r1.steps - 1)
     reply2 = r2.streams["answer"]
-    return {"first_reply": reply1, "reply": reply2, "final": reply_answer(reply2), "interrupt_at": arrives,
+    return {"first_reply": reply1, "reply": reply2, "final": final_reply_answer(reply2), "interrupt_at": arrives,
             "latency": (r1.e2e - arrives) + r2.e2e}
 
 
@@ -83,11 +83,12 @@ def eval_interrupts(c: Contenders, cases: list[InterruptCase], show_progress: bo
     core, baseline = c.core(idle_rows=None, max_rows=c.max_rows + 1), c.baseline()
     records = []
     for case in progress(cases, "interrupts", show_progress):
-        m = run_multi(c, core, case)
+        m = run_multi_case(c, core, case)
         m.pop("result")
-        s = run_single(baseline, case)
-        m["success"] = m["interrupt_row"] is not None and interrupt_ok(m["final"], case.answer, case.stale_answer)
-        s["success"] = interrupt_ok(s["final"], case.answer, case.stale_answer)
+        s = run_single(baseline, case, c.max_tokens)
+        m["success"] = m["interrupt_row"] is not None and interrupt_ok(m["final"], case.answer, case.stale_answer,
+                                                                       case.user)
+        s["success"] = interrupt_ok(s["final"], case.answer, case.stale_answer, case.user)
         records.append({"id": case.id, "user": case.user, "interrupt": case.interrupt,
                         "interrupt_after_rows": case.interrupt_after_rows, "expected": case.answer,
                         "stale_answer": case.stale_answer, "multi": m, "single": s})
@@ -99,7 +100,7 @@ def summarise(records: list[dict]) -> dict:
     for name in ("multi", "single"):
         rs = [r[name] for r in records]
         ok_latency = [r["latency"] for r in rs if r["success"]]
-        out[name] = {"success": rate([r["success"] for r in rs]), "n": len(rs),
+        out[name] = {**rate_ci("success", [r["success"] for r in rs]), "n": len(rs),
                      "latency_median": median([r["latency"] for r in rs]), "latency_median_success": median(ok_latency)}
     out["success_ratio"] = ratio(out["multi"]["success"], out["single"]["success"])
     out["latency_ratio"] = ratio(out["multi"]["latency_median"], out["single"]["latency_median"])

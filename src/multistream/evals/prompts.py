@@ -1,48 +1,57 @@
 """Accuracy: questions with known answers, multi-stream against single-stream.
 
 Multi-stream: the system prompt is the session prefix and the question enters the
-``user`` stream at row 0; the answer is everything the ``answer`` stream wrote.
-Single-stream: system and user messages; the answer is the reply without its inline
-``<think>``/``<call>`` parts. Correct when the case's answer occurs in it
-(:func:`.scoring.occurs`).
+``user`` stream at row 0; the final answer is the last message of the ``answer`` stream.
+Single-stream: system and user messages; the final answer is the last line of its last
+reply outside the inline ``<think>``/``<call>`` parts. Correct when the final answer
+claims the case's answer (:func:`.scoring.correct`, strict: a list of candidates claims
+nothing). Both get the same total token budget (:class:`.common.Contenders`).
 
 Both may use the tools they were trained with (by default the calculator and clock of
 :func:`multistream.engine.tools.demo_tools`): the engine runs the multi-stream model's
 calls and streams the results into its ``tool`` stream; a single-stream reply that ends
 with ``<call>...</call>`` gets the result as a new user turn ``<tool>...</tool>`` (the
-twin's rendering of tool results) and replies again, up to ``max_tool_rounds`` times.
-Its time to first token is the first reply's; its end-to-end time the sum of the replies'.
+twin's rendering of tool results) and replies again, up to ``max_tool_rounds`` times,
+within what is left of its budget. Its time to first token is the first answer token's
+(inline thinking is not answer); its end-to-end time the sum of the replies'.
 """
 
 from __future__ import annotations
 
 from ..data.twin import reply_calls, tool_turn
-from ..engine.runner import Input, RunResult, run_session
+from ..engine.runner import Input, RunResult
 from .cases import PromptCase
-from .common import Contenders, progress, run_tool, single_system
-from .scoring import median, occurs, rate, ratio, reply_answer
+from .common import Contenders, MultiRun, progress, run_multi, run_tool, single_system
+from .scoring import correct, final_reply_answer, median, rate_ci, ratio, reply_answer
 
 
-def run_multi(c: Contenders, core, case: PromptCase, tools=None) -> RunResult:
-    return run_session(core, [Input("user", case.prompt)], prefix=case.system, params=c.params(), max_rows=c.max_rows,
-                       tools=tools)
+def run_multi_case(c: Contenders, core, case: PromptCase, tools=None) -> MultiRun:
+    return run_multi(c, core, [Input("user", case.prompt)], prefix=case.system, tools=tools)
 
 
-def run_single(baseline, case: PromptCase, tools=None, max_tool_rounds: int = 2) -> RunResult:
-    """The baseline's reply; with ``tools``, its calls are answered in new turns and the replies joined."""
+def run_single(baseline, case: PromptCase, tools=None, max_tool_rounds: int = 2, budget: int | None = None) -> RunResult:
+    """The baseline's reply; with ``tools``, its calls are answered in new turns and the replies joined.
+
+    ``budget``: the tokens of all replies together (default: the baseline's ``max_new_tokens``).
+    """
+    budget = budget or getattr(baseline, "max_new_tokens", None)
     messages = single_system(case.system) + [{"role": "user", "content": case.prompt}]
-    first = last = baseline.run(messages)
-    replies, e2e = [first.streams["answer"]], first.e2e
+    first = last = baseline.run(messages, max_new_tokens=budget)
+    replies, e2e, spent = [first.streams["answer"]], first.e2e, first.steps
+    ttft = first.ttft
     for _ in range(max_tool_rounds if tools is not None else 0):
         calls = reply_calls(last.streams["answer"])
-        if not calls:
+        if not calls or (budget is not None and spent >= budget):
             break
         result = run_tool(tools, calls[-1].strip())
         messages = messages + [{"role": "assistant", "content": last.streams["answer"]}, tool_turn(result)]
-        last = baseline.run(messages)
+        last = baseline.run(messages, max_new_tokens=None if budget is None else budget - spent)
+        if ttft is None and last.ttft is not None:
+            ttft = e2e + last.ttft
         replies.append(last.streams["answer"])
         e2e += last.e2e
-    return RunResult({"answer": "\n".join(replies)}, 0, {}, [], first.ttft, e2e, first.input_done, first.steps)
+        spent += last.steps
+    return RunResult({"answer": "\n".join(replies)}, 0, {}, [], ttft, e2e, first.input_done, spent)
 
 
 def eval_prompts(c: Contenders, cases: list[PromptCase], show_progress: bool = True, tools=None) -> dict:
@@ -50,15 +59,19 @@ def eval_prompts(c: Contenders, cases: list[PromptCase], show_progress: bool = T
     core, baseline = c.core(), c.baseline()
     records = []
     for case in progress(cases, "prompts", show_progress):
-        m = run_multi(c, core, case, tools)
-        s = run_single(baseline, case, tools)
-        m_answer, s_answer = m.streams["answer"], reply_answer(s.streams["answer"])
+        m = run_multi_case(c, core, case, tools)
+        s = run_single(baseline, case, tools, budget=c.max_tokens)
+        s_reply = s.streams["answer"]
+        s_final = final_reply_answer(s_reply)
         records.append({
             "id": case.id, "prompt": case.prompt, "expected": case.answer,
-            "multi": {"answer": m_answer, "correct": occurs(case.answer, m_answer), "ttft": m.ttft, "e2e": m.e2e,
-                      "rows": m.rows, "think": m.streams.get("think", ""), "call": m.streams.get("call", "")},
-            "single": {"answer": s_answer, "reply": s.streams["answer"], "correct": occurs(case.answer, s_answer),
-                       "ttft": s.ttft, "e2e": s.e2e},
+            "multi": {"answer": m.result.streams["answer"], "final": m.final,
+                      "correct": correct(case.answer, m.final, case.prompt), "ttft": m.ttft, "e2e": m.e2e,
+                      "rows": m.result.rows, "tokens": m.clock.spent, "think": m.result.streams.get("think", ""),
+                      "call": m.result.streams.get("call", "")},
+            "single": {"answer": reply_answer(s_reply), "final": s_final, "reply": s_reply,
+                       "correct": correct(case.answer, s_final, case.prompt), "ttft": s.ttft, "e2e": s.e2e,
+                       "tokens": s.steps},
         })
     return summarise(records)
 
@@ -67,6 +80,6 @@ def summarise(records: list[dict]) -> dict:
     side = {}
     for name in ("multi", "single"):
         rs = [r[name] for r in records]
-        side[name] = {"accuracy": rate([r["correct"] for r in rs]), "n": len(rs),
+        side[name] = {**rate_ci("accuracy", [r["correct"] for r in rs]), "n": len(rs),
                       "ttft_median": median([r["ttft"] for r in rs]), "e2e_median": median([r["e2e"] for r in rs])}
     return {**side, "accuracy_ratio": ratio(side["multi"]["accuracy"], side["single"]["accuracy"]), "cases": records}
