@@ -51,13 +51,29 @@ def test_input_streams_carry_no_loss(wrap):
     model = wrap("llama")
     packed = pack_grid(timeline_to_grid(_timeline(), model.tok, model.layout), model.row_format)
     batch = collate([packed], model.tok.silence_id)
-    base, _ = token_loss_sum(model, batch)
-    # change the labels at input-stream cells to garbage: nothing changes because they are IGNORE
-    assert (batch["labels"][batch["stream_ids"] < 3] == IGNORE).all()
-    swapped = dict(batch, labels=batch["labels"].clone())
-    swapped["labels"][swapped["stream_ids"] >= 3] = IGNORE
-    zero, n = token_loss_sum(model, swapped)
-    assert n == 0 and zero.item() == 0.0 and base.item() > 0
+    base, n = token_loss_sum(model, batch)
+    inputs = batch["stream_ids"] < 3
+    assert inputs.any() and (batch["labels"][inputs] == IGNORE).all()  # the packer gives input cells no target
+    # so the loss comes from the output cells alone: without their labels nothing is left
+    no_outputs = dict(batch, labels=batch["labels"].clone())
+    no_outputs["labels"][~inputs] = IGNORE
+    zero, n_zero = token_loss_sum(model, no_outputs)
+    assert n_zero == 0 and zero.item() == 0.0 and base.item() > 0
+
+
+def test_labels_are_the_next_rows_tokens_of_output_streams(wrap):
+    model = wrap("llama")
+    grid = timeline_to_grid(_timeline(), model.tok, model.layout)
+    packed = pack_grid(grid, model.row_format)
+    p = grid.prefix_ids.shape[0]
+    rows = packed.position_ids[p:] - p
+    streams = packed.stream_ids[p:]
+    labels = packed.labels[p:]
+    out = torch.tensor(model.layout.output_mask)[streams]
+    last = rows == grid.rows - 1
+    assert (labels[~out | last] == IGNORE).all()  # inputs and the last row carry no target
+    expect = grid.tokens[(rows + 1).clamp(max=grid.rows - 1), streams]
+    assert torch.equal(labels[out & ~last], expect[out & ~last])
 
 
 def _grads(model):
