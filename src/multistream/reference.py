@@ -44,7 +44,7 @@ def reference_decode(model: MultiStreamModel, timeline: Timeline, rows: int | No
     n = min(rows, grid.rows)
     tokens[:n] = grid.tokens[:n]
     fmt = model.row_format
-    out_streams = torch.tensor(fmt.output_mask).nonzero().squeeze(1)
+    out_streams = fmt.is_output.nonzero().squeeze(1)
     p = grid.prefix_ids.shape[0]
     for t in range(rows - 1):
         packed = pack_grid(RowGrid(grid.prefix_ids, tokens[: t + 1], grid.prefix_stream), fmt)

@@ -13,6 +13,7 @@ model is trained on and what it runs on cannot drift apart.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -77,6 +78,11 @@ class RowFormat:
         if self.silence not in SILENCE_RULES:
             raise ValueError(f"silence must be one of {', '.join(SILENCE_RULES)}, got {self.silence!r}")
 
+    @cached_property
+    def is_output(self) -> torch.Tensor:
+        """``output_mask`` as a bool tensor ``[streams]``, made once (the engine uses it every step)."""
+        return torch.tensor(self.output_mask, dtype=torch.bool)
+
 
 @dataclass
 class RowTokens:
@@ -111,7 +117,7 @@ def row_inputs(
     rows = torch.arange(n).repeat_interleave(c)
     if fmt.silence == "invisible":
         silent = ids == fmt.silence_id
-        keep = ~silent | torch.tensor(fmt.output_mask, dtype=torch.bool)[streams]
+        keep = ~silent | fmt.is_output[streams]
         ids, streams, rows, visible = ids[keep], streams[keep], rows[keep], ~silent[keep]
     else:
         visible = torch.ones_like(ids, dtype=torch.bool)
@@ -141,7 +147,7 @@ class Packed:
 
 def pack_grid(grid: RowGrid, fmt: RowFormat, doc: int = 0) -> Packed:
     """Prefix then rows, with labels on output streams (silence targets included)."""
-    out = torch.tensor(fmt.output_mask, dtype=torch.bool)
+    out = fmt.is_output
     p = grid.prefix_ids.shape[0]
     rt = row_inputs(grid.tokens, 0, p, fmt)
     label_grid = torch.full_like(grid.tokens, IGNORE)

@@ -464,7 +464,7 @@ class EngineCore:
         # the same flattening as training (rows.row_inputs), visible tokens first: the cache keeps a prefix of them
         rt = row_inputs(torch.tensor(rows), sess.row, len(sess.prefix), self.fmt, keys_first=True)
         needed = torch.arange(n_rows) if mode == "spec" else torch.tensor([n_rows - 1])
-        is_out = torch.tensor(self.fmt.output_mask)[rt.streams]
+        is_out = self.fmt.is_output[rt.streams]
         # a query-only token of a row whose logits nobody reads (bulk reading) changes nothing: leave it out
         drop = ~rt.visible & ~torch.isin(rt.rows, needed)
         rt_ids, rt_streams, rt_pos, rt_vis, rt_rows = (t[~drop] for t in (rt.ids, rt.streams, rt.positions, rt.visible, rt.rows))
