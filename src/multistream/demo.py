@@ -63,65 +63,43 @@ def mark(ok: bool) -> str:
 
 
 def run_multi(core, scene: Scene, tools, rate: float = 10.0) -> dict:
-    """One session; returns the answer, its messages and times (seconds from the first input)."""
-    from .engine.tools import RESULT_DELAY_ROWS
-    from .evals.common import run_tool
+    """One scripted session (``run_session``); returns the answer, its messages and times (seconds from the first input)."""
+    from .engine.runner import Input, run_session
+    from .evals.common import StepClock
 
     tok = core.tok
-    sid = core.open(prefix=SYSTEM)
-    core.send(sid, "user", scene.question)
-    doc_ids = tok.encode_message(scene.document) if scene.document else []
-    fact_tokens = len(tok.encode_text(scene.document[: scene.document.index(scene.fact) + len(scene.fact)])) if scene.fact else 0
+    inputs = [Input("user", scene.question)]
+    if scene.document:  # it starts streaming once the question has been read
+        inputs.append(Input("tool", scene.document, row=len(tok.encode_message(scene.question)), rate=rate))
+    said, corrected = [0], []
+
+    def correct_mid_answer(clock, events) -> None:
+        said[0] += sum(e.stream == "answer" and e.type == "token" for e in events)
+        if scene.correction and not corrected and said[0] >= scene.correction_after_tokens:
+            clock.core.send("demo", "user", scene.correction)
+            corrected.append(time.perf_counter())
+
+    clock = StepClock(core, correct_mid_answer)
     t0 = time.perf_counter()
-    doc_start = fact_time = correction_time = None
-    sent_doc = 0
-    answers: list[tuple[str, float]] = []
-    current = {"answer": "", "think": "", "call": ""}
-    lines: list[str] = []
-    answer_tokens = 0
-    while True:
-        now = time.perf_counter() - t0
-        sess = core.sessions.get(sid)
-        if doc_ids and sess is not None and not sess.inputs[core.layout.index("user")].queue and sess.started:
-            doc_start = now if doc_start is None else doc_start
-            due = min(len(doc_ids), int((now - doc_start) * rate) + 1)
-            if due > sent_doc:
-                core.send_tokens(sid, "tool", doc_ids[sent_doc:due])
-                if sent_doc < fact_tokens <= due:
-                    fact_time = doc_start + (fact_tokens - 1) / rate  # when the fact's last token became available
-                sent_doc = due
-        if scene.correction and correction_time is None and answer_tokens >= scene.correction_after_tokens:
-            core.send(sid, "user", scene.correction)
-            correction_time = now
-        events = core.step()
-        t = time.perf_counter() - t0
-        for ev in events:
-            if ev.stream not in current:
-                continue
-            if ev.type == "token":
-                current[ev.stream] += ev.text
-                answer_tokens += ev.stream == "answer"
-            elif ev.type == "message_end":
-                lines.append(f"  {ev.stream:>6} row {ev.row:3d}, {t:5.2f} s: {ev.text}")
-                current[ev.stream] = ""
-                if ev.stream == "answer":
-                    answers.append((ev.text, t))
-                if ev.stream == "call" and ev.text.strip():
-                    result = run_tool(tools, ev.text)
-                    lines.append(f"  {'tool':>6} row {ev.row:3d}, {t:5.2f} s: {result}   (the calculator's result)")
-                    core.send(sid, "tool", result, not_before=ev.row + RESULT_DELAY_ROWS)
-        sess = core.sessions.get(sid)
-        done_input = sent_doc == len(doc_ids) and (not scene.correction or correction_time is not None)
-        finished = answers and done_input and not sess.pending_input and not sess.speaking and sess.quiet_rows >= 2
-        if sess is None or finished or sess.row > 300:
-            break
-    if sid in core.sessions:
-        core.close(sid)
-        core.step()
+    result = run_session(clock, inputs, prefix=SYSTEM, max_rows=300, tools=tools, session_id="demo")
+    at = {row: t - t0 for row, t in clock.row_time.items()}
+    lines, answers = [], []
+    for ev in result.events:
+        if ev.type == "message_end" and ev.stream in ("answer", "think", "call"):
+            lines.append(f"  {ev.stream:>6} row {ev.row:3d}, {at[ev.row]:5.2f} s: {ev.text}")
+            if ev.stream == "answer":
+                answers.append((ev.text, at[ev.row]))
+        elif ev.type == "tool_result":
+            lines.append(f"  {'tool':>6} row {ev.row:3d}, {at[ev.row]:5.2f} s: {ev.text}   (the calculator's result)")
+    doc_rows = [ev.row for ev in result.events if ev.stream == "tool" and ev.type == "token" and ev.forced]
+    fact_time = doc_start = doc_end = None
+    if scene.fact and doc_rows:
+        fact_tokens = len(tok.encode_text(scene.document[: scene.document.index(scene.fact) + len(scene.fact)]))
+        fact_time = clock.row_start[doc_rows[min(fact_tokens, len(doc_rows)) - 1]] - t0  # the fact's last token fed
+        doc_start, doc_end = clock.row_start[doc_rows[0]] - t0, clock.row_start[doc_rows[-1]] - t0
     final, final_t = answers[-1] if answers else ("", None)
-    return {"answer": final, "time": final_t, "lines": lines, "fact_time": fact_time,
-            "doc_start": doc_start, "doc_end": None if doc_start is None else doc_start + (len(doc_ids) - 1) / rate,
-            "correction_time": correction_time}
+    return {"answer": final, "time": final_t, "lines": lines, "fact_time": fact_time, "doc_start": doc_start,
+            "doc_end": doc_end, "correction_time": corrected[0] - t0 if corrected else None}
 
 
 # -- the single-stream twin ------------------------------------------------------------------------------------------------
