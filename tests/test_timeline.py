@@ -59,6 +59,9 @@ BAD_CASES = [
     (with_changes(segments={"user": [{"text": "x", "start_row": 0, "after": "q"}]}), "give exactly one of"),
     (with_changes(segments={"user": [{"text": "x", "start_row": 0, "delay": -1}]}), "segments.user[0].delay: negative delay"),
     (with_changes(colour="red"), "colour: unknown field"),
+    (with_changes(segments={"user": [{"text": "x", "start_row": 0, "spread": 0.5}]}), "segments.user[0].spread: must be at least 1"),
+    (with_changes(segments={"user": [{"text": "x", "start_row": 0, "spread": "2"}]}), "segments.user[0].spread: must be a number"),
+    (with_changes(segments={"answer": [{"text": "x", "start_row": 1, "spread": 2}]}), "segments.answer[0].spread: only input streams"),
     ([1, 2], "a timeline must be a JSON object"),
     (with_changes(segments={"user": [{"id": "a", "text": "x", "after": "b"}, {"id": "b", "text": "y", "after": "a"}]}), "schedule has a cycle"),
 ]
@@ -71,6 +74,23 @@ def test_validate_reports_each_error_with_its_line(tmp_path, bad, message):
     assert n_ok == 3
     assert len(errors) >= 1 and all(e.startswith("line 3: ") for e in errors)
     assert any(message in e for e in errors), errors
+
+
+def test_a_spread_segment_leaves_rows_empty_between_its_tokens(tokenizer):
+    from multistream.rows import timeline_to_grid
+
+    tok = StreamTokenizer.wrap(tokenizer)
+    obj = with_changes(segments={"tool": [{"id": "d", "text": "abcdefgh", "start_row": 2, "spread": 2.5}],
+                                 "answer": [{"text": "ok", "after": "d", "delay": 1}]})
+    tl = parse_timeline(obj, DEFAULT_LAYOUT)
+    assert parse_timeline(json.loads(tl.to_json()), DEFAULT_LAYOUT).segments[0].spread == 2.5  # round trip
+    ids = tok.encode_message("abcdefgh")
+    starts, lengths, _ = resolve_rows(tl, tok.message_rows)
+    assert lengths[0] == int((len(ids) - 1) * 2.5) + 1 and starts[1] == 2 + lengths[0] + 1
+    column = timeline_to_grid(tl, tok, DEFAULT_LAYOUT).tokens[:, DEFAULT_LAYOUT.index("tool")]
+    spoken = (column != tok.silence_id).nonzero().flatten().tolist()
+    assert spoken == [2 + int(i * 2.5) for i in range(len(ids))]  # token i at start + floor(i * spread)
+    assert column[spoken].tolist() == ids
 
 
 def test_validate_good_file(tmp_path):

@@ -19,7 +19,7 @@ import torch
 
 from .streams import Layout
 from .text import StreamTokenizer
-from .timeline import DEFAULT_MAX_ROWS, Timeline, resolve_rows
+from .timeline import DEFAULT_MAX_ROWS, Timeline, resolve_rows, token_rows
 
 IGNORE = -100
 SILENCE_RULES = ("invisible", "visible")
@@ -52,12 +52,14 @@ def timeline_to_grid(
     """Tokenise ``timeline`` into a grid. ``kinds=("input",)`` keeps only what is fed from outside."""
     messages = {id(s): tok.encode_message(s.text) for s in timeline.segments}
     length_of = {s.text: len(messages[id(s)]) for s in timeline.segments}.__getitem__
-    starts, lengths, rows = resolve_rows(timeline, length_of, max_rows)
+    starts, _, rows = resolve_rows(timeline, length_of, max_rows)
     tokens = torch.full((rows, len(layout)), tok.silence_id, dtype=torch.long)
-    for seg, start, n in zip(timeline.segments, starts, lengths):
+    for seg, start in zip(timeline.segments, starts):
         stream = layout[seg.stream]
         if stream.kind in kinds:
-            tokens[start : start + n, layout.index(seg.stream)] = torch.tensor(messages[id(seg)])
+            ids = messages[id(seg)]
+            at = [start + r for r in token_rows(len(ids), seg.spread)]
+            tokens[at, layout.index(seg.stream)] = torch.tensor(ids)
     prefix = torch.tensor(tok.encode_prefix(timeline.prefix), dtype=torch.long)
     return RowGrid(prefix, tokens, layout.index(layout.prefix_stream))
 

@@ -12,7 +12,10 @@ One timeline per JSONL line::
 A segment is placed either at an explicit ``start_row`` or relative to another
 segment: ``after`` names a segment ``id``, ``anchor`` is ``end`` (default: the row
 after its last token) or ``start`` (its first row), and ``delay`` adds rows. Each
-segment occupies one row per token plus one for the end-of-message token. Row 0 of
+segment occupies one row per token plus one for the end-of-message token. An input
+segment may arrive slower than the rows advance, as text streaming in at a rate does
+in the engine: ``spread`` (rows per token, at least 1) puts its token ``i`` at row
+``start + floor(i * spread)``, the rows between carrying nothing. Row 0 of
 an output stream is always silence (nothing has been sampled yet), so output
 segments start at row 1 or later.
 
@@ -24,6 +27,7 @@ problems that need token counts (overlaps, rows over the limit) by :func:`resolv
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +36,7 @@ from .streams import Layout
 
 DEFAULT_MAX_ROWS = 4096
 TOP_FIELDS = {"id", "streams", "prefix", "segments", "rows", "meta"}
-SEGMENT_FIELDS = {"id", "text", "start_row", "after", "anchor", "delay"}
+SEGMENT_FIELDS = {"id", "text", "start_row", "after", "anchor", "delay", "spread"}
 
 
 class TimelineError(ValueError):
@@ -52,6 +56,8 @@ class Segment:
     anchor: str = "end"
     delay: int = 0
     id: str | None = None
+    spread: float = 1.0
+    """Rows per token (input streams only): token ``i`` sits at row ``start + floor(i * spread)``."""
 
     def to_dict(self) -> dict:
         d: dict = {}
@@ -66,6 +72,8 @@ class Segment:
                 d["anchor"] = self.anchor
             if self.delay:
                 d["delay"] = self.delay
+        if self.spread != 1.0:
+            d["spread"] = self.spread
         return d
 
 
@@ -199,6 +207,15 @@ def parse_timeline(obj, layout: Layout) -> Timeline:
                 delay = 0
             elif delay < 0:
                 problems.append((f"{where}.delay", f"negative delay {delay}"))
+            spread = seg.get("spread", 1.0)
+            if isinstance(spread, bool) or not isinstance(spread, (int, float)) or not math.isfinite(spread):
+                problems.append((f"{where}.spread", f"must be a number of rows per token, got {spread!r}"))
+                spread = 1.0
+            elif spread < 1:
+                problems.append((f"{where}.spread", f"must be at least 1 row per token, got {spread}"))
+                spread = 1.0
+            elif spread != 1 and is_output:
+                problems.append((f"{where}.spread", "only input streams can be spread: an output speaks one token a row"))
             sid = seg.get("id")
             if sid is not None:
                 if not isinstance(sid, str):
@@ -208,7 +225,7 @@ def parse_timeline(obj, layout: Layout) -> Timeline:
                     problems.append((f"{where}.id", f"duplicate segment id {sid!r} (first at {ids[sid]})"))
                 else:
                     ids[sid] = where
-            segments.append(Segment(stream, text, start, after, anchor, delay, sid))
+            segments.append(Segment(stream, text, start, after, anchor, delay, sid, float(spread)))
     for k, s in enumerate(segments):
         if s.after is not None and s.after not in ids:
             problems.append((_where(segments, k) + ".after", f"no segment has id {s.after!r}"))
@@ -223,16 +240,26 @@ def _where(segments: list[Segment], k: int) -> str:
     return f"segments.{stream}[{j}]"
 
 
+def token_rows(n: int, spread: float = 1.0) -> list[int]:
+    """Row offsets of a segment's ``n`` tokens (end token included) from its start row."""
+    return [i if spread == 1 else math.floor(i * spread) for i in range(n)]
+
+
+def span(n: int, spread: float = 1.0) -> int:
+    """Rows a segment of ``n`` tokens (end token included) occupies, first to last."""
+    return 0 if n == 0 else math.floor((n - 1) * spread) + 1
+
+
 def resolve_rows(
     timeline: Timeline, length_of: Callable[[str], int], max_rows: int = DEFAULT_MAX_ROWS
 ) -> tuple[list[int], list[int], int]:
     """Place every segment: returns (start rows, lengths in rows, total rows).
 
-    ``length_of(text)`` is the number of rows a segment's text occupies (its tokens plus
-    the end token). Raises :class:`TimelineError` on cycles, overlaps and rows over ``max_rows``.
+    ``length_of(text)`` is the number of tokens of a segment's text plus its end token,
+    the rows it occupies unless it is spread (:func:`token_rows`). Raises :class:`TimelineError` on cycles, overlaps and rows over ``max_rows``.
     """
     segs = timeline.segments
-    lengths = [length_of(s.text) for s in segs]
+    lengths = [span(length_of(s.text), s.spread) for s in segs]
     by_id = {s.id: k for k, s in enumerate(segs) if s.id is not None}
     starts: list[int | None] = [None] * len(segs)
     problems: list[tuple[str, str]] = []

@@ -1,6 +1,7 @@
 """Data builders: everything written validates, held-out templates stay out of training, twins keep the content."""
 
 import json
+import math
 import re
 
 import pytest
@@ -146,7 +147,7 @@ def test_reading_builds_the_expression_while_reading_and_calls_right_after_the_i
 
 def test_listening_answers_once_the_fact_is_read_before_the_document_ends(synthetic, tok):
     out, _ = synthetic
-    early = 0
+    early, spreads = 0, set()
     for tl in _timelines(out / "train.jsonl"):
         if tl.meta["skill"] != "listening":
             continue
@@ -159,10 +160,14 @@ def test_listening_answers_once_the_fact_is_read_before_the_document_ends(synthe
         _, name, field_, value = tl.meta["item"].split(":")
         fact = FACTS[field_].format(n=name, v=value)
         fact_end = doc.index(fact) + len(fact)
-        last_fact_row = doc_start + len(tok.encode_text(doc[:fact_end])) - 1
+        spread = next(s.spread for s in tl.segments if s.stream == "tool")
+        spreads.add(spread)
+        last_fact_row = doc_start + math.floor((len(tok.encode_text(doc[:fact_end])) - 1) * spread)
         assert by["answer"][0] == last_fact_row + 2 == tl.meta["fact_row"] + 2
+        assert fact in by["answer"][2]  # the answer restates the sentence it read
         early += by["answer"][0] < doc_start + doc_len - 1
     assert early > 0  # some answers come before the document has ended
+    assert 1.0 in spreads and max(spreads) > 1  # documents arrive at one token a row and slower
 
 
 def test_interrupt_answer_stops_when_the_correction_is_first_visible(synthetic, tok):

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..streams import DEFAULT_LAYOUT
-from ..timeline import Segment, Timeline
+from ..timeline import Segment, Timeline, span, token_rows
 from ..toolcall import format_call
 from .retention import retention_items, said
 from .tables import CITIES, COLORS, JOBS, NAMES, PAYLOADS, PETS
@@ -66,11 +66,11 @@ class Placer:
     segments: list[Segment] = field(default_factory=list)
     free: dict[str, int] = field(default_factory=dict)
 
-    def put(self, stream: str, text: str, row: int) -> int:
+    def put(self, stream: str, text: str, row: int, spread: float = 1.0) -> int:
         """Place ``text`` on ``stream`` at ``row`` (or when the stream is free); returns the row after its end token."""
         row = max(row, self.free.get(stream, 0), 1 if DEFAULT_LAYOUT[stream].kind == "output" else 0)
-        self.segments.append(Segment(stream, text, start_row=row))
-        end = row + self.length_of(text)
+        self.segments.append(Segment(stream, text, start_row=row, spread=spread))
+        end = row + span(self.length_of(text), spread)
         self.free[stream] = end
         return end
 
@@ -263,8 +263,9 @@ def interrupt(rng: random.Random, split: str, length_of: Callable[[str], int]) -
             break
     p = Placer(length_of)
     end = p.put("user", ask.format(a=a, b=b), 0)
-    k = rng.randint(2, 4)
-    partial = ", ".join(str(i) for i in range(a, a + k)) + ","
+    # the correction may come at any point of the answer: after one number or several, after a comma or before it
+    k = rng.randint(1, 5)
+    partial = ", ".join(str(i) for i in range(a, a + k)) + rng.choice([",", ""])
     start = end + 1
     stop = p.put("answer", partial, start)
     # the end token (row stop - 1) is the first output that can react to a correction starting at row stop - 3
@@ -397,12 +398,16 @@ FACTS = {
     "color": "{n}'s favourite color is {v}.",
     "pet": "{n} has a pet {v}.",
 }
-DOC_ANSWERS = ["{v}.", "{v}", "The document says {v}."]
 
 
 FIELD_WORDS = {"city": "city", "job": "job", "color": "favourite color", "pet": "pet"}
 WAIT_THINK = ["Waiting for {n}'s {f}.", "Looking for {n}'s {f} in the document.", "I need {n}'s {f}."]
-LISTEN_ANSWERS = ["{v}.", "{v}", "The document says {v}.", "{n}'s {f} is {v}."]
+# the answer restates the sentence that holds the fact: copying what was read is what a small model does well, and the
+# name it starts with ties the value to the person asked about (answering with the bare value, the model copied other
+# people's values)
+FACT_ANSWERS = ["{fact}", "The document says: {fact}", "From the document: {fact}"]  # no comma: it would read as a list
+SPREADS = [1.0, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0]
+"""Rows per document token: text streaming in at a rate arrives slower than the engine's rows advance."""
 
 
 def _person(rng: random.Random) -> tuple[str, dict]:
@@ -425,10 +430,11 @@ def _facts(rng: random.Random, n: str, values: dict, field_: str, others: int) -
     return facts, fact
 
 
-def _row_after(doc_start: int, sentences: list[str], k: int, length_of: Callable[[str], int]) -> int:
+def _row_after(doc_start: int, sentences: list[str], k: int, length_of: Callable[[str], int], spread: float = 1.0) -> int:
     """The first row whose outputs can see sentence ``k`` of a document starting at ``doc_start``."""
-    # the prefix's last token sits at doc_start + length_of(prefix) - 2 (length_of counts the end token)
-    return doc_start + length_of(" ".join(sentences[: k + 1]))
+    # the prefix's last token is token length_of(prefix) - 2 (length_of counts the end token); outputs see it 2 rows on
+    n = length_of(" ".join(sentences[: k + 1]))
+    return doc_start + token_rows(n - 1, spread)[-1] + 2
 
 
 def listening(rng: random.Random, split: str, length_of: Callable[[str], int]) -> Example:
@@ -445,10 +451,10 @@ def listening(rng: random.Random, split: str, length_of: Callable[[str], int]) -
     q_end = p.put("user", question.format(n=n), 0)
     p.put("think", rng.choice(WAIT_THINK).format(n=n, f=FIELD_WORDS[field_]), q_end + 1)
     doc_start = q_end + rng.randint(0, 3)
-    doc_end = p.put("tool", " ".join(facts), doc_start)
-    seen = _row_after(doc_start, facts, facts.index(fact), length_of)
-    form = rng.choice(LISTEN_ANSWERS)
-    p.put("answer", form.format(n=n, f=FIELD_WORDS[field_], v=values[field_]), seen)
+    spread = rng.choice(SPREADS)
+    doc_end = p.put("tool", " ".join(facts), doc_start, spread)
+    seen = _row_after(doc_start, facts, facts.index(fact), length_of, spread)
+    p.put("answer", rng.choice(FACT_ANSWERS).format(fact=fact), seen)
     meta = {"skill": "listening", "template": f"listening:{ti}", "item": key, "expected": values[field_],
             "input_end": doc_end, "fact_row": seen - 2, "answer_row": p.segments[-1].start_row}
     return Example(_timeline(rng, p), meta)
@@ -476,12 +482,13 @@ def document(rng: random.Random, split: str, length_of: Callable[[str], int]) ->
     p = Placer(length_of)
     q_end = p.put("user", question.format(n=n), 0)
     doc_start = rng.randint(0, max(0, q_end - 2))
-    doc_end = p.put("tool", " ".join(facts), doc_start)
+    spread = rng.choice(SPREADS)
+    doc_end = p.put("tool", " ".join(facts), doc_start, spread)
     if injected:
-        p.put("think", rng.choice(THINK_INJECTED).format(p=payload), _row_after(doc_start, facts, cut, length_of))
+        p.put("think", rng.choice(THINK_INJECTED).format(p=payload), _row_after(doc_start, facts, cut, length_of, spread))
     # the answer as soon as both the question and the fact have been read
-    start = max(q_end + 1, _row_after(doc_start, facts, facts.index(fact), length_of))
-    p.put("answer", rng.choice(DOC_ANSWERS).format(v=values[field_]), start)
+    start = max(q_end + 1, _row_after(doc_start, facts, facts.index(fact), length_of, spread))
+    p.put("answer", rng.choice(FACT_ANSWERS).format(fact=fact), start)
     meta = {
         "skill": "document",
         "template": f"document:{ti}",
