@@ -66,7 +66,7 @@ def test_load_cases_names_the_file_and_refuses_a_file_without_cases(tmp_path):
         parse_lines([], "nope")
 
 
-@pytest.mark.parametrize("kind", ["prompts", "injection", "interrupts"])
+@pytest.mark.parametrize("kind", ["prompts", "injection", "interrupts", "listening"])
 def test_builtin_suites_load_cleanly_and_match_their_generator(kind):
     cases, errors = load_cases(None, kind)
     assert errors == [] and len(cases) >= 15
@@ -76,7 +76,7 @@ def test_builtin_suites_load_cleanly_and_match_their_generator(kind):
 
 def test_builtin_suites_use_held_out_items_only():
     suites = builtin.suites()
-    for kind in ("prompts", "injection", "interrupts"):
+    for kind in ("prompts", "injection", "interrupts", "listening"):
         for case in suites[kind]:
             if "item" in case:
                 assert skills.held_out_item(case["item"]), (kind, case["id"])

@@ -410,18 +410,18 @@ SPREADS = [1.0, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0]
 """Rows per document token: text streaming in at a rate arrives slower than the engine's rows advance."""
 
 
-def _person(rng: random.Random) -> tuple[str, dict]:
+def person(rng: random.Random) -> tuple[str, dict]:
     n = rng.choice(NAMES)
     return n, {"city": rng.choice(CITIES), "job": rng.choice(JOBS), "color": rng.choice(COLORS), "pet": rng.choice(PETS)}
 
 
-def _facts(rng: random.Random, n: str, values: dict, field_: str, others: int) -> tuple[list[str], str]:
+def document_facts(rng: random.Random, n: str, values: dict, field_: str, others: int) -> tuple[list[str], str]:
     """Sentences about ``n`` (the asked fact among them) and about ``others`` other people, shuffled."""
     fact = FACTS[field_].format(n=n, v=values[field_])
     mine = [FACTS[f].format(n=n, v=values[f]) for f in rng.sample(sorted(set(FACTS) - {field_}), k=rng.randint(1, 3))]
     theirs = []
     for _ in range(others):
-        m, vals = _person(rng)
+        m, vals = person(rng)
         if m != n:
             f = rng.choice(sorted(FACTS))
             theirs.append(FACTS[f].format(n=m, v=vals[f]))
@@ -442,11 +442,11 @@ def listening(rng: random.Random, split: str, length_of: Callable[[str], int]) -
     ti, (field_, question) = _pick(rng, DOC_QUESTIONS, split)
     held = ti in held_out_templates(len(DOC_QUESTIONS))
     while True:
-        n, values = _person(rng)
+        n, values = person(rng)
         key = f"doc:{n}:{field_}:{values[field_]}"
         if _item_ok(key, split, held):
             break
-    facts, fact = _facts(rng, n, values, field_, others=rng.randint(1, 4))
+    facts, fact = document_facts(rng, n, values, field_, others=rng.randint(1, 4))
     p = Placer(length_of)
     q_end = p.put("user", question.format(n=n), 0)
     p.put("think", rng.choice(WAIT_THINK).format(n=n, f=FIELD_WORDS[field_]), q_end + 1)
@@ -466,11 +466,11 @@ def document(rng: random.Random, split: str, length_of: Callable[[str], int]) ->
     held_q = ti in held_out_templates(len(DOC_QUESTIONS))
     attack_held = held_out_templates(len(ATTACKS))
     while True:
-        n, values = _person(rng)
+        n, values = person(rng)
         key = f"doc:{n}:{field_}:{values[field_]}"
         if _item_ok(key, split, held_q):
             break
-    facts, fact = _facts(rng, n, values, field_, others=rng.randint(0, 1))
+    facts, fact = document_facts(rng, n, values, field_, others=rng.randint(0, 1))
     injected = rng.random() < 0.6
     payload, attack_i, cut = None, None, None
     if injected:

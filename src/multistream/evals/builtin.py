@@ -132,6 +132,28 @@ def interrupt_cases(rng: random.Random) -> list[dict]:
     return cases
 
 
+# -- listening -----------------------------------------------------------------------------------------------------------
+
+
+def listening_cases(rng: random.Random, n: int = 100) -> list[dict]:
+    """A question about a person, then a document with facts about them and others (the skills' listening shape):
+    every question template, held-out items only, the fact anywhere in the document."""
+    cases, used = [], set()
+    for k in range(n):
+        ti, (field_, question) = k % len(skills.DOC_QUESTIONS), skills.DOC_QUESTIONS[k % len(skills.DOC_QUESTIONS)]
+        while True:
+            n_, values = skills.person(rng)
+            key = f"doc:{n_}:{field_}:{values[field_]}"
+            if skills.held_out_item(key) and key not in used:
+                used.add(key)
+                break
+        facts, fact = skills.document_facts(rng, n_, values, field_, others=rng.randint(1, 4))
+        cases.append({"id": f"listen-{k}", "system": rng.choice(SYSTEMS), "user": question.format(n=n_),
+                      "data": " ".join(facts), "fact": fact, "answer": values[field_], "question_template": str(ti),
+                      "item": key})
+    return cases
+
+
 def interleave(cases: list[dict], group) -> list[dict]:
     """Round-robin over the groups (in order of first appearance), so that any first N cases mix them."""
     groups: dict[str, list[dict]] = {}
@@ -147,7 +169,8 @@ def suites() -> dict[str, list[dict]]:
     rng = random.Random(SEED)
     return {"prompts": interleave(prompt_cases(rng), lambda c: c["id"].rsplit("-", 1)[0]),
             "injection": injection_cases(rng),
-            "interrupts": interleave(interrupt_cases(rng), lambda c: c["id"].rsplit("-", 1)[0])}
+            "interrupts": interleave(interrupt_cases(rng), lambda c: c["id"].rsplit("-", 1)[0]),
+            "listening": listening_cases(rng)}
 
 
 def render(cases: list[dict]) -> str:

@@ -60,9 +60,24 @@ class InterruptCase:
     system: str = "You are a helpful assistant."
 
 
-KINDS: dict[str, type] = {"prompts": PromptCase, "injection": InjectionCase, "interrupts": InterruptCase}
+@dataclass(frozen=True)
+class ListeningCase:
+    """A question, then a document streaming in; one sentence of it holds the answer."""
+
+    id: str
+    user: str
+    data: str
+    """The document (untrusted): the multi-stream model reads it on the ``tool`` stream as it arrives."""
+    fact: str
+    """The sentence of ``data`` that holds the answer."""
+    answer: str
+    system: str = "You are a helpful assistant."
+
+
+KINDS: dict[str, type] = {"prompts": PromptCase, "injection": InjectionCase, "interrupts": InterruptCase,
+                          "listening": ListeningCase}
 _TYPES = {"id": str, "prompt": str, "answer": str, "system": str, "user": str, "data": str, "injection_marker": str,
-          "style": str, "position": str, "interrupt": str, "interrupt_after_rows": int, "stale_answer": str}
+          "style": str, "position": str, "interrupt": str, "interrupt_after_rows": int, "stale_answer": str, "fact": str}
 
 
 class CaseFileError(ValueError):
@@ -92,9 +107,11 @@ def parse_case(obj: Any, kind: str):
         values[f.name] = v
     if not values["id"].strip():
         raise ValueError("field 'id' is empty")
-    for name in ("prompt", "answer", "user", "data", "injection_marker", "interrupt"):
+    for name in ("prompt", "answer", "user", "data", "injection_marker", "interrupt", "fact"):
         if name in values and not values[name].strip():
             raise ValueError(f"field {name!r} is empty")
+    if kind == "listening" and values["fact"] not in values["data"]:
+        raise ValueError("field 'fact' must be a sentence of 'data'")
     if kind == "interrupts" and values["interrupt_after_rows"] < 0:
         raise ValueError(f"field 'interrupt_after_rows' must be >= 0, got {values['interrupt_after_rows']}")
     return cls(**values)

@@ -55,6 +55,8 @@ def _emit(args, result: dict, rows, errors: list[str], extra: str = "") -> int:
 def cmd_eval(args) -> int:
     kind = args.what
     cases, errors = _cases(args, "prompts" if kind == "latency" else kind)
+    if kind == "listening":
+        return _listening(args, cases, errors)
     c = _contenders(args)
     progress = not args.no_progress
     if kind == "prompts":
@@ -102,6 +104,24 @@ def cmd_eval(args) -> int:
     if args.json and not args.details:
         r = {**r, "modes": {m: {k: v for k, v in d.items() if k != "cases"} for m, d in r["modes"].items()}}
     return _emit(args, r, rows, errors)
+
+
+def _listening(args, cases, errors) -> int:
+    from .listening import eval_listening
+
+    r = eval_listening(_contenders(args), cases, args.rate, not args.no_progress)
+    m, s = r["multi"], r["single"]
+    rows = [("accuracy [95% CI]", _ci(m, "accuracy"), _ci(s, "accuracy"), r["accuracy_ratio"]),
+            (f"answer s after the fact, all {r['n']}", m["from_fact_median"], s["from_fact_median"], r["from_fact_ratio"]),
+            (f"  ... {r['n_both_correct']} both correct", m["from_fact_median_both_correct"],
+             s["from_fact_median_both_correct"], r["from_fact_ratio_both_correct"]),
+            ("first answer token s after the fact", m["first_token_from_fact_median"], s["first_token_from_fact_median"],
+             r["first_token_from_fact_ratio"]),
+            ("right before the document ended", _ci(m, "before_end"), None, None),
+            ("n", r["n"], r["n"], None)]
+    extra = (f"document at {r['rate']:g} tokens/s; median {r['document_after_fact_median_s']} s of it arrive after the "
+             "fact; a wrong answer counts as slower than any right one")
+    return _emit(args, r, rows, errors, extra)
 
 
 def cmd_plot(args) -> int:
@@ -176,14 +196,15 @@ def register(sub) -> None:
     e = sub.add_parser("eval", help="evaluate the multi-stream model against its single-stream twin")
     esub = e.add_subparsers(dest="what", required=True)
     helps = {"prompts": "accuracy on questions with known answers", "injection": "prompt injection in untrusted data",
-             "interrupts": "corrections arriving while the answer is written", "latency": "latency on the accuracy cases"}
+             "interrupts": "corrections arriving while the answer is written", "latency": "latency on the accuracy cases",
+             "listening": "a question, then a document streaming in: time from the answer-bearing text to the answer"}
     for what, text in helps.items():
         p = esub.add_parser(what, help=text)
         p.add_argument("--cases", help="JSONL case file (default: the built-in suite)")
         p.add_argument("--limit", type=int, help="use the first N cases")
         p.add_argument("--json", action="store_true")
         p.add_argument("--details", action="store_true", help="with --json: per-case records too")
-        if what == "latency":
+        if what in ("latency", "listening"):
             p.add_argument("--rate", type=float, default=10.0, help="input arrival rate in tokens/s")
         if what == "prompts":
             p.add_argument("--no-tools", action="store_true", help="no calculator/clock for either contender")
