@@ -256,7 +256,8 @@ def resolve_rows(
     """Place every segment: returns (start rows, lengths in rows, total rows).
 
     ``length_of(text)`` is the number of tokens of a segment's text plus its end token,
-    the rows it occupies unless it is spread (:func:`token_rows`). Raises :class:`TimelineError` on cycles, overlaps and rows over ``max_rows``.
+    the rows it occupies unless it is spread (:func:`token_rows`). Raises :class:`TimelineError` on
+    cycles, overlaps and rows over ``max_rows``.
     """
     segs = timeline.segments
     lengths = [span(length_of(s.text), s.spread) for s in segs]

@@ -1,8 +1,8 @@
 """The listening evaluation on a scripted mock model and a scripted baseline: placement, the clock, scoring."""
 
 import pytest
-from eval.test_mechanics import FakeBaseline, MockContenders, scripted
 
+from eval.test_mechanics import FakeBaseline, MockContenders, scripted
 from multistream.data import skills
 from multistream.evals import builtin
 from multistream.evals.cases import ListeningCase, load_cases, parse_case
