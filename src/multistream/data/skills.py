@@ -37,6 +37,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..calculator import calculator as calculate
 from ..streams import DEFAULT_LAYOUT
 from ..timeline import Segment, Timeline, span, token_rows
 from ..toolcall import format_call
@@ -311,14 +312,6 @@ WAIT_FORMS = [
     "Calculating, one moment.",
 ]
 RESULT_FORMS = ["The result is {x}.", "It is {x}.", "The answer is {x}.", "{x}."]
-
-
-def calculate(expression: str) -> str:
-    """The calculator tool: integer arithmetic with + - * and parentheses, nothing else."""
-    allowed = set("0123456789+-*() ")
-    if not expression or set(expression) - allowed:
-        raise ValueError(f"calculator: unsupported expression {expression!r}")
-    return str(eval(expression, {"__builtins__": {}}, {}))  # safe: digits, + - * ( ) and spaces only
 
 
 def step_words(steps: list[tuple[str, int]]) -> str:

@@ -13,17 +13,15 @@ so a tool that hangs or computes without end would otherwise keep a core busy fo
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import datetime as dt
 import inspect
-import math
 import multiprocessing
 import multiprocessing.forkserver
-import operator
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
+from ..calculator import calculator
 from ..toolcall import ToolCallError, parse_call
 
 # A result enters the tool stream no earlier than this many rows after the row of the call's end token,
@@ -147,55 +145,6 @@ async def _in_worker(fn: Callable, args: dict, timeout: float) -> str:
 
 
 # -- demo tools --------------------------------------------------------------------------
-_BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-           ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
-_UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
-_FUNCS = {"sqrt": math.sqrt, "abs": abs, "round": round, "min": min, "max": max}
-MAX_BITS = 4096
-"""Largest integer (in bits) the calculator builds: past it, ``operand too large`` (a few levels of
-``**`` would otherwise build integers of gigabytes)."""
-
-
-def _bounded(value):
-    if isinstance(value, int) and value.bit_length() > MAX_BITS:
-        raise ValueError(f"operand too large (over {MAX_BITS} bits)")
-    return value
-
-
-def calculator(expression: str) -> str:
-    """Evaluate arithmetic: + - * / // % ** ( ), numbers, sqrt/abs/round/min/max. Nothing else is executed."""
-    if len(expression) > 200:
-        raise ValueError("expression longer than 200 characters")
-    tree = ast.parse(expression, mode="eval")
-
-    def ev(node):
-        if isinstance(node, ast.Expression):
-            return ev(node.body)
-        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-            return node.value
-        if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-            left, right = ev(node.left), ev(node.right)
-            if isinstance(node.op, ast.Pow):
-                if abs(right) > 64:
-                    raise ValueError("exponent too large")
-                if isinstance(left, int) and isinstance(right, int) and left.bit_length() * abs(right) > MAX_BITS:
-                    raise ValueError(f"operand too large (over {MAX_BITS} bits)")
-            if isinstance(node.op, ast.Mult) and isinstance(left, int) and isinstance(right, int) \
-                    and left.bit_length() + right.bit_length() > MAX_BITS + 1:
-                raise ValueError(f"operand too large (over {MAX_BITS} bits)")
-            return _bounded(_BINARY[type(node.op)](left, right))
-        if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
-            return _UNARY[type(node.op)](ev(node.operand))
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCS and not node.keywords:
-            return _bounded(_FUNCS[node.func.id](*[ev(a) for a in node.args]))
-        raise ValueError(f"unsupported expression element: {ast.dump(node)[:40]}")
-
-    value = ev(tree)
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return str(value)
-
-
 def clock(utc_offset_hours: float = 0.0) -> str:
     """The current date and time (UTC, or at the given offset in hours)."""
     tz = dt.timezone(dt.timedelta(hours=float(utc_offset_hours)))

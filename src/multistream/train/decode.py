@@ -64,14 +64,14 @@ def _messages(model: MultiStreamModel, tokens: torch.Tensor) -> list[Message]:
 
 
 def run_calculator(call_text: str) -> str:
-    from ..data.skills import calculate
+    from ..calculator import calculator
 
     try:
         name, args = parse_call(call_text)
         if name != "calculator":
             return f"error: unknown tool {name}"
-        return calculate(str(args.get("expression", "")))
-    except (ToolCallError, ValueError, SyntaxError) as e:
+        return calculator(str(args.get("expression", "")))
+    except (ToolCallError, ValueError, SyntaxError, ArithmeticError, TypeError) as e:
         return f"error: {str(e)[:40]}"
 
 
