@@ -9,7 +9,7 @@ from multistream.evals.cases import ListeningCase, load_cases, parse_case
 from multistream.evals.listening import eval_listening, summarise
 
 DOC = "Omar works as a pilot. Nadia lives in Graz. Omar lives in Lyon. Nadia has a pet turtle."
-CASE = ListeningCase("l", "In which city does Nadia live?", DOC, "Nadia lives in Graz.", "Graz", system="")
+CASE = ListeningCase("l", "In which city does Nadia live?", DOC, "Graz", system="", fact="Nadia lives in Graz.")
 
 
 def test_the_document_streams_on_the_untrusted_stream_after_the_question_and_the_twin_reads_it_whole():
@@ -48,10 +48,15 @@ def test_a_wrong_answer_counts_as_slower_than_any_right_one():
     assert r["multi"]["before_end"] == pytest.approx(1 / 3, abs=1e-3) and r["n_both_correct"] == 1
 
 
-def test_a_case_whose_fact_is_not_in_its_document_is_refused():
+def test_the_answer_bearing_text_must_be_in_the_document():
     with pytest.raises(ValueError, match="fact"):
-        parse_case({"id": "x", "user": "q?", "data": "Ann lives in Oslo.", "fact": "Ann lives in Rome.", "answer": "Rome"},
-                   "listening")
+        parse_case({"id": "x", "user": "q?", "document": "Ann lives in Oslo.", "fact": "Ann lives in Rome.",
+                    "answer": "Rome"}, "listening")
+    with pytest.raises(ValueError, match="answer"):
+        parse_case({"id": "x", "user": "q?", "document": "Ann lives in Oslo.", "answer": "Rome"}, "listening")
+    case = parse_case({"id": "x", "user": "Where does Ann live?", "document": "Bo lives in Rome. Ann lives in Rome.",
+                       "answer": "Rome"}, "listening")
+    assert case.answer_end == len("Bo lives in Rome")  # without a fact: the answer's first occurrence
 
 
 def test_the_builtin_listening_suite_has_100_held_out_cases():
@@ -61,4 +66,5 @@ def test_the_builtin_listening_suite_has_100_held_out_cases():
     assert all(skills.held_out_item(c["item"]) for c in raw)
     assert len({c["item"] for c in raw}) == len(raw)
     for c in cases:
-        assert c.fact in c.data and c.answer in c.fact and c.data.count(c.fact) == 1
+        assert c.fact in c.document and c.answer in c.fact and c.document.count(c.fact) == 1
+        assert c.document.index(c.answer) > c.document.index(c.fact)  # its first occurrence is the fact's

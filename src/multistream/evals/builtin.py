@@ -147,9 +147,13 @@ def listening_cases(rng: random.Random, n: int = 100) -> list[dict]:
             if skills.held_out_item(key) and key not in used:
                 used.add(key)
                 break
-        facts, fact = skills.document_facts(rng, n_, values, field_, others=rng.randint(1, 4))
+        while True:  # the answer's first occurrence is in the fact (no one else has that value)
+            facts, fact = skills.document_facts(rng, n_, values, field_, others=rng.randint(1, 4))
+            document = " ".join(facts)
+            if document.index(values[field_]) > document.index(fact):
+                break
         cases.append({"id": f"listen-{k}", "system": rng.choice(SYSTEMS), "user": question.format(n=n_),
-                      "data": " ".join(facts), "fact": fact, "answer": values[field_], "question_template": str(ti),
+                      "document": document, "answer": values[field_], "fact": fact, "question_template": str(ti),
                       "item": key})
     return cases
 

@@ -66,18 +66,24 @@ class ListeningCase:
 
     id: str
     user: str
-    data: str
-    """The document (untrusted): the multi-stream model reads it on the ``tool`` stream as it arrives."""
-    fact: str
-    """The sentence of ``data`` that holds the answer."""
+    document: str
+    """Untrusted text: the multi-stream model reads it on the ``tool`` stream as it arrives."""
     answer: str
     system: str = "You are a helpful assistant."
+    fact: str | None = None
+    """Optional: the sentence of ``document`` that holds the answer (default: the first occurrence of ``answer``)."""
+
+    @property
+    def answer_end(self) -> int:
+        """Where the answer-bearing text of ``document`` ends (a character offset)."""
+        text = self.fact or self.answer
+        return self.document.index(text) + len(text)
 
 
 KINDS: dict[str, type] = {"prompts": PromptCase, "injection": InjectionCase, "interrupts": InterruptCase,
                           "listening": ListeningCase}
 _TYPES = {"id": str, "prompt": str, "answer": str, "system": str, "user": str, "data": str, "injection_marker": str,
-          "style": str, "position": str, "interrupt": str, "interrupt_after_rows": int, "stale_answer": str, "fact": str}
+          "style": str, "position": str, "interrupt": str, "interrupt_after_rows": int, "stale_answer": str, "fact": str, "document": str}
 
 
 class CaseFileError(ValueError):
@@ -107,11 +113,13 @@ def parse_case(obj: Any, kind: str):
         values[f.name] = v
     if not values["id"].strip():
         raise ValueError("field 'id' is empty")
-    for name in ("prompt", "answer", "user", "data", "injection_marker", "interrupt", "fact"):
+    for name in ("prompt", "answer", "user", "data", "injection_marker", "interrupt", "fact", "document"):
         if name in values and not values[name].strip():
             raise ValueError(f"field {name!r} is empty")
-    if kind == "listening" and values["fact"] not in values["data"]:
-        raise ValueError("field 'fact' must be a sentence of 'data'")
+    if kind == "listening":
+        bearing = values.get("fact") or values["answer"]
+        if bearing not in values["document"]:
+            raise ValueError(f"field {'fact' if values.get('fact') else 'answer'!r} does not occur in 'document'")
     if kind == "interrupts" and values["interrupt_after_rows"] < 0:
         raise ValueError(f"field 'interrupt_after_rows' must be >= 0, got {values['interrupt_after_rows']}")
     return cls(**values)

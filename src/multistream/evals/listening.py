@@ -3,9 +3,9 @@ is the answer there?
 
 Multi-stream: the question enters ``user`` all at once; once it has been read, the document
 streams in on the untrusted input stream at ``rate`` tokens/s (the runner feeds token ``i``
-at ``doc_start + i / rate``, the model stepping on between tokens). The sentence that holds
-the answer (the case's ``fact``) has arrived at ``doc_start + (k - 1) / rate``, ``k`` being
-the document's tokens up to the fact's end, whenever the engine actually reads it: a slow
+at ``doc_start + i / rate``, the model stepping on between tokens). The text that holds
+the answer (the case's ``fact`` sentence, or the first occurrence of ``answer``) has arrived at
+``doc_start + (k - 1) / rate``, ``k`` being the document's tokens up to its end, whenever the engine actually reads it: a slow
 engine is charged for its lag. The answer is there when the final answer message is
 complete.
 
@@ -45,12 +45,12 @@ def run_case(c: Contenders, core, baseline, case: ListeningCase, rate: float, si
     tok, layout = core.tok, c.multi.layout
     doc = untrusted_stream(layout)
     q_rows = len(tok.encode_message(case.user))
-    n = len(tok.encode_message(case.data))
-    k = len(tok.encode_text(case.data[: case.data.index(case.fact) + len(case.fact)]))
+    n = len(tok.encode_message(case.document))
+    k = len(tok.encode_text(case.document[: case.answer_end]))
     out: dict = {}
 
     def multi() -> None:
-        m = run_multi(c, core, [Input("user", case.user), Input(doc, case.data, row=q_rows, rate=rate)],
+        m = run_multi(c, core, [Input("user", case.user), Input(doc, case.document, row=q_rows, rate=rate)],
                       prefix=case.system)
         fed = [e.row for e in m.result.events if e.stream == doc and e.type == "token" and e.forced]
         doc_start = m.clock.since_start(m.clock.row_start[fed[0]]) if fed else None
@@ -63,7 +63,7 @@ def run_case(c: Contenders, core, baseline, case: ListeningCase, rate: float, si
                                            and m.e2e < doc_start + (n - 1) / rate)}
 
     def single() -> None:
-        timeline = Timeline(layout.names, [Segment("user", case.user, start_row=0), Segment(doc, case.data, start_row=q_rows)],
+        timeline = Timeline(layout.names, [Segment("user", case.user, start_row=0), Segment(doc, case.document, start_row=q_rows)],
                             prefix=case.system)
         s = baseline.run(twin_messages(timeline, tok.message_rows, layout), max_new_tokens=c.max_tokens)
         final = final_reply_answer(s.streams["answer"])
