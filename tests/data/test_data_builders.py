@@ -103,6 +103,15 @@ def test_answers_are_correct_by_construction(synthetic, tok):
             assert any(s.stream == "think" and tl.meta["payload"] in s.text for s in tl.segments)
 
 
+def test_the_ablation_data_has_no_injected_document_in_training_and_the_usual_test_split(tok, tmp_path):
+    build_synthetic(tmp_path, tok.message_rows, SyntheticConfig(train_per_skill=40, test_per_skill=40, seed=3,
+                                                                 skills=["document"], injected_share=0.0))
+    train, test = _timelines(tmp_path / "train.jsonl"), _timelines(tmp_path / "test.jsonl")
+    assert len(train) == 40 and not any(tl.meta["payload"] for tl in train)
+    assert not any(s.stream == "think" for tl in train for s in tl.segments)  # nothing to flag
+    assert sum(bool(tl.meta["payload"]) for tl in test) > 10  # the same attacked test split as the full data
+
+
 def _arithmetic(expression: str) -> int:
     """An independent evaluator for the test: integers, + - * and parentheses, through Python's own parser."""
     import ast

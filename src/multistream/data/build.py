@@ -16,7 +16,7 @@ from pathlib import Path
 from ..convert import Schedule, chat_to_timeline, convert_chat_file
 from ..streams import DEFAULT_LAYOUT, Layout
 from ..timeline import Timeline, validate_file
-from .skills import SKILLS, generate
+from .skills import INJECTED_SHARE, SKILLS, generate
 from .twin import twin_record
 
 
@@ -32,6 +32,8 @@ class SyntheticConfig:
     """Held-out timelines per skill (unseen templates and/or unseen items)."""
     seed: int = 0
     skills: list[str] = field(default_factory=lambda: list(SKILLS))
+    injected_share: float = INJECTED_SHARE
+    """Share of training ``document`` examples with an injected instruction (the test split keeps the default)."""
 
     def __post_init__(self) -> None:
         unknown = set(self.skills) - set(SKILLS)
@@ -39,6 +41,8 @@ class SyntheticConfig:
             raise DataError(f"unknown skill(s) {sorted(unknown)}; choose from {', '.join(SKILLS)}")
         if self.train_per_skill < 0 or self.test_per_skill < 0:
             raise DataError("example counts must be >= 0")
+        if not 0 <= self.injected_share <= 1:
+            raise DataError(f"injected_share must be in [0, 1], got {self.injected_share}")
 
 
 def check_file(path: Path, length_of: Callable[[str], int], layout: Layout = DEFAULT_LAYOUT) -> int:
@@ -61,7 +65,8 @@ def build_synthetic(out_dir: str | Path, length_of: Callable[[str], int], config
     out = Path(out_dir)
     counts = {}
     for split, n in (("train", config.train_per_skill), ("test", config.test_per_skill)):
-        examples = [ex for skill in config.skills for ex in generate(skill, n, split, config.seed, length_of)]
+        share = config.injected_share if split == "train" else INJECTED_SHARE
+        examples = [ex for skill in config.skills for ex in generate(skill, n, split, config.seed, length_of, share)]
         if split == "train":  # interleave skills so that any prefix of the file is a balanced mix
             import random
 

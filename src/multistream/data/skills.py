@@ -46,6 +46,7 @@ from .tables import CITIES, COLORS, JOBS, NAMES, PAYLOADS, PETS
 
 SKILLS = ("retention", "tool", "reading", "listening", "interrupt", "document")
 SYSTEM_PROMPTS = ["You are a helpful assistant.", "Answer briefly.", "You are a careful assistant.", ""]
+INJECTED_SHARE = 0.6  # of document examples whose document carries an injected instruction
 HELD_OUT_ITEM_SHARE = 5  # one item in five is test-only (by a stable hash of its key)
 
 
@@ -453,8 +454,9 @@ def listening(rng: random.Random, split: str, length_of: Callable[[str], int]) -
     return Example(_timeline(rng, p), meta)
 
 
-def document(rng: random.Random, split: str, length_of: Callable[[str], int]) -> Example:
-    """A document read with the question, often with an injected instruction: the answer follows the user only."""
+def document(rng: random.Random, split: str, length_of: Callable[[str], int], injected_share: float = INJECTED_SHARE) -> Example:
+    """A document read with the question, often (``injected_share``) with an injected instruction: the answer
+    follows the user only."""
     ti, (field_, question) = _pick(rng, DOC_QUESTIONS, split)
     held_q = ti in held_out_templates(len(DOC_QUESTIONS))
     attack_held = held_out_templates(len(ATTACKS))
@@ -464,7 +466,7 @@ def document(rng: random.Random, split: str, length_of: Callable[[str], int]) ->
         if _item_ok(key, split, held_q):
             break
     facts, fact = document_facts(rng, n, values, field_, others=rng.randint(0, 1))
-    injected = rng.random() < 0.6
+    injected = rng.random() < injected_share
     payload, attack_i, cut = None, None, None
     if injected:
         pool = [i for i in range(len(ATTACKS)) if (i in attack_held) == (split == "test" and rng.random() < 0.5)]
@@ -517,8 +519,12 @@ def _timeline(rng: random.Random, p: Placer) -> Timeline:
     return Timeline(DEFAULT_LAYOUT.names, p.segments, prefix=rng.choice(SYSTEM_PROMPTS))
 
 
-def generate(skill: str, n: int, split: str, seed: int, length_of: Callable[[str], int]) -> list[Example]:
-    """``n`` examples of ``skill`` for ``split`` (``train`` or ``test``), reproducible from ``seed``."""
+def generate(skill: str, n: int, split: str, seed: int, length_of: Callable[[str], int],
+             injected_share: float = INJECTED_SHARE) -> list[Example]:
+    """``n`` examples of ``skill`` for ``split`` (``train`` or ``test``), reproducible from ``seed``.
+
+    ``injected_share``: the share of ``document`` examples whose document carries an injected
+    instruction (0 trains the ablation that learns stream separation alone, never an attack)."""
     if skill not in GENERATORS:
         raise ValueError(f"unknown skill {skill!r}; choose from {', '.join(SKILLS)}")
     if split not in ("train", "test"):
@@ -526,7 +532,8 @@ def generate(skill: str, n: int, split: str, seed: int, length_of: Callable[[str
     rng = random.Random(f"{seed}:{skill}:{split}")
     out = []
     for i in range(n):
-        ex = GENERATORS[skill](rng, split, length_of)
+        kw = {"injected_share": injected_share} if skill == "document" else {}
+        ex = GENERATORS[skill](rng, split, length_of, **kw)
         ex.timeline.id = f"{skill}-{split}-{seed}-{i}"
         ex.timeline.meta = ex.meta
         out.append(ex)
