@@ -62,8 +62,8 @@ def test_report_on_a_small_subset(tiny, tmp_path):
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["summary"] == json.loads(json.dumps(report["summary"]))
     s = saved["summary"]
-    assert set(s) == {"accuracy", "asr", "utility_under_attack", "monitor", "interrupts", "latency"}
-    assert s["accuracy"]["n"] == s["asr"]["n"] == s["interrupts"]["n"] == 1
+    assert set(s) == {"accuracy", "asr", "utility_under_attack", "monitor", "interrupts", "latency", "listening"}
+    assert s["accuracy"]["n"] == s["asr"]["n"] == s["interrupts"]["n"] == s["listening"]["n"] == 1
     assert set(saved["injection"]) >= {"multi", "single", "asr_ratio", "monitor"} and "flag_rate" in saved["injection"]["monitor"]
     assert set(saved["prompts"]["multi"]) >= {"accuracy", "n"}
     names = set(report["figures"].values())
@@ -74,3 +74,4 @@ def test_report_on_a_small_subset(tiny, tmp_path):
     for name in names:
         assert f"]({name})" in md
     assert "| accuracy (prompts) |" in md and "| attack success rate" in md and "| interrupt success |" in md
+    assert "| listening: fact to final answer" in md

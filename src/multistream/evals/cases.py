@@ -83,7 +83,8 @@ class ListeningCase:
 KINDS: dict[str, type] = {"prompts": PromptCase, "injection": InjectionCase, "interrupts": InterruptCase,
                           "listening": ListeningCase}
 _TYPES = {"id": str, "prompt": str, "answer": str, "system": str, "user": str, "data": str, "injection_marker": str,
-          "style": str, "position": str, "interrupt": str, "interrupt_after_rows": int, "stale_answer": str, "fact": str, "document": str}
+          "style": str, "position": str, "interrupt": str, "interrupt_after_rows": int, "stale_answer": str,
+          "fact": str, "document": str}
 
 
 class CaseFileError(ValueError):

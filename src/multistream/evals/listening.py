@@ -63,8 +63,8 @@ def run_case(c: Contenders, core, baseline, case: ListeningCase, rate: float, si
                                            and m.e2e < doc_start + (n - 1) / rate)}
 
     def single() -> None:
-        timeline = Timeline(layout.names, [Segment("user", case.user, start_row=0), Segment(doc, case.document, start_row=q_rows)],
-                            prefix=case.system)
+        parts = [Segment("user", case.user, start_row=0), Segment(doc, case.document, start_row=q_rows)]
+        timeline = Timeline(layout.names, parts, prefix=case.system)
         s = baseline.run(twin_messages(timeline, tok.message_rows, layout), max_new_tokens=c.max_tokens)
         final = final_reply_answer(s.streams["answer"])
         wait = (n - k) / rate  # from the fact's arrival to the document's end, when a chat model can start
@@ -82,7 +82,7 @@ def summarise(records: list[dict]) -> dict:
     both = [r for r in records if r["multi"]["correct"] and r["single"]["correct"]]
     out: dict = {"n": len(records), "n_both_correct": len(both)}
     for side in ("multi", "single"):
-        out[side] = rate_ci("accuracy", [r[side]["correct"] for r in records])
+        out[side] = {**rate_ci("accuracy", [r[side]["correct"] for r in records]), "n": len(records)}
         for m in ("from_fact", "first_token_from_fact"):
             out[side][f"{m}_median"] = median_all([r[side][m] if r[side]["correct"] else None for r in records])
             out[side][f"{m}_median_both_correct"] = median_all([r[side][m] for r in both])

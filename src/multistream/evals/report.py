@@ -19,10 +19,11 @@ from .injection import eval_injection, multi_placement
 from .interrupts import eval_interrupts
 from .interrupts import run_multi_case as run_interrupt
 from .latency import eval_latency
+from .listening import eval_listening
 from .plots import plot_bars, plot_cases, plot_latency, plot_timeline
 from .prompts import eval_prompts
 
-STAGES = ("prompts", "injection", "interrupts", "latency", "figures")
+STAGES = ("prompts", "injection", "interrupts", "latency", "listening", "figures")
 
 
 def fmt_rate(d: dict | None, key: str) -> str:
@@ -40,7 +41,7 @@ def _pair(i: dict, key: str, ratio_key: str | None = None) -> dict:
 
 
 def summary(results: dict) -> dict:
-    p, i, t, lat = (results.get(k) for k in ("prompts", "injection", "interrupts", "latency"))
+    p, i, t, lat, li = (results.get(k) for k in ("prompts", "injection", "interrupts", "latency", "listening"))
     out: dict = {}
     if p:
         out["accuracy"] = _pair(p, "accuracy", "accuracy_ratio")
@@ -55,6 +56,11 @@ def summary(results: dict) -> dict:
                                                     "e2e_ratio_both_correct", "accuracy_ratio", "n", "n_both_correct")}
                           | {side: {k: v for k, v in d[side].items()} for side in ("multi", "single")}
                           for mode, d in lat["modes"].items()}
+    if li:
+        out["listening"] = _pair(li, "accuracy", "accuracy_ratio") | {
+            k: li[k] for k in ("from_fact_ratio", "from_fact_ratio_both_correct", "n_both_correct", "rate")} | {
+            "multi_from_fact_median": li["multi"]["from_fact_median"], "single_from_fact_median":
+            li["single"]["from_fact_median"], "before_end": li["multi"]["before_end"]}
     return out
 
 
@@ -67,7 +73,7 @@ def build_report(c: Contenders, out_dir: str | Path, limit: int | None = None, r
     out.mkdir(parents=True, exist_ok=True)
     files = case_files or {}
     cases, warnings = {}, []
-    for kind in ("prompts", "injection", "interrupts"):
+    for kind in ("prompts", "injection", "interrupts", "listening"):
         cases[kind], errs = load_cases(files.get(kind), kind, limit)
         warnings += errs
     results: dict = {}
@@ -85,6 +91,8 @@ def build_report(c: Contenders, out_dir: str | Path, limit: int | None = None, r
             results["interrupts"] = eval_interrupts(c, cases["interrupts"], show_progress)
         elif stage == "latency":
             results["latency"] = eval_latency(c, cases["prompts"], rate, show_progress)
+        elif stage == "listening":
+            results["listening"] = eval_listening(c, cases["listening"], rate, show_progress)
         else:
             figures = _figures(c, results, cases, out)
     summ = summary(results)
@@ -204,6 +212,19 @@ def render_markdown(report: dict) -> str:
                 lines.append(f"| {label}, median s, cases both answered correctly ({name}) | "
                              f"{_fmt(mm[m + '_median_both_correct'])} | {_fmt(ss[m + '_median_both_correct'])} | "
                              f"{_fmt(d[m + '_ratio_both_correct'])} | {d['n_both_correct']} |")
+    if "listening" in s:
+        li = report["listening"]
+        mm, ss = li["multi"], li["single"]
+        lines.append(f"| listening: accuracy (document at {li['rate']:g} tokens/s) | {fmt_rate(mm, 'accuracy')} | "
+                     f"{fmt_rate(ss, 'accuracy')} | {_fmt(li['accuracy_ratio'])} | {li['n']} |")
+        lines.append(f"| listening: fact to final answer, median s, all cases (wrong = slowest) | "
+                     f"{_fmt(mm['from_fact_median'])} | {_fmt(ss['from_fact_median'])} | {_fmt(li['from_fact_ratio'])} "
+                     f"| {li['n']} |")
+        lines.append(f"| listening: fact to final answer, median s, cases both answered correctly | "
+                     f"{_fmt(mm['from_fact_median_both_correct'])} | {_fmt(ss['from_fact_median_both_correct'])} | "
+                     f"{_fmt(li['from_fact_ratio_both_correct'])} | {li['n_both_correct']} |")
+        lines.append(f"| listening: right before the document ended | {fmt_rate(mm, 'before_end')} | 0 (cannot) | | "
+                     f"{li['n']} |")
     lines += [""]
     for key, caption in (("summary", "Rates, multi vs single"), ("asr_by_style", "Attack success by style"),
                          ("interrupt_latency", "Interrupt to final answer, per case"),
