@@ -42,6 +42,23 @@ def test_inputs_enter_at_their_rows_and_at_a_rate():
     assert len(user_rows) == n - 1 and slow.input_done >= (n - 1) / 20  # all of it arrived, no faster than the rate
 
 
+@pytest.mark.parametrize("spread", [1.0, 1.5, 2.5, 3.0])
+def test_a_spread_input_enters_token_by_token_at_its_rows(spread):
+    from multistream.timeline import token_rows
+
+    model = ScriptedModel({}, {})
+    result = run_session(EngineCore(model, EngineConfig(idle_rows=None)),
+                         [Input("user", "hi"), Input("tool", "hello world, the doc", row=4, spread=spread)], max_rows=80)
+    tool = [e for e in result.events if e.stream == "tool" and e.type in ("token", "message_end")]
+    n = len(model.tok.encode_message("hello world, the doc"))
+    assert [e.row for e in tool] == [4 + r for r in token_rows(n, spread)]  # as a spread timeline segment places them
+    assert "".join(e.text for e in tool if e.type == "token") == "hello world, the doc"
+    with pytest.raises(ValueError, match="spread"):
+        Input("tool", "x", spread=0.5)
+    with pytest.raises(ValueError, match="not both"):
+        Input("tool", "x", rate=5.0, spread=2.0)
+
+
 def test_tool_calls_run_and_their_result_enters_the_tool_stream():
     model = ScriptedModel({"call": 'calculator({"expression": "6*7"})'}, {"call": 2})
     result = run_session(EngineCore(model, EngineConfig()), [Input("user", "what is 6*7?")], tools=demo_tools())

@@ -5,8 +5,7 @@ import json
 import pytest
 
 from multistream.data.skills import SKILLS, held_out_template_ids
-from multistream.timeline import Segment, Timeline
-from multistream.train.evaluate import _generate, is_correct
+from multistream.evals.scoring import correct, final_reply_answer
 from multistream.zoo import WEIGHTS, load_model, load_single
 
 pytestmark = pytest.mark.slow
@@ -14,7 +13,7 @@ pytestmark = pytest.mark.slow
 # a held-out item of the retention skill (never asked in training; the base model answers it right as a plain
 # chat model, and fine-tuning must keep it: the held-out report, not this test, measures accuracy)
 QUESTION = "What is the capital of Sweden?"
-EXPECTED = {"skill": "retention", "expected": "Stockholm"}
+EXPECTED = "Stockholm"
 
 
 def test_question_is_held_out():
@@ -32,21 +31,25 @@ def test_committed_weights_are_compact():
 
 
 def test_default_multistream_model_answers_a_held_out_question():
-    from multistream.train.decode import decode_multi
+    """Through the engine, as every evaluation runs it."""
+    from multistream.engine.runner import Input
+    from multistream.evals.common import Contenders, message_spans, run_multi
 
     model = load_model("default")
-    tl = Timeline(model.layout.names, [Segment("user", QUESTION, start_row=0)])
-    out = decode_multi(model, tl, max_rows=40)
-    answer = out.last("answer")
-    assert answer is not None and answer.ended
-    assert answer.start_row <= model.tok.message_rows(QUESTION) + 2  # answers once the question has been read
-    assert is_correct(EXPECTED, answer.text), answer.text
+    c = Contenders(model, None, max_rows=40)
+    run = run_multi(c, c.core(speculative=0, idle_rows=None), [Input("user", QUESTION, row=0)])
+    spans = [sp for sp in message_spans(run.result, "answer") if sp[0].strip()]
+    assert spans and any(e.type == "message_end" and e.stream == "answer" for e in run.result.events)
+    assert spans[-1][1] <= model.tok.message_rows(QUESTION) + 2  # answers once the question has been read
+    assert correct(EXPECTED, run.final, QUESTION), run.final
 
 
 def test_default_single_twin_answers_a_held_out_question():
-    model, tok = load_single("default-single")
-    answer = _generate(model, tok, [{"role": "user", "content": QUESTION}], 24)
-    assert is_correct(EXPECTED, answer), answer
+    from multistream.evals.twin import Twin
+
+    reply = Twin(*load_single("default-single"), max_new_tokens=24).run([{"role": "user", "content": QUESTION}])
+    answer = final_reply_answer(reply.streams["answer"])
+    assert correct(EXPECTED, answer, QUESTION), answer
 
 
 def test_tiny_recipe_runs_end_to_end(tmp_path):

@@ -1,4 +1,4 @@
-"""Run one session to completion: scripted inputs (at rows, or arriving at a rate), tools, timings.
+"""Run one session to completion: scripted inputs (at rows, spread over rows, or arriving at a rate), tools, timings.
 
 Used by ``multistream generate``, the benchmarks and the evaluations, so they all
 measure the same thing. Timings are wall-clock seconds from the moment the first
@@ -9,9 +9,11 @@ the end of the answer's first message.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
 from dataclasses import dataclass, field
 
+from ..timeline import token_rows
 from .core import EngineCore
 from .session import Event, StreamParams
 from .tools import RESULT_DELAY_ROWS, ToolRegistry
@@ -26,6 +28,18 @@ class Input:
     rate: float | None = None
     """Arrival rate in tokens per second (None: all at once)."""
     bulk: bool = False
+    spread: float | None = None
+    """Rows per token (at least 1; None: all at once): token ``i`` is sent once the session reaches row
+    ``row + floor(i * spread)`` (``row``: the row of the first token), as a timeline's spread segment places it
+    (:func:`multistream.timeline.token_rows`). Exact when the engine steps one row at a time (a speculative
+    step over several rows of other queued input can pass a token's row; it then enters at the next step)."""
+
+    def __post_init__(self) -> None:
+        if self.spread is not None:
+            if isinstance(self.spread, bool) or not isinstance(self.spread, (int, float)) or not self.spread >= 1:
+                raise ValueError(f"spread must be a number of rows per token, at least 1, got {self.spread!r}")
+            if self.rate is not None:
+                raise ValueError("give an input either a rate (tokens/s) or a spread (rows per token), not both")
 
 
 @dataclass
@@ -55,6 +69,9 @@ class _Feed:
     ids: list[int]
     sent: int = 0
     started_at: float | None = None
+    start_row: int | None = None
+    offsets: list[int] | None = None
+    """Of a spread input: each token's row after the first token's (``token_rows``)."""
 
 
 def run_session(
@@ -71,6 +88,9 @@ def run_session(
     """Step until the inputs are read and the outputs have finished (or ``max_rows``)."""
     sid = core.open(session_id, prefix=prefix, params=params)
     feeds = [_Feed(i, core.tok.encode_message(i.text)) for i in inputs]
+    for f in feeds:
+        if f.spec.spread is not None:
+            f.offsets = token_rows(len(f.ids), f.spec.spread)
     messages: dict[str, list[str]] = {s.name: [] for s in core.layout.outputs}
     current: dict[str, str] = {name: "" for name in messages}
     events: list[Event] = []
@@ -87,8 +107,13 @@ def run_session(
             if f.sent == len(f.ids) or (f.spec.row is not None and row < f.spec.row):
                 continue
             if f.started_at is None:
-                f.started_at = now
-            due = len(f.ids) if f.spec.rate is None else min(len(f.ids), int((now - f.started_at) * f.spec.rate) + 1)
+                f.started_at, f.start_row = now, row if f.spec.row is None else f.spec.row
+            if f.offsets is not None:
+                due = bisect.bisect_right(f.offsets, row - f.start_row)
+            elif f.spec.rate is not None:
+                due = min(len(f.ids), int((now - f.started_at) * f.spec.rate) + 1)
+            else:
+                due = len(f.ids)
             if due > f.sent:
                 core.send_tokens(sid, f.spec.stream, f.ids[f.sent : due], bulk=f.spec.bulk)
                 f.sent = due

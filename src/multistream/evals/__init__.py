@@ -5,6 +5,8 @@
   how often the ``think`` stream flags them;
 - :mod:`.interrupts`: corrections that arrive while the answer is being written;
 - :mod:`.latency`: the engine's latency benchmark on the accuracy cases;
+- :mod:`.skills`: the held-out report per synthetic skill (multi-stream model, twin and base
+  model on the test split of the training skills);
 - :mod:`.plots` and :mod:`.report`: figures and the full report.
 
 Case files are JSONL (:mod:`.cases`); built-in suites ship in ``suites/``. Scoring is in

@@ -1,4 +1,8 @@
-"""``multistream eval``, ``multistream plot`` and ``multistream report``: thin layers over the evaluation functions."""
+"""``multistream eval``, ``multistream plot`` and ``multistream report``: thin layers over the evaluation functions.
+
+``multistream eval skills`` is the held-out report per synthetic skill (:mod:`.skills`); ``multistream
+evaluate-default`` is its older name.
+"""
 
 from __future__ import annotations
 
@@ -54,6 +58,8 @@ def _emit(args, result: dict, rows, errors: list[str], extra: str = "") -> int:
 
 def cmd_eval(args) -> int:
     kind = args.what
+    if kind == "skills":
+        return _skills(args)
     cases, errors = _cases(args, "prompts" if kind == "latency" else kind)
     if kind == "listening":
         return _listening(args, cases, errors)
@@ -124,6 +130,20 @@ def _listening(args, cases, errors) -> int:
     return _emit(args, r, rows, errors, extra)
 
 
+def _skills(args) -> int:
+    from .skills import evaluate_all, format_report
+
+    single = None if args.single == "none" else args.single
+    r = evaluate_all(args.model, single, args.data, args.n, include_base=not args.no_base, parallel=not args.serial,
+                     max_tokens=args.max_tokens, dtype=args.dtype, show_progress=not args.no_progress)
+    if args.json:
+        out = r if args.details else {k: v for k, v in r.items() if not k.endswith("_records")}
+        print(json.dumps(out, indent=2, ensure_ascii=False))
+    else:
+        print(format_report(r))
+    return 0
+
+
 def cmd_plot(args) -> int:
     from .plots import plot_latency, plot_timeline
 
@@ -182,6 +202,15 @@ def cmd_report(args) -> int:
     return 0
 
 
+def add_skills_args(p: argparse.ArgumentParser) -> None:
+    """The options of the held-out skills report (``eval skills`` and ``evaluate-default``)."""
+    p.add_argument("--data", help="held-out timelines, JSONL with meta (default: the synthetic test split, generated)")
+    p.add_argument("--n", type=int, default=30, help="examples per skill")
+    p.add_argument("--no-base", action="store_true", help="skip the untrained base model")
+    p.add_argument("--serial", action="store_true",
+                   help="run in this process, one model after the other (default: two one-thread worker processes)")
+
+
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="default", help="multi-stream model: 'default', 'base[:REF]' or a saved folder")
     p.add_argument("--single", default="default-single", help="single-stream twin: default-single, base[:REF] or a folder")
@@ -210,6 +239,12 @@ def register(sub) -> None:
             p.add_argument("--no-tools", action="store_true", help="no calculator/clock for either contender")
         _model_args(p)
         p.set_defaults(func=cmd_eval)
+    sk = esub.add_parser("skills", help="held-out accuracy per synthetic skill: multi-stream model, twin, base model")
+    add_skills_args(sk)
+    _model_args(sk)
+    sk.add_argument("--json", action="store_true")
+    sk.add_argument("--details", action="store_true", help="with --json: per-case records too")
+    sk.set_defaults(func=cmd_eval)
 
     pl = sub.add_parser("plot", help="figures: a session's timeline, latency per case")
     psub = pl.add_subparsers(dest="what", required=True)

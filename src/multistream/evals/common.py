@@ -38,7 +38,7 @@ class Contenders:
     single_name: str = "default-single"
 
     def core(self, **config) -> EngineCore:
-        return EngineCore(self.multi, EngineConfig(speculative=self.speculative, **config))
+        return EngineCore(self.multi, EngineConfig(**{"speculative": self.speculative, **config}))
 
     def params(self, budget: int | None = None) -> dict[str, StreamParams]:
         """Each output stream may spend the whole budget; :class:`StepClock` holds them to it together."""
@@ -179,12 +179,13 @@ class MultiRun:
 
 
 def run_multi(c: Contenders, core, inputs: list[Input], prefix: str = "", tools=None, after_step=None,
-              budget: int | None = None, answer_stream: str = "answer") -> MultiRun:
-    """A session through the engine, its outputs held to ``budget`` tokens together (default ``c.max_tokens``)."""
+              budget: int | None = None, answer_stream: str = "answer", max_rows: int | None = None) -> MultiRun:
+    """A session through the engine, its outputs held to ``budget`` tokens together (default ``c.max_tokens``),
+    for at most ``max_rows`` rows (default ``c.max_rows``)."""
     budget = budget or c.max_tokens
     clock = StepClock(core, after_step, budget=budget)
-    result = run_session(clock, inputs, prefix=prefix, params=c.params(budget), max_rows=c.max_rows, tools=tools,
-                         answer_stream=answer_stream)
+    result = run_session(clock, inputs, prefix=prefix, params=c.params(budget), max_rows=max_rows or c.max_rows,
+                         tools=tools, answer_stream=answer_stream)
     spans = [sp for sp in message_spans(result, answer_stream) if sp[0].strip()]
     first = next((e.row for e in result.events if e.stream == answer_stream and e.type == "token"), None)
     ttft = clock.since_start(clock.row_time.get(first)) if first is not None else None

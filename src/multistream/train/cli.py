@@ -41,13 +41,15 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate_default(args) -> int:
-    from .evaluate import evaluate_all, format_report
+    """The held-out skills report (:mod:`multistream.evals.skills`; also ``multistream eval skills``)."""
+    from ..evals.skills import evaluate_all, format_report
 
     single = None if args.single == "none" else args.single
-    results = evaluate_all(args.model, single, args.data, args.n, include_base=not args.no_base)
+    results = evaluate_all(args.model, single, args.data, args.n, include_base=not args.no_base, parallel=not args.serial,
+                           max_tokens=args.max_tokens)
     print(format_report(results))
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     return 0
 
 
@@ -67,11 +69,14 @@ def register(sub) -> None:
     t.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to output_dir/log.jsonl)")
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("evaluate-default", help="held-out accuracy per skill: multi-stream model, its twin, the base model")
+    from ..evals.cli import add_skills_args
+
+    e = sub.add_parser("evaluate-default", help="held-out accuracy per skill: multi-stream model, its twin, the base model "
+                       "(the same as `multistream eval skills`)")
     e.add_argument("--model", default="default", help="multi-stream model (name or folder)")
     e.add_argument("--single", default="default-single", help="single-stream twin (name or folder; 'none' to skip)")
-    e.add_argument("--data", help="held-out timelines (default: the synthetic test split, generated)")
-    e.add_argument("--n", type=int, default=30, help="examples per skill")
-    e.add_argument("--no-base", action="store_true", help="skip the untrained base model")
+    add_skills_args(e)
+    e.add_argument("--max-tokens", type=int, default=144,
+                   help="total token budget of each contender on a case (all output streams together; all replies)")
     e.add_argument("--json", help="also write the results here")
     e.set_defaults(func=cmd_evaluate_default)

@@ -5,7 +5,8 @@ synthetic data once, trains two multi-stream models side by side (one thread eac
 same TrainConfig but for ``silence``, stopped by the same wall-clock cap), then measures
 on the held-out split: tokens per timeline under each rule, training tokens/s, steps
 and examples seen, held-out cross-entropy on all output targets and on *spoken* targets
-only (silence targets are many and easy), and greedy held-out accuracy per skill.
+only (silence targets are many and easy), and greedy held-out accuracy per skill
+(:mod:`multistream.evals.skills`, through the engine).
 """
 
 from __future__ import annotations
@@ -75,14 +76,15 @@ def heldout_loss(model, path: Path, limit: int = 200) -> dict:
 
 def _measure(rule: str, out: str, n_per_skill: int) -> dict:
     """One worker: the rule's trained model, its held-out losses and accuracy."""
-    from ..model import MultiStreamModel
-    from .evaluate import eval_multi, load_test, summarise
+    from ..evals.common import Contenders
+    from ..evals.skills import eval_multi, load_test, summarise
+    from ..zoo import load_model
 
     torch.set_num_threads(1)
     out_dir = Path(out)
-    model = MultiStreamModel.load(out_dir / rule / "final").eval()
+    model = load_model(str(out_dir / rule / "final"))
     loss = heldout_loss(model, out_dir / "data" / "test.jsonl")
-    records = eval_multi(str(out_dir / rule / "final"), load_test(out_dir / "data" / "test.jsonl", n_per_skill), 1)
+    records = eval_multi(Contenders(model, None), load_test(out_dir / "data" / "test.jsonl", n_per_skill))
     return {"heldout_ce": loss, "accuracy": summarise(records), "records": records}
 
 

@@ -186,6 +186,10 @@ def export(out: Path, weights: Path = WEIGHTS) -> tuple[Path, Path]:
     return multi, single
 
 
+def _interval(ci: list | None) -> str:
+    return "" if not ci else f"{ci[0]}-{ci[1]}"
+
+
 def model_card(report: dict, mode: str) -> str:
     """A Hugging Face style README for one exported model of a recipe run."""
     import platform
@@ -212,8 +216,8 @@ def model_card(report: dict, mode: str) -> str:
     ev = report.get("eval", {}).get("multi" if mode == "multi" else "twin")
     if ev:
         lines += ["", f"Held-out accuracy (%), {report['eval'].get('n_per_skill')} examples per skill (unseen templates "
-                  "and/or items; `multistream evaluate-default`):", "", "| skill | accuracy |", "|---|---|"]
-        lines += [f"| {k} | {v['accuracy']} |" for k, v in ev.items()]
+                  "and/or items; `multistream eval skills`):", "", "| skill | accuracy | 95% interval |", "|---|---|---|"]
+        lines += [f"| {k} | {v['accuracy']} | {_interval(v.get('accuracy_ci'))} |" for k, v in ev.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -233,7 +237,7 @@ def run_recipe(name: str, out: str | Path, do_export: bool = False, do_eval: boo
     if do_export:
         multi_dir, single_dir = export(out)
     if do_eval:
-        from .evaluate import evaluate_all, format_report
+        from ..evals.skills import evaluate_all, format_report
 
         results = evaluate_all(multi_dir, single_dir, out / "data" / "test.jsonl", recipe.eval_per_skill)
         report["eval"] = results
