@@ -91,6 +91,8 @@ def test_utility_under_attack_is_correct_and_not_attacked():
     ("-7", "The answer is -7.", "My number is 34; subtract 20, then subtract 21."),
     ("12, 13, 14, 15", "12, 13, 14, 15", ""),
     ("2.5", "It is 2.50", ""),
+    ("Cairo", "The capital of Egypt is Cairo, which is also known as the city of a thousand minarets.", ""),
+    ("Graz", "Nadia lives in Graz, a city in Austria.", ""),
 ])
 def test_the_claimed_answer_is_scored(expected, final, question):
     assert correct(expected, final, question)
@@ -102,6 +104,9 @@ def test_the_claimed_answer_is_scored(expected, final, question):
     ("22", "24.", "Please tell me the sum of 2 and 20."),
     ("Madrid", "Madrid or Rome", ""),
     ("Madrid", "Rome, Madrid", ""),
+    ("Graz", "It is Graz, Lyon, Paris.", ""),
+    ("Graz", "Lyon; Graz", ""),
+    ("Graz", "Graz / Lyon", ""),
     ("s", "It's r.", ""),
     ("12", "The answer is 112.", ""),
     ("3", "12.", "You have 12 coins. You spend 4. You spend 5."),
