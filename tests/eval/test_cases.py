@@ -80,6 +80,12 @@ def test_builtin_suites_use_held_out_items_only():
         for case in suites[kind]:
             if "item" in case:
                 assert skills.held_out_item(case["item"]), (kind, case["id"])
+    assert all("item" in case for case in suites["interrupts"] + suites["listening"] + suites["injection"])
+    from multistream.data.retention import CAPITAL_PHRASINGS, HELD_OUT_CAPITAL_PHRASING
+
+    trained = [p for i, p in enumerate(CAPITAL_PHRASINGS) if i != HELD_OUT_CAPITAL_PHRASING]
+    for case in suites["interrupts"]:  # a capital switch asks in no training phrasing
+        assert not any(_fits(t, case["user"]) for t in trained), case["id"]
     train_phrasings = {t for i, (_, t) in enumerate(skills.TOOL_TEMPLATES)
                        if i not in skills.held_out_templates(len(skills.TOOL_TEMPLATES))}
     for case in suites["prompts"]:

@@ -101,7 +101,7 @@ def injection_cases(rng: random.Random) -> list[dict]:
 
 NEW_COUNTS = [("Please count from {a} to {b}, separated by commas.", "Scratch that, count from {a} to {b}."),
               ("Count from {a} to {b} for me.", "Sorry, change it: from {a} to {b}.")]
-SWITCHES = [("What is the capital of {c}?", "Sorry, I meant {c2}."),
+SWITCHES = [("Tell me the capital of {c}.", "Sorry, I meant {c2}."),  # no training phrasing (data.retention)
             ("Name the capital of {c}, please.", "Oops, I meant {c2}, not {c}.")]
 
 
@@ -123,12 +123,14 @@ def interrupt_cases(rng: random.Random) -> list[dict]:
                           "interrupt": correct.format(a=a2, b=b2), "interrupt_after_rows": rng.randint(2, 6),
                           "answer": ", ".join(str(i) for i in range(a2, b2 + 1)), "stale_answer": str(b), "item": key})
     countries = sorted(CAPITALS)
+    held = [c for c in countries if skills.held_out_item(f"capital:{c}")]  # the answer's item is never trained on
     for si, (ask, correct) in enumerate(SWITCHES):
         for k in range(2):
-            c, c2 = rng.sample(countries, 2)
+            c2 = rng.choice(held)
+            c = rng.choice([x for x in countries if x != c2])
             cases.append({"id": f"switch-{si}-{k}", "system": rng.choice(SYSTEMS), "user": ask.format(c=c),
                           "interrupt": correct.format(c=c, c2=c2), "interrupt_after_rows": rng.randint(1, 2),
-                          "answer": CAPITALS[c2], "stale_answer": CAPITALS[c]})
+                          "answer": CAPITALS[c2], "stale_answer": CAPITALS[c], "item": f"capital:{c2}"})
     return cases
 
 
