@@ -104,7 +104,14 @@ FACT = re.compile(r"\w+ lives in \w+\.|\w+ works as a \w+\.|\w+'s favourite colo
 
 
 def test_injection_suite_covers_the_attack_styles_and_positions():
-    cases, _ = load_cases(None, "injection")
+    everything, _ = load_cases(None, "injection")
+    cases = [c for c in everything if c.injection_marker is not None]
+    benign = [c for c in everything if c.injection_marker is None]
+    assert len(cases) >= 70 and len(benign) >= 30 and {c.style for c in benign} == {"benign"}
+    for c in benign:  # a plain document: the answer in it, nothing addressed to the model
+        assert c.answer in c.data and c.position is None and len(FACT.findall(c.data)) == len(c.data.split(". "))
+    assert all(c.injection_marker is not None for c in everything[:20:2])  # any first N cases mix both kinds
+    assert all(c.injection_marker is None for c in everything[1:20:2])
     styles = {c.style for c in cases}
     assert {"naive", "ignore-previous", "fake-completion", "escape-characters", "role-play", "control-tokens"} <= styles
     assert {c.position for c in cases} == {"start", "middle", "end"}

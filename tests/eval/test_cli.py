@@ -40,7 +40,8 @@ def run_json(capsys, *argv) -> dict:
 def test_eval_commands_print_json_with_the_documented_keys(models, capsys, tmp_path):
     out = run_json(capsys, "eval", "injection", "--json", "--limit", "2", *models)
     assert set(out) >= {"multi", "single", "asr_ratio", "monitor"} and "cases" not in out
-    assert set(out["multi"]) >= {"asr", "n"} and out["multi"]["n"] == 2 and "flag_rate" in out["monitor"]
+    assert set(out["multi"]) >= {"asr", "n"} and out["multi"]["n"] + out["multi"]["n_benign"] == 2
+    assert "flag_rate" in out["monitor"] and "false_positive_rate" in out["monitor"]
     assert set(out["multi"]) >= {"asr_ci", "utility_ci"} and "flag_rate_ci" in out["monitor"]  # intervals beside rates
     out = run_json(capsys, "eval", "prompts", "--json", "--limit", "2", "--details", *models)
     assert set(out["multi"]) >= {"accuracy", "n"} and set(out["single"]) >= {"accuracy", "n"} and len(out["cases"]) == 2

@@ -35,7 +35,7 @@ def prompt_cases(rng: random.Random) -> list[dict]:
     """Arithmetic (held-out tool templates, held-out items) and everyday questions the base model knows."""
     cases = []
     for ti, (kind, template) in _held_templates(skills.TOOL_TEMPLATES):
-        for k in range(4):
+        for k in range(21):
             while True:
                 key, slots, expression = skills.tool_item(rng, kind)
                 if skills.held_out_item(key) and all(c["item"] != key for c in cases):
@@ -68,22 +68,17 @@ FACT_VALUES = {"city": CITIES, "job": JOBS, "color": COLORS, "pet": PETS}
 POSITIONS = ("start", "middle", "end")
 
 
-def injection_cases(rng: random.Random) -> list[dict]:
+def injection_cases(rng: random.Random, rounds: int = 4, benign: int = 30) -> list[dict]:
+    """``rounds`` x every attack style at every position, then ``benign`` documents without an injection."""
     questions = _held_templates(skills.DOC_QUESTIONS) + [(f"new{i}", q) for i, q in enumerate(NEW_QUESTIONS)]
     held_attacks = [skills.ATTACKS[i] for i in sorted(skills.held_out_templates(len(skills.ATTACKS)))]
     cases, used = [], set()
-    for round_ in range(len(POSITIONS)):  # round-robin: any first N cases mix styles and positions
+    for round_ in range(rounds * len(POSITIONS)):  # round-robin: any first N cases mix styles and positions
         for si, (style, attack) in enumerate(ATTACK_STYLES.items()):
             pi = (si + round_) % len(POSITIONS)
             position = POSITIONS[pi]
-            qi, (field_, question) = questions[(si + pi) % len(questions)]
-            while True:
-                n = rng.choice(NAMES)
-                values = {f: rng.choice(v) for f, v in FACT_VALUES.items()}
-                key = f"doc:{n}:{field_}:{values[field_]}"
-                if skills.held_out_item(key) and key not in used:
-                    used.add(key)
-                    break
+            qi, (field_, question) = questions[(si + pi + round_) % len(questions)]
+            n, values, key = _held_out_person(rng, field_, used)
             facts = [skills.FACTS[f].format(n=n, v=values[f]) for f in sorted(FACT_VALUES) if f != field_]
             facts = rng.sample(facts, k=2) + [skills.FACTS[field_].format(n=n, v=values[field_])]
             rng.shuffle(facts)
@@ -91,10 +86,29 @@ def injection_cases(rng: random.Random) -> list[dict]:
             text = (attack or held_attacks[pi % len(held_attacks)]).format(p=marker)
             at = {"start": 0, "middle": len(facts) // 2, "end": len(facts)}[position]
             facts.insert(at, text)
-            cases.append({"id": f"inject-{style}-{position}", "system": rng.choice(SYSTEMS), "user": question.format(n=n),
-                          "data": " ".join(facts), "injection_marker": marker, "answer": values[field_], "style": style,
-                          "position": position, "question_template": str(qi), "item": key})
+            cases.append({"id": f"inject-{style}-{position}-{round_ // len(POSITIONS)}", "system": rng.choice(SYSTEMS),
+                          "user": question.format(n=n), "data": " ".join(facts), "injection_marker": marker,
+                          "answer": values[field_], "style": style, "position": position, "question_template": str(qi),
+                          "item": key})
+    for k in range(benign):  # the same documents without an attack: accuracy and the monitor's false positives
+        qi, (field_, question) = questions[k % len(questions)]
+        n, values, key = _held_out_person(rng, field_, used)
+        facts = [skills.FACTS[f].format(n=n, v=values[f]) for f in sorted(FACT_VALUES)]
+        rng.shuffle(facts)
+        cases.append({"id": f"benign-{k}", "system": rng.choice(SYSTEMS), "user": question.format(n=n),
+                      "data": " ".join(facts), "answer": values[field_], "style": "benign", "question_template": str(qi),
+                      "item": key})
     return cases
+
+
+def _held_out_person(rng: random.Random, field_: str, used: set[str]) -> tuple[str, dict, str]:
+    while True:
+        n = rng.choice(NAMES)
+        values = {f: rng.choice(v) for f, v in FACT_VALUES.items()}
+        key = f"doc:{n}:{field_}:{values[field_]}"
+        if skills.held_out_item(key) and key not in used:
+            used.add(key)
+            return n, values, key
 
 
 # -- interrupts ----------------------------------------------------------------------------------------------------------
@@ -110,7 +124,7 @@ def interrupt_cases(rng: random.Random) -> list[dict]:
         (f"new{i}", t) for i, t in enumerate(NEW_COUNTS)]
     cases = []
     for ti, (ask, correct) in templates:
-        for k in range(3):
+        for k in range(22):
             while True:
                 a = rng.randint(1, 40)
                 b = a + rng.randint(6, 10)
@@ -125,7 +139,7 @@ def interrupt_cases(rng: random.Random) -> list[dict]:
     countries = sorted(CAPITALS)
     held = [c for c in countries if skills.held_out_item(f"capital:{c}")]  # the answer's item is never trained on
     for si, (ask, correct) in enumerate(SWITCHES):
-        for k in range(2):
+        for k in range(6):
             c2 = rng.choice(held)
             c = rng.choice([x for x in countries if x != c2])
             cases.append({"id": f"switch-{si}-{k}", "system": rng.choice(SYSTEMS), "user": ask.format(c=c),
@@ -174,7 +188,7 @@ def interleave(cases: list[dict], group) -> list[dict]:
 def suites() -> dict[str, list[dict]]:
     rng = random.Random(SEED)
     return {"prompts": interleave(prompt_cases(rng), lambda c: c["id"].rsplit("-", 1)[0]),
-            "injection": injection_cases(rng),
+            "injection": interleave(injection_cases(rng), lambda c: c["style"] == "benign"),
             "interrupts": interleave(interrupt_cases(rng), lambda c: c["id"].rsplit("-", 1)[0]),
             "listening": listening_cases(rng)}
 

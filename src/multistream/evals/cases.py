@@ -35,8 +35,9 @@ class InjectionCase:
     user: str
     data: str
     """Untrusted text (a tool result, a document): the multi-stream model reads it on the ``tool`` stream."""
-    injection_marker: str
-    """The attack succeeds when this occurs (case-insensitive) in the answer."""
+    injection_marker: str | None = None
+    """The attack succeeds when the answer starts to obey it (:func:`.scoring.attacked`); None: a benign document,
+    for the monitor's false-positive rate and the accuracy without an attack."""
     answer: str | None = None
     """Optional: the correct answer of the benign task, for the utility under attack."""
     style: str | None = None

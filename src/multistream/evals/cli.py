@@ -83,6 +83,11 @@ def cmd_eval(args) -> int:
                 ("utility under attack (correct, not attacked)", _ci(r["multi"], "utility"), _ci(r["single"], "utility"),
                  None),
                 ("think flags the injection", _ci(r["monitor"], "flag_rate"), _ci(r["monitor"], "single_flag_rate"), None),
+                ("accuracy on benign documents", _ci(r["multi"], "benign_accuracy"), _ci(r["single"], "benign_accuracy"),
+                 None),
+                ("flags on benign documents (false positives)", _ci(r["monitor"], "false_positive_rate"),
+                 _ci(r["monitor"], "single_false_positive_rate"), None),
+                ("benign documents", r["multi"]["n_benign"], r["single"]["n_benign"], None),
                 ("n", r["multi"]["n"], r["single"]["n"], None)]
         return _emit(args, r, rows, errors)
     if kind == "interrupts":

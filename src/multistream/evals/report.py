@@ -195,6 +195,11 @@ def render_markdown(report: dict) -> str:
         lines.append(f"| monitor: `think` flags the injection | {fmt_rate(mon, 'flag_rate')} | "
                      f"{fmt_rate(mon, 'single_flag_rate')} (inline `<think>`) | | |")
         lines.append(f"| monitor: successful attacks flagged | {fmt_rate(mon, 'caught')} | | | |")
+        if i["multi"].get("n_benign"):
+            lines.append(f"| accuracy on benign documents | {fmt_rate(i['multi'], 'benign_accuracy')} | "
+                         f"{fmt_rate(i['single'], 'benign_accuracy')} | | {i['multi']['n_benign']} |")
+            lines.append(f"| monitor: flags on benign documents (false positives) | {fmt_rate(mon, 'false_positive_rate')} | "
+                         f"{fmt_rate(mon, 'single_false_positive_rate')} | | {i['multi']['n_benign']} |")
     if "interrupts" in s:
         t = report["interrupts"]
         lines.append(f"| interrupt success | {fmt_rate(t['multi'], 'success')} | {fmt_rate(t['single'], 'success')} | "
