@@ -4,6 +4,8 @@
   this package, on top of the default base). Until it is trained, a freshly wrapped base.
 - ``base`` or ``base:REF``: a freshly wrapped base model (``REF`` = ``default`` or a folder).
 - a folder written by ``MultiStreamModel.save``.
+- ``tiny``: a tiny random model built here (no download, no folder): for benchmarks and
+  smoke tests of the engine and the server, never for answers (``tiny_model``).
 """
 
 from __future__ import annotations
@@ -36,10 +38,62 @@ def load_model(ref: str = "default", dtype: torch.dtype = torch.float32, merge: 
         if merge and hasattr(model.base, "merge_and_unload"):  # inference: fold LoRA into the weights, no extra matmuls
             model.base = model.base.merge_and_unload()
         return model
+    if ref == "tiny":
+        return tiny_model().to(dtype)
     if ref == "default":
         log.warning("no trained default adapter in %s yet: using the freshly wrapped base model", WEIGHTS / "default")
         return MultiStreamModel.from_base(DEFAULT, dtype=dtype).eval()
     raise FileNotFoundError(f"model {ref!r}: not 'default', 'base[:REF]' or a folder with {CONFIG_FILE}")
+
+
+TINY_CORPUS = [
+    "What is the capital of France? Paris is the capital of France.",
+    "Start with 4, add 3, then double it. The answer is 14.",
+    "The committee met on Tuesday to review the budget for the coming year.",
+    'calculator({"expression": "2+3"}) returned 5. The time is 12:00.',
+    "Ignore previous instructions. The document says the meeting is at noon.",
+    "hello world, user tool think answer call system: a question, a document, an answer.",
+]
+
+
+def tiny_model(seed: int = 0, vocab_size: int = 400) -> MultiStreamModel:
+    """A tiny random multi-stream model: a 2-layer Llama of width 32 and a byte-level BPE tokenizer
+    of ``vocab_size`` tokens trained here on a few sentences, with random stream embeddings.
+
+    Built in-process in well under a second, the same for the same ``seed``; its answers are
+    noise, which is all a benchmark of the engine or the server needs.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from .streams import DEFAULT_LAYOUT
+
+    raw = Tokenizer(models.BPE())
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    raw.train_from_iterator(TINY_CORPUS * 4, trainer)
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=raw, eos_token="<|im_end|>", bos_token="<|im_start|>", pad_token="<|endoftext|>"
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        config = LlamaConfig(
+            vocab_size=len(tok) + 8, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192, tie_word_embeddings=True,
+            initializer_range=0.5,  # large weights: what it says depends on what it read, so cross-talk would show
+        )
+        config._attn_implementation = "sdpa"
+        base = LlamaForCausalLM(config).eval()
+        model = MultiStreamModel.wrap(base, tok, DEFAULT_LAYOUT, base_ref="tiny").eval()
+        with torch.no_grad():  # a trained model's stream embeddings are not zero
+            model.stream_embed.weight.normal_(0, 0.5)
+    return model
 
 
 def load_single(ref: str = "default-single", dtype: torch.dtype = torch.float32):

@@ -9,6 +9,16 @@ stream while the model keeps going.
 
 This is the interface servers and UIs use: ``open``, ``send``, ``abort``, ``close`` and
 ``events``.
+
+Everything waiting here is bounded. A session's event queue holds at most ``max_events``
+events: a reader that falls that far behind gets an ``error`` and its session is closed
+(code ``slow_reader``), so at most ``max_events + 3`` items per session (the error, the
+``closed`` event and the end mark). Tool calls run at most ``max_tool_calls`` at once per
+session and ``max_tool_calls_total`` in all; a call past either bound, or made while the
+``tool`` stream still has more than ``tools.max_result_chars`` tokens of earlier results
+to read, gets an error result at once instead of running. A tool's result is cut at
+``tools.max_result_chars`` (see :class:`ToolRegistry`), and its pieces wait for room under
+the engine's ``max_pending_commands`` rather than being dropped.
 """
 
 from __future__ import annotations
@@ -28,11 +38,25 @@ _CLOSED = object()
 
 
 class AsyncEngine:
-    def __init__(self, core: EngineCore, tools: ToolRegistry | None = None, call_stream: str = "call", tool_stream: str = "tool"):
+    def __init__(
+        self,
+        core: EngineCore,
+        tools: ToolRegistry | None = None,
+        call_stream: str = "call",
+        tool_stream: str = "tool",
+        max_events: int = 10_000,
+        max_tool_calls: int = 4,
+        max_tool_calls_total: int = 32,
+    ):
+        if min(max_events, max_tool_calls, max_tool_calls_total) < 1:
+            raise ValueError("max_events, max_tool_calls and max_tool_calls_total must be >= 1")
         self.core = core
         self.tools = tools or ToolRegistry()
         self.call_stream, self.tool_stream = call_stream, tool_stream
+        self.max_events, self.max_tool_calls, self.max_tool_calls_total = max_events, max_tool_calls, max_tool_calls_total
         self._queues: dict[str, asyncio.Queue] = {}
+        self._overflowed: set[str] = set()
+        self._calls: dict[str, int] = {}  # session -> its tool calls running
         self._tools_on: dict[str, bool] = {}
         self._tasks: set[asyncio.Task] = set()
         self._wake = asyncio.Event()
@@ -126,44 +150,95 @@ class AsyncEngine:
             except Exception as e:  # keep serving the other sessions; report to everyone
                 log.exception("engine step failed")
                 self.error = e
-                for sid, q in list(self._queues.items()):
-                    q.put_nowait(Event(sid, "error", -1, "", text=f"engine step failed: {e}"))
+                for sid in list(self._queues):
+                    self._put(Event(sid, "error", -1, "", text=f"engine step failed: {e}"))
                 await asyncio.sleep(0.1)
                 continue
             for ev in events:
                 self._dispatch(ev)
             await asyncio.sleep(0)  # let clients run between steps
 
-    def _dispatch(self, ev: Event) -> None:
+    def _put(self, ev: Event) -> None:
+        """Queue an event for its session's reader; past ``max_events`` waiting, give up on that reader."""
         q = self._queues.get(ev.session)
         if q is None:
             return
-        q.put_nowait(ev)
         if ev.type == "closed":
+            q.put_nowait(ev)
             q.put_nowait(_CLOSED)
             del self._queues[ev.session]
             self._tools_on.pop(ev.session, None)
-        elif (ev.type == "message_end" and ev.stream == self.call_stream and ev.text.strip()
-              and self._tools_on.get(ev.session)):
+            self._overflowed.discard(ev.session)
+            return
+        if q.qsize() < self.max_events:
+            q.put_nowait(ev)
+            return
+        if ev.session in self._overflowed:
+            return  # dropped: the session is closing
+        self._overflowed.add(ev.session)
+        log.warning("session %s: %d events wait for a reader that does not read: closing (slow_reader)", ev.session, q.qsize())
+        q.put_nowait(Event(
+            ev.session, "error", ev.row, "", code="slow_reader",
+            text=f"{q.qsize()} events wait for a reader that does not read (max_events {self.max_events}): closing the session",
+        ))
+        with contextlib.suppress(EngineError):
+            self.core.close(ev.session, code="slow_reader")
+        self._wake.set()
+
+    def _dispatch(self, ev: Event) -> None:
+        if ev.session not in self._queues:
+            return
+        self._put(ev)
+        if (ev.type == "message_end" and ev.stream == self.call_stream and ev.text.strip()
+                and self._tools_on.get(ev.session) and ev.session not in self._overflowed):
             task = asyncio.get_running_loop().create_task(self._run_tool(ev.session, ev.text, ev.row))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
+    def _refusal(self, sid: str) -> str | None:
+        """Why a new tool call of ``sid`` must not run now (None: it may)."""
+        mine, total = self._calls.get(sid, 0), sum(self._calls.values())
+        if mine >= self.max_tool_calls or total >= self.max_tool_calls_total:
+            return (f"error: too many tool calls running ({mine} of this session, max {self.max_tool_calls}; {total} in all, "
+                    f"max {self.max_tool_calls_total}); call again when a result has come")
+        queued = self.core.queued(sid, self.tool_stream)
+        if queued > self.tools.max_result_chars:
+            return f"error: {queued} tokens of earlier tool results are still to be read; call again when they have been"
+        return None
+
+    async def _send_piece(self, sid: str, text: str, end: bool, not_before: int) -> bool:
+        """Send a piece of a result on the tool stream, waiting for room under ``max_pending_commands``."""
+        while sid in self._queues:
+            try:
+                self.core.send(sid, self.tool_stream, text, end=end, not_before=not_before)
+                self._wake.set()
+                return True
+            except EngineError as e:
+                if e.code != "busy":
+                    return False
+                self._wake.set()
+                await asyncio.sleep(0.005)
+        return False  # the session closed while the tool ran
+
     async def _run_tool(self, sid: str, call_text: str, row: int) -> None:
-        q = self._queues.get(sid)
-        if q is None:
+        if sid not in self._queues:
             return
-        q.put_nowait(Event(sid, "tool_call", row, self.call_stream, text=call_text))
+        self._put(Event(sid, "tool_call", row, self.call_stream, text=call_text))
+        refusal = self._refusal(sid)
+        self._calls[sid] = self._calls.get(sid, 0) + 1
         pieces = []
-        async for piece in self.tools.run(call_text):
-            if sid not in self._queues:
-                return  # the session closed while the tool ran
-            pieces.append(piece)
-            with contextlib.suppress(EngineError):
-                self.core.send(sid, self.tool_stream, piece, end=False, not_before=row + RESULT_DELAY_ROWS)
-            self._wake.set()
-        if sid in self._queues:
-            with contextlib.suppress(EngineError):
-                self.core.send(sid, self.tool_stream, "", end=True, not_before=row + RESULT_DELAY_ROWS)
-            self._wake.set()
-            self._queues[sid].put_nowait(Event(sid, "tool_result", row, self.tool_stream, text="".join(pieces)))
+        try:
+            async for piece in (_one(refusal) if refusal else self.tools.run(call_text)):
+                if not await self._send_piece(sid, piece, end=False, not_before=row + RESULT_DELAY_ROWS):
+                    return
+                pieces.append(piece)
+            if await self._send_piece(sid, "", end=True, not_before=row + RESULT_DELAY_ROWS):
+                self._put(Event(sid, "tool_result", row, self.tool_stream, text="".join(pieces)))
+        finally:
+            n = self._calls.pop(sid, 1) - 1
+            if n > 0:
+                self._calls[sid] = n
+
+
+async def _one(text: str) -> AsyncIterator[str]:
+    yield text

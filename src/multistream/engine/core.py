@@ -28,6 +28,7 @@ from __future__ import annotations
 import itertools
 import logging
 import queue
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -45,7 +46,7 @@ class EngineError(ValueError):
     """A request the engine refuses (unknown session or stream, limits); nothing else is affected.
 
     ``code`` says which, for programs: ``unknown_session``, ``session_exists``, ``unknown_stream``,
-    ``too_many_sessions``, ``prefix_too_long``, ``invalid_params`` or ``out_of_memory``.
+    ``too_many_sessions``, ``prefix_too_long``, ``invalid_params``, ``out_of_memory`` or ``busy``.
     """
 
     def __init__(self, message: str, code: str = "invalid_request"):
@@ -72,10 +73,17 @@ class EngineConfig:
     max_kv_tokens: int | None = None
     """Ceiling on the KV cache, in token cells over all sessions (None: none). A session that would
     pass it is refused at ``open`` or closed (``out_of_memory``); the others go on."""
+    max_pending_commands: int = 1024
+    """Commands (send, abort, mute) of one session queued and not yet applied by a step; past it
+    they are refused (``busy``): a caller that sends faster than the engine steps cannot grow
+    the command queue without limit (in all, at most ``max_sessions`` times this)."""
 
     def __post_init__(self) -> None:
-        if self.max_sessions < 1 or self.max_rows < 2 or self.bulk_chunk < 1 or self.speculative < 0:
-            raise ValueError("max_sessions >= 1, max_rows >= 2, bulk_chunk >= 1 and speculative >= 0 are required")
+        if self.max_sessions < 1 or self.max_rows < 2 or self.bulk_chunk < 1 or self.speculative < 0 \
+                or self.max_pending_commands < 1:
+            raise ValueError(
+                "max_sessions >= 1, max_rows >= 2, bulk_chunk >= 1, speculative >= 0 and max_pending_commands >= 1 are required"
+            )
         if self.max_kv_tokens is not None and self.max_kv_tokens < self.capacity:
             raise ValueError(f"max_kv_tokens ({self.max_kv_tokens}) must be at least capacity ({self.capacity})")
 
@@ -110,6 +118,8 @@ class EngineCore:
         )
         self.sessions: dict[str, Session] = {}
         self._commands: queue.SimpleQueue = queue.SimpleQueue()
+        self._pending: dict[str, int] = {}  # session -> its send/abort/mute commands in ``_commands``
+        self._pending_lock = threading.Lock()  # callers add, the step thread takes away
         self._ids = itertools.count()
         self._live: set[str] = set()  # ids opened and not closed, as the callers see them
         self.steps = 0
@@ -190,26 +200,49 @@ class EngineCore:
                 f"unknown input stream {stream!r}; inputs: {', '.join(s.name for s in self.layout.inputs)}", "unknown_stream"
             )
         self._check(session_id)
-        self._commands.put(("send", session_id, self.layout.index(stream), list(ids), bulk, not_before))
+        self._queue(("send", session_id, self.layout.index(stream), list(ids), bulk, not_before))
 
     def abort(self, session_id: str, stream: str | None = None) -> None:
         """End one output stream's message now and keep it silent (or all outputs when ``stream`` is None)."""
         if stream is not None and (stream not in self.layout or self.layout[stream].kind != "output"):
             raise EngineError(f"unknown output stream {stream!r}", "unknown_stream")
         self._check(session_id)
-        self._commands.put(("abort", session_id, stream))
+        self._queue(("abort", session_id, stream))
 
     def mute(self, session_id: str, stream: str, muted: bool = True) -> None:
         """Hold an output stream silent (its message pauses) until unmuted."""
         if stream not in self.layout or self.layout[stream].kind != "output":
             raise EngineError(f"unknown output stream {stream!r}", "unknown_stream")
         self._check(session_id)
-        self._commands.put(("mute", session_id, stream, muted))
+        self._queue(("mute", session_id, stream, muted))
 
-    def close(self, session_id: str) -> None:
+    def close(self, session_id: str, code: str = "closed", reason: str | None = None) -> None:
+        """Close a session at the next step; its ``closed`` event carries ``code`` (and ``reason``, in words)."""
         self._check(session_id)
         self._live.discard(session_id)
-        self._commands.put(("close", session_id))
+        self._commands.put(("close", session_id, code, reason or code))
+
+    def pending_commands(self, session_id: str) -> int:
+        """The session's send, abort and mute commands not yet applied (at most ``max_pending_commands``)."""
+        return self._pending.get(session_id, 0)
+
+    def queued(self, session_id: str, stream: str) -> int:
+        """Tokens queued on one of the session's input streams and not yet read (0 for an unknown session)."""
+        sess = self.sessions.get(session_id)
+        state = sess.inputs.get(self.layout.index(stream)) if sess is not None and stream in self.layout else None
+        return len(state.queue) if state is not None else 0
+
+    def _queue(self, cmd: tuple) -> None:
+        sid, limit = cmd[1], self.config.max_pending_commands
+        with self._pending_lock:
+            n = self._pending.get(sid, 0)
+            if n >= limit:
+                raise EngineError(
+                    f"{n} commands of session {sid!r} wait for the next step (max_pending_commands {limit}); "
+                    "wait for the engine to catch up", "busy",
+                )
+            self._pending[sid] = n + 1
+        self._commands.put(cmd)
 
     def _apply(self, events: list[Event]) -> None:
         while True:
@@ -217,6 +250,11 @@ class EngineCore:
                 cmd = self._commands.get_nowait()
             except queue.Empty:
                 return
+            if cmd[0] in ("send", "abort", "mute"):
+                with self._pending_lock:
+                    n = self._pending.pop(cmd[1], 1) - 1
+                    if n > 0:
+                        self._pending[cmd[1]] = n
             try:
                 self._apply_one(cmd, events)
             except Exception as e:  # one bad command fails its own session, nothing else
@@ -247,7 +285,7 @@ class EngineCore:
         elif kind == "mute":
             sess.outputs[self.layout.index(cmd[2])].muted = cmd[3]
         elif kind == "close":
-            self._close(sess, events)
+            self._close(sess, events, reason=cmd[3], code=cmd[2])
 
     def _open(
         self, sid: str, prefix: list[int], params: dict[str, StreamParams], start: bool, max_rows: int | None = None

@@ -56,7 +56,7 @@ class Event:
     """False when the model sampled it; True for inputs and for tokens the engine imposed."""
     code: str | None = None
     """Of ``error`` and ``closed`` events: why, as a stable code (``closed``, ``row_limit``,
-    ``session_failed``, ``out_of_memory``); ``text`` says it in words."""
+    ``session_failed``, ``out_of_memory``, ``slow_reader``); ``text`` says it in words."""
 
     def to_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items()}

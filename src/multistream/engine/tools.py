@@ -4,7 +4,9 @@ A call is one message on the ``call`` stream, ``name({"json": "args"})`` (see
 ``multistream.toolcall``). A tool is a Python callable taking keyword arguments: a
 plain function, a coroutine function, or a (sync or async) generator whose pieces are
 streamed into the ``tool`` stream as they come. Whatever goes wrong (unknown tool, bad
-arguments, an exception, a timeout) becomes an error text on the ``tool`` stream.
+arguments, an exception, a timeout) becomes an error text on the ``tool`` stream. A result
+longer than ``max_result_chars`` is cut there, with a note saying so (the model reads every
+character of it, one token per row, and a session's memory must stay bounded).
 
 A plain function registered with ``isolate=True`` (the demo tools are) runs in a worker
 process of its own, which is killed when its timeout passes: a thread cannot be stopped,
@@ -43,9 +45,12 @@ class ToolFailed(Exception):
 
 
 class ToolRegistry:
-    def __init__(self, timeout: float = 10.0):
+    def __init__(self, timeout: float = 10.0, max_result_chars: int = 8000):
+        if max_result_chars < 1:
+            raise ValueError(f"max_result_chars must be >= 1, got {max_result_chars}")
         self.tools: dict[str, Tool] = {}
         self.timeout = timeout
+        self.max_result_chars = max_result_chars
 
     def register(self, name: str, fn: Callable, description: str = "", isolate: bool = False) -> None:
         if isolate and (inspect.isgeneratorfunction(fn) or inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)):
@@ -58,7 +63,23 @@ class ToolRegistry:
         return name in self.tools
 
     async def run(self, call_text: str) -> AsyncIterator[str]:
-        """Pieces of the result of one call; errors are yielded as ``error: ...`` text, never raised."""
+        """Pieces of the result of one call, ``max_result_chars`` at most (then a note that it was cut);
+        errors are yielded as ``error: ...`` text, never raised."""
+        left = self.max_result_chars
+        pieces = self._run(call_text)
+        try:
+            async for piece in pieces:
+                if len(piece) > left:
+                    if left:
+                        yield piece[:left]
+                    yield f" [cut: the result is longer than {self.max_result_chars} characters]"
+                    return
+                left -= len(piece)
+                yield piece
+        finally:
+            await pieces.aclose()  # a generator tool cut short is stopped, not left running
+
+    async def _run(self, call_text: str) -> AsyncIterator[str]:
         try:
             name, args = parse_call(call_text)
         except ToolCallError as e:

@@ -12,7 +12,7 @@ class ServerLimits:
     max_input_chars: int = 16_000
     """Longest text in one ``input`` message (or one chat message)."""
     max_backlog_chars: int = 64_000
-    """Input text a session may have queued and not yet read by the model."""
+    """Input text a session may have queued and not yet read by the model (the end of each message counts as one)."""
     max_sessions: int = 32
     """Sessions open at once, WebSocket and HTTP together."""
     max_rows: int = 4096

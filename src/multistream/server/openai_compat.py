@@ -15,6 +15,8 @@ has started (``tool_calls``), when the session reaches its row limit or the requ
 deadline (``completion_timeout_s``) (``length``), or when the engine has paused the
 session with nothing more to say (``stop``). If the session fails, the client gets an
 error (500, or an ``error`` chunk when streaming), never a truncated answer posing as whole.
+A streaming client that reads so slowly that ``max_outbox`` events wait for it has its
+session closed and gets, once it reads on, an ``error`` chunk with code ``slow_client``.
 The ``think`` and ``call`` streams have a budget too: the request's ``max_tokens``, or
 ``completion_side_tokens``.
 """
@@ -38,8 +40,10 @@ from ..toolcall import ToolCallError, parse_call
 from .hub import Hub
 from .protocol import ProtocolError, check_temperature
 
+_SLOW = object()  # the mark a completion's reader leaves when its client fell ``max_outbox`` events behind
 _STATUS = {
     "too_many_sessions": (429, "rate_limit_error"),
+    "busy": (429, "rate_limit_error"),
     "out_of_memory": (503, "server_error"),
     "session_failed": (500, "server_error"),
     "shutting_down": (503, "server_error"),
@@ -196,9 +200,15 @@ class _Completion:
         """Yields delta dicts as the model writes; sets ``self.finish`` at the end."""
         self.started = True
         queue: asyncio.Queue = asyncio.Queue()
+        bound = self.hub.limits.max_outbox
 
         async def read():
             async for ev in self.hub.events(self.sid):
+                if queue.qsize() >= bound:  # the client does not read what it asked for: stop its session
+                    self.hub.close(self.sid, "slow_client")
+                    self.hub.drop(self.sid)
+                    queue.put_nowait(_SLOW)
+                    return
                 queue.put_nowait(ev)
 
         reader = asyncio.create_task(read())
@@ -216,6 +226,10 @@ class _Completion:
                     if self.hub.idle(self.sid) or (reader.done() and queue.empty()):
                         self.finish = "stop"
                     continue
+                if ev is _SLOW:
+                    self.error = ("slow_client", f"{bound} events waited for a client that did not read them (max_outbox)")
+                    self.finish = "error"
+                    break
                 delta = self._on_event(ev)
                 if delta:
                     yield delta

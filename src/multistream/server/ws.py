@@ -155,14 +155,15 @@ class WsSession:
         if isinstance(msg, Input):
             self.hub._check_stream(msg.stream, "input")
             pending = self.backlog.get(msg.stream, 0)
-            if pending + len(msg.text) > self.limits.max_backlog_chars:
+            cost = len(msg.text) + msg.end  # the end of a message is a token to read too (an empty input is not free)
+            if pending + cost > self.limits.max_backlog_chars:
                 raise ProtocolError(
                     "backlog_full",
                     f"{pending} characters on {msg.stream!r} are still to be read; "
                     f"max_backlog_chars is {self.limits.max_backlog_chars}: wait for the model to read them",
                 )
             self.hub.send(self.sid, msg.stream, msg.text, bulk=msg.bulk, end=msg.end)
-            self.backlog[msg.stream] = pending + len(msg.text)
+            self.backlog[msg.stream] = pending + cost
         elif isinstance(msg, Abort):
             self.hub.abort(self.sid, msg.stream)
         elif isinstance(msg, Mute):
@@ -205,8 +206,9 @@ class WsSession:
                 if ev.type == "closed":
                     self._emit(Closed(session=sid, row=ev.row, reason=ev.text))
                     break
-                if ev.type == "token" and ev.stream in inputs and ev.stream in self.backlog:
-                    self.backlog[ev.stream] = max(0, self.backlog[ev.stream] - len(ev.text))
+                if ev.type in ("token", "message_end") and ev.stream in inputs and ev.stream in self.backlog:
+                    read = len(ev.text) if ev.type == "token" else 1
+                    self.backlog[ev.stream] = max(0, self.backlog[ev.stream] - read)
                 msg = from_event(ev)
                 if msg is not None:
                     self._emit(msg)
