@@ -60,7 +60,7 @@ def tiny_model(seed: int = 0, vocab_size: int = 400) -> MultiStreamModel:
     """A tiny random multi-stream model: a 2-layer Llama of width 32 and a byte-level BPE tokenizer
     of ``vocab_size`` tokens trained here on a few sentences, with random stream embeddings.
 
-    Built in-process in well under a second, the same for the same ``seed``; its answers are
+    Built in-process in a moment (no download), the same for the same ``seed``; its answers are
     noise, which is all a benchmark of the engine or the server needs.
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
