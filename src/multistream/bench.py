@@ -4,9 +4,9 @@
   step of the bare model with one new token, and the engine's step against the raw
   forward of the same row (the engine's own overhead); and the KV-cache tokens per row
   of a listening session (a question, then a 1,000-token document) under each silence rule.
-- ``latency``: time to first answer token and end-to-end time of the multi-stream
-  engine and of the single-stream baseline, on the same prompts, with the input
-  arriving all at once and at ``--rate`` tokens/s.
+- ``latency``: the evaluation's latency benchmark (``multistream eval latency``: the
+  same arrival clock, warm-up, alternating order) on the first ``--limit`` built-in
+  accuracy cases, the input all at once and at ``--rate`` tokens/s.
 - ``ingest``: a long document read step by step, in bulk and speculatively, against the
   bare model's prefill of the same tokens.
 - ``serve``: the real server (a child process on a loopback port; ``--model tiny`` by
@@ -29,14 +29,7 @@ import time
 import torch
 
 SYSTEM = "You are a helpful assistant. Answer briefly."
-PROMPTS = [
-    "What is the capital of France?",
-    "What is 12 plus 7?",
-    "Name a colour of the sky on a clear day.",
-    "Start with 4, add 3, then double it. What is the result?",
-    "Which animal says moo?",
-    "What is the opposite of hot?",
-]
+QUESTION = "What is the capital of France?"  # the listening session's question
 DOC = ("The committee met on Tuesday to review the budget for the coming year. Most members agreed that "
        "spending on public transport should rise, while a few argued for lower taxes instead. ")
 
@@ -149,7 +142,7 @@ def listening_cache(model, doc_tokens: int = 1000) -> dict:
             sid = core.open("listen", prefix=SYSTEM)
             for s in model.layout.outputs:
                 core.mute(sid, s.name)
-            for stream, ids in ((question_stream, tok.encode_message(PROMPTS[0])), (doc_stream, doc)):
+            for stream, ids in ((question_stream, tok.encode_message(QUESTION)), (doc_stream, doc)):
                 core.send_tokens(sid, stream, ids, bulk=True)
                 core.step()
                 while core.sessions[sid].pending_input:
@@ -163,39 +156,18 @@ def listening_cache(model, doc_tokens: int = 1000) -> dict:
 
 
 # -- latency ---------------------------------------------------------------------------------
-def bench_latency(model, single, prompts=PROMPTS, rate: float = 10.0, max_tokens: int = 48) -> dict:
-    from .engine.baseline import SingleStreamBaseline
-    from .engine.core import EngineConfig, EngineCore
-    from .engine.runner import Input, run_session
-    from .engine.session import StreamParams
+def bench_latency(model, single, rate: float = 10.0, limit: int = 12, max_tokens: int = 144) -> dict:
+    """The evaluation's latency benchmark (:mod:`multistream.evals.latency`: the same arrival clock for both, a
+    warm-up, alternating order, TTFT of the answer, e2e of the final answer) on the first ``limit`` built-in
+    accuracy cases, so the bench and the report measure one way."""
+    from .evals.cases import load_cases
+    from .evals.common import Contenders
+    from .evals.latency import eval_latency
 
-    core = EngineCore(model, EngineConfig(speculative=16))
-    params = {s.name: StreamParams(max_tokens=max_tokens) for s in model.layout.outputs}
-    baseline = SingleStreamBaseline(*single, max_new_tokens=max_tokens)
-    out = {}
-    for mode, r in (("all_at_once", None), (f"rate_{rate:g}", rate)):
-        multi_ttft, multi_e2e, single_ttft, single_e2e, cases = [], [], [], [], []
-        for prompt in prompts:
-            m = run_session(core, [Input("user", prompt, rate=r)], prefix=SYSTEM, params=params, max_rows=160)
-            s = baseline.run([{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}], rate=r)
-            cases.append({"prompt": prompt, "multi": {"ttft": m.ttft, "e2e": m.e2e, "answer": m.streams["answer"]},
-                          "single": {"ttft": s.ttft, "e2e": s.e2e, "answer": s.streams["answer"]}})
-            if m.ttft is not None:
-                multi_ttft.append(m.ttft)
-                multi_e2e.append(m.e2e if m.e2e is not None else m.ttft)
-            single_ttft.append(s.ttft)
-            single_e2e.append(s.e2e)
-        med = {k: (statistics.median(v) if v else None) for k, v in
-               {"multi_ttft": multi_ttft, "multi_e2e": multi_e2e, "single_ttft": single_ttft, "single_e2e": single_e2e}.items()}
-        out[mode] = {
-            **{k: (round(v, 4) if v is not None else None) for k, v in med.items()},
-            "ttft_ratio": round(med["multi_ttft"] / med["single_ttft"], 3) if med["multi_ttft"] else None,
-            "e2e_ratio": round(med["multi_e2e"] / med["single_e2e"], 3) if med["multi_e2e"] else None,
-            "answered": f"{len(multi_ttft)}/{len(prompts)}",
-            "cases": cases,
-        }
-    top = out["all_at_once"]
-    return {"ttft_ratio": top["ttft_ratio"], "e2e_ratio": top["e2e_ratio"], "rate": rate, "modes": out}
+    cases, _ = load_cases(None, "prompts", limit)
+    r = eval_latency(Contenders(model, single, max_tokens=max_tokens), cases, rate, show_progress=False)
+    r["modes"] = {m: {k: v for k, v in d.items() if k != "cases"} for m, d in r["modes"].items()}
+    return r
 
 
 # -- ingest ----------------------------------------------------------------------------------
@@ -709,7 +681,8 @@ def cmd_bench(args) -> int:
     elif args.what == "latency":
         from .zoo import load_single
 
-        result = bench_latency(model, load_single(args.single, dtype=getattr(torch, args.dtype)), rate=args.rate)
+        result = bench_latency(model, load_single(args.single, dtype=getattr(torch, args.dtype)), rate=args.rate,
+                               limit=args.limit)
     else:
         result = bench_ingest(model, doc_tokens=args.doc_tokens)
     result["model"] = args.model
@@ -725,6 +698,7 @@ def register(sub) -> None:
     b.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     b.add_argument("--rounds", type=int, default=20)
     b.add_argument("--rate", type=float, default=10.0, help="input arrival rate in tokens/s for 'latency'")
+    b.add_argument("--limit", type=int, default=12, help="'latency': the first N built-in accuracy cases")
     b.add_argument("--doc-tokens", type=int, default=1000)
     b.add_argument("--sessions", type=int, default=100, help="'serve': sessions at once (WebSocket, then HTTP)")
     b.add_argument("--soak", type=int, default=2000, help="'serve': sessions opened and dropped abruptly (0: no soak)")
