@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .streams import DEFAULT_LAYOUT, Layout
-from .timeline import Segment, Timeline
+from .timeline import REACT_DELAY, Segment, Timeline
 from .toolcall import ToolCallError, format_call
 
 SCHEDULES = ("after-input", "wait-k")
@@ -54,7 +54,7 @@ def chat_to_timeline(record: dict, schedule: Schedule, layout: Layout = DEFAULT_
     last_input: Segment | None = None  # the input message a reply answers
     replied = True  # whether last_input already has a reply part
 
-    def place(stream: str, text: str, start_after: Segment | None, anchor: str = "end", delay: int = 1) -> Segment:
+    def place(stream: str, text: str, start_after: Segment | None, anchor: str = "end", delay: int = REACT_DELAY) -> Segment:
         if stream not in layout:
             raise ConvertError(f"message needs stream {stream!r}, which the layout lacks")
         seg = Segment(stream, text, id=f"s{len(segments)}")

@@ -240,6 +240,19 @@ def _where(segments: list[Segment], k: int) -> str:
     return f"segments.{stream}[{j}]"
 
 
+REACTION_ROWS = 2
+"""The schedule convention every part shares: a token read at row ``r`` is first seen by the logits of row
+``r + 1``, which pick the outputs of row ``r + REACTION_ROWS``. A reply, a tool result or a note reacting to a
+message whose end token sits at row ``r`` starts at ``r + REACTION_ROWS`` at the earliest."""
+REACT_DELAY = REACTION_ROWS - 1
+"""The same as a ``delay`` after the ``end`` anchor (which counts from the row after the end token)."""
+
+
+def reaction_row(end: int) -> int:
+    """The earliest row that can react to a segment whose rows end before ``end`` (its end token at ``end - 1``)."""
+    return end + REACT_DELAY
+
+
 def token_rows(n: int, spread: float = 1.0) -> list[int]:
     """Row offsets of a segment's ``n`` tokens (end token included) from its start row."""
     return [i if spread == 1 else math.floor(i * spread) for i in range(n)]

@@ -25,9 +25,8 @@ in; ``think``, ``answer``, ``call`` out):
 Every generator draws from templates and items; a fixed share of both is held out, so
 the test split has unseen phrasings and unseen items. Rows are placed explicitly from
 token counts (``length_of`` = rows a message occupies, its tokens plus the end token),
-following the converter's convention: an output reacting to an input starts one row
-after the row following the input's end token (a token at row ``r`` first influences
-the outputs of row ``r + 2``).
+following the one schedule convention (:data:`multistream.timeline.REACTION_ROWS`: a
+token at row ``r`` first influences the outputs of row ``r + 2``).
 """
 
 from __future__ import annotations
@@ -39,7 +38,7 @@ from dataclasses import dataclass, field
 
 from ..calculator import calculator as calculate
 from ..streams import DEFAULT_LAYOUT
-from ..timeline import Segment, Timeline, span, token_rows
+from ..timeline import REACTION_ROWS, Segment, Timeline, reaction_row, span, token_rows
 from ..toolcall import format_call
 from .retention import retention_items, said
 from .tables import CITIES, COLORS, JOBS, NAMES, PAYLOADS, PETS
@@ -112,7 +111,7 @@ def retention(rng: random.Random, split: str, length_of: Callable[[str], int]) -
             break
     p = Placer(length_of)
     end = p.put("user", it.question, 0)
-    p.put("answer", it.reply, end + 1)
+    p.put("answer", it.reply, reaction_row(end))
     meta = {"skill": "retention", "template": f"retention:{it.key}:{it.phrasing}", "item": it.key,
             "expected": said(it.answers, it.reply), "accepted": list(it.answers), "input_end": end}
     return Example(_timeline(rng, p), meta)
@@ -214,18 +213,18 @@ def reading(rng: random.Random, split: str, length_of: Callable[[str], int]) -> 
             break
     p = Placer(length_of)
     end = p.put("user", style["start"].format(s=s), 0)
-    p.put("think", str(s), end + 1)
+    p.put("think", str(s), reaction_row(end))
     so_far = str(s)
     for j, (op, k) in enumerate(steps):
         end = p.put("user", style[op].format(k=k), end + rng.randint(0, 2))
         so_far = extend(so_far, op, k)
         # the expression so far (the call copies the last note); a note that would lag behind is skipped
-        if j == len(steps) - 1 or p.free.get("think", 0) <= end + 1:
-            p.put("think", so_far, end + 1)
+        if j == len(steps) - 1 or p.free.get("think", 0) <= reaction_row(end):
+            p.put("think", so_far, reaction_row(end))
     end = p.put("user", style["end"], end + rng.randint(0, 1))
-    call_end = p.put("call", format_call("calculator", {"expression": expression}), max(end + 1, p.free["think"]))
-    tool_end = p.put("tool", str(value), call_end + 1)
-    p.put("answer", rng.choice(RESULT_FORMS).format(x=value), tool_end + 1)
+    call_end = p.put("call", format_call("calculator", {"expression": expression}), max(reaction_row(end), p.free["think"]))
+    tool_end = p.put("tool", str(value), reaction_row(call_end))
+    p.put("answer", rng.choice(RESULT_FORMS).format(x=value), reaction_row(tool_end))
     return Example(
         _timeline(rng, p),
         {"skill": "reading", "template": f"reading:{ti}", "item": key, "expected": str(value),
@@ -268,11 +267,11 @@ def interrupt(rng: random.Random, split: str, length_of: Callable[[str], int]) -
     # the correction may come at any point of the answer: after one number or several, after a comma or before it
     k = rng.randint(1, 5)
     partial = ", ".join(str(i) for i in range(a, a + k)) + rng.choice([",", ""])
-    start = end + 1
+    start = reaction_row(end)
     stop = p.put("answer", partial, start)
     # the end token (row stop - 1) is the first output that can react to a correction starting at row stop - 3
-    c_end = p.put("user", correct.format(a=a2, b=b2), stop - 3)
-    p.put("answer", _count(a2, b2), c_end + 1)
+    c_end = p.put("user", correct.format(a=a2, b=b2), stop - 1 - REACTION_ROWS)
+    p.put("answer", _count(a2, b2), reaction_row(c_end))
     return Example(
         _timeline(rng, p),
         {"skill": "interrupt", "template": f"interrupt:{ti}", "item": key, "expected": _count(a2, b2), "input_end": c_end},
@@ -345,10 +344,10 @@ def tool(rng: random.Random, split: str, length_of: Callable[[str], int]) -> Exa
     x = calculate(expression)
     p = Placer(length_of)
     end = p.put("user", template.format(**slots), 0)
-    call_end = p.put("call", format_call("calculator", {"expression": expression}), end + 1)
-    p.put("answer", rng.choice(WAIT_FORMS), end + 1)
-    tool_end = p.put("tool", x, call_end + 1)
-    p.put("answer", rng.choice(RESULT_FORMS).format(x=x), tool_end + 1)
+    call_end = p.put("call", format_call("calculator", {"expression": expression}), reaction_row(end))
+    p.put("answer", rng.choice(WAIT_FORMS), reaction_row(end))
+    tool_end = p.put("tool", x, reaction_row(call_end))
+    p.put("answer", rng.choice(RESULT_FORMS).format(x=x), reaction_row(tool_end))
     return Example(
         _timeline(rng, p),
         {"skill": "tool", "template": f"tool:{ti}", "item": key, "expected": x, "expression": expression, "input_end": end},
@@ -428,7 +427,7 @@ def _row_after(doc_start: int, sentences: list[str], k: int, length_of: Callable
     """The first row whose outputs can see sentence ``k`` of a document starting at ``doc_start``."""
     # the prefix's last token is token length_of(prefix) - 2 (length_of counts the end token); outputs see it 2 rows on
     n = length_of(" ".join(sentences[: k + 1]))
-    return doc_start + token_rows(n - 1, spread)[-1] + 2
+    return doc_start + token_rows(n - 1, spread)[-1] + REACTION_ROWS
 
 
 def listening(rng: random.Random, split: str, length_of: Callable[[str], int]) -> Example:
@@ -443,7 +442,7 @@ def listening(rng: random.Random, split: str, length_of: Callable[[str], int]) -
     facts, fact = document_facts(rng, n, values, field_, others=rng.randint(1, 4))
     p = Placer(length_of)
     q_end = p.put("user", question.format(n=n), 0)
-    p.put("think", rng.choice(WAIT_THINK).format(n=n, f=FIELD_WORDS[field_]), q_end + 1)
+    p.put("think", rng.choice(WAIT_THINK).format(n=n, f=FIELD_WORDS[field_]), reaction_row(q_end))
     doc_start = q_end + rng.randint(0, 3)
     spread = rng.choice(SPREADS)
     doc_end = p.put("tool", " ".join(facts), doc_start, spread)
@@ -482,7 +481,7 @@ def document(rng: random.Random, split: str, length_of: Callable[[str], int], in
     if injected:
         p.put("think", rng.choice(THINK_INJECTED).format(p=payload), _row_after(doc_start, facts, cut, length_of, spread))
     # the answer as soon as both the question and the fact have been read
-    start = max(q_end + 1, _row_after(doc_start, facts, facts.index(fact), length_of, spread))
+    start = max(reaction_row(q_end), _row_after(doc_start, facts, facts.index(fact), length_of, spread))
     p.put("answer", rng.choice(FACT_ANSWERS).format(fact=fact), start)
     meta = {
         "skill": "document",

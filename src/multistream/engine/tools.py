@@ -24,11 +24,12 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from ..calculator import calculator
+from ..timeline import REACTION_ROWS
 from ..toolcall import ToolCallError, parse_call
 
 # A result enters the tool stream no earlier than this many rows after the row of the call's end token,
-# as in the training data (an input reacting to an output starts one row after the row that follows it).
-RESULT_DELAY_ROWS = 2
+# as in the training data (the schedule convention of multistream.timeline).
+RESULT_DELAY_ROWS = REACTION_ROWS
 
 
 @dataclass
