@@ -41,6 +41,7 @@ class StepPlan:
         self.lengths, self.seq_len, self.batch_size, self.seed = lengths, seq_len, batch_size, seed
         self._seqs: list[list[int]] = []
         self._epochs = 0
+        self._per_epoch: int | None = None
 
     def step(self, s: int) -> list[list[int]]:
         """The ``batch_size`` packed sequences (lists of example indices) of optimizer step ``s``."""
@@ -51,8 +52,9 @@ class StepPlan:
         return self._seqs[s * self.batch_size : need]
 
     def epoch_of(self, s: int) -> float:
-        per_epoch = len(pack_order(self.lengths, self.seq_len, self.seed, 0))
-        return s * self.batch_size / per_epoch
+        if self._per_epoch is None:  # packed once: the log asks at every step
+            self._per_epoch = len(pack_order(self.lengths, self.seq_len, self.seed, 0))
+        return s * self.batch_size / self._per_epoch
 
 
 def build_sequences(examples: list[Packed], seqs: list[list[int]]) -> list[Packed]:
