@@ -36,6 +36,9 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_run(tiny, tmp_pa
     resumed = train(cut, progress=False)
     assert resumed.steps == full.steps == 4
     assert [h["loss"] for h in resumed.history] == pytest.approx([h["loss"] for h in full.history], rel=1e-5)
+    # tokens count the whole run, across the resume (the summary and the model card quote them)
+    assert [h["tokens"] for h in resumed.history] == [h["tokens"] for h in full.history]
+    assert resumed.tokens == full.tokens and resumed.seconds >= partial.seconds
     a, b = _final_trainables(tmp_path / "a"), _final_trainables(tmp_path / "b")
     assert a.keys() == b.keys()
     for k in a:

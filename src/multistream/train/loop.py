@@ -254,8 +254,10 @@ def train(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=cfg.max_steps, initial=start, desc=f"train {cfg.mode}", dynamic_ncols=True)
-    t0 = time.perf_counter()
-    tokens_seen, last_loss, eval_loss = 0, float("nan"), None
+    # tokens and seconds count the whole run: a resumed run goes on from the checkpoint's last record
+    done = history[-1] if history else {}
+    t0 = time.perf_counter() - done.get("seconds", 0.0)
+    tokens_seen, last_loss, eval_loss = done.get("tokens", 0), float("nan"), None
     step = start
     per_proc = cfg.batch_size // world
     while step < cfg.max_steps:
