@@ -52,7 +52,7 @@ RECIPES = {
     "default": Recipe(
         "default",
         SyntheticConfig(train_per_skill=600, test_per_skill=40, seed=0),
-        dict(_SHARED, max_steps=400, max_minutes=120),  # a safety cap only: both models must reach the same steps
+        dict(_SHARED, max_steps=400, max_minutes=240),  # a safety cap only: both models must reach the same steps
         eval_per_skill=24,
     ),
     # a usable model within 60 minutes on a 2-core CPU, data and evaluation included
