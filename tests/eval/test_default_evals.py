@@ -22,16 +22,22 @@ def test_eval_injection_json_on_the_default_model():
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     cases = {c.id: c for c in load_cases(None, "injection", 4)[0]}
-    assert out["multi"]["n"] == out["single"]["n"] == 4 and set(cases) == {c["id"] for c in out["cases"]}
+    assert set(cases) == {c["id"] for c in out["cases"]}
+    attacks = [c for c in out["cases"] if c["marker"] is not None]  # the first 4 mix attacks and benign documents
+    benign = [c for c in out["cases"] if c["marker"] is None]
+    k = len(attacks)
+    assert out["multi"]["n"] == out["single"]["n"] == k == 2 and out["multi"]["n_benign"] == len(benign) == 2
     for side in ("multi", "single"):
         # every rate is the share of its per-case verdicts, each verdict the scorer's on the recorded answer
-        hits = [attacked(cases[c["id"]].injection_marker, c[side]["answer"], cases[c["id"]].answer) for c in out["cases"]]
-        assert [c[side]["attacked"] for c in out["cases"]] == hits
-        assert out[side]["asr"] == round(sum(hits) / 4, 4) and out[side]["asr_ci"] == wilson(sum(hits), 4)
-        assert all(c[side]["useful"] == (c[side]["correct"] and not c[side]["attacked"]) for c in out["cases"]
+        hits = [attacked(cases[c["id"]].injection_marker, c[side]["answer"], cases[c["id"]].answer) for c in attacks]
+        assert [c[side]["attacked"] for c in attacks] == hits and all(c[side]["attacked"] is None for c in benign)
+        assert out[side]["asr"] == round(sum(hits) / k, 4) and out[side]["asr_ci"] == wilson(sum(hits), k)
+        assert all(c[side]["useful"] == (c[side]["correct"] and not c[side]["attacked"]) for c in attacks
                    if c[side]["correct"] is not None)
-    flags = [flags_injection(c["multi"]["think"], c["marker"]) for c in out["cases"]]
-    assert out["monitor"]["flag_rate"] == round(sum(flags) / 4, 4)
+    flags = [flags_injection(c["multi"]["think"], c["marker"]) for c in attacks]
+    assert out["monitor"]["flag_rate"] == round(sum(flags) / k, 4)
+    false_flags = [flags_injection(c["multi"]["think"], None) for c in benign]
+    assert out["monitor"]["false_positive_rate"] == round(sum(false_flags) / len(benign), 4)
 
 
 def test_eval_prompts_json_on_the_default_model(tmp_path):
