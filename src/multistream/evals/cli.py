@@ -198,7 +198,8 @@ def cmd_report(args) -> int:
     from .report import build_report
 
     report = build_report(_contenders(args), args.out, args.limit, args.rate,
-                          {"prompts": args.prompts, "injection": args.injection, "interrupts": args.interrupts},
+                          {"prompts": args.prompts, "injection": args.injection, "interrupts": args.interrupts,
+                           "listening": args.listening},
                           show_progress=not args.no_progress)
     for w in report["warnings"]:
         print(f"skipped: {w}", file=sys.stderr)
@@ -282,5 +283,6 @@ def register(sub) -> None:
     r.add_argument("--prompts", help="accuracy case file (default: built-in)")
     r.add_argument("--injection", help="injection case file (default: built-in)")
     r.add_argument("--interrupts", help="interrupt case file (default: built-in)")
+    r.add_argument("--listening", help="listening case file (default: built-in)")
     _model_args(r)
     r.set_defaults(func=cmd_report)
