@@ -8,7 +8,6 @@ the end of the answer's first message.
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import time
 from dataclasses import dataclass, field
@@ -159,11 +158,8 @@ def run_session(
 
 
 def _run_tool(core: EngineCore, sid: str, tools: ToolRegistry, call_text: str, events: list[Event]) -> None:
-    async def collect() -> list[str]:
-        return [piece async for piece in tools.run(call_text)]
-
     row = core.sessions[sid].row  # the row of the call's end token
-    result = "".join(asyncio.run(collect()))
+    result = tools.run_all(call_text)
     events.append(Event(sid, "tool_call", row, "call", text=call_text))
     events.append(Event(sid, "tool_result", row, "tool", text=result))
     core.send(sid, "tool", result, not_before=row + RESULT_DELAY_ROWS)

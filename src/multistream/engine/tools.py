@@ -63,6 +63,14 @@ class ToolRegistry:
     def __contains__(self, name: str) -> bool:
         return name in self.tools
 
+    def run_all(self, call_text: str) -> str:
+        """The whole result text of one call, outside an event loop (scripted runs; errors come back as text)."""
+
+        async def collect() -> list[str]:
+            return [piece async for piece in self.run(call_text)]
+
+        return "".join(asyncio.run(collect()))
+
     async def run(self, call_text: str) -> AsyncIterator[str]:
         """Pieces of the result of one call, ``max_result_chars`` at most (then a note that it was cut);
         errors are yielded as ``error: ...`` text, never raised."""

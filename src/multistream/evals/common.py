@@ -104,12 +104,7 @@ def messages(result: RunResult, stream: str) -> list[str]:
 
 def run_tool(tools, call_text: str) -> str:
     """The whole result text of one tool call (errors come back as ``error: ...`` text)."""
-    import asyncio
-
-    async def collect() -> list[str]:
-        return [piece async for piece in tools.run(call_text)]
-
-    return "".join(asyncio.run(collect()))
+    return tools.run_all(call_text)
 
 
 def single_system(system: str) -> list[dict]:
