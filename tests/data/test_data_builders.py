@@ -9,7 +9,16 @@ from conftest import make_base, make_tokenizer
 
 from multistream.convert import Schedule
 from multistream.data.build import SyntheticConfig, build_from_chat, build_from_teacher, build_synthetic, check_file
-from multistream.data.skills import ALL_TEMPLATES, FACTS, SKILLS, held_out_template_ids, held_out_templates
+from multistream.data.skills import (
+    ALL_TEMPLATES,
+    ANSWER_HAZARD,
+    FACTS,
+    MAX_LATE_ROWS,
+    SKILLS,
+    held_out_template_ids,
+    held_out_templates,
+    late_rows,
+)
 from multistream.data.twin import twin_messages, twin_pieces
 from multistream.rows import timeline_to_grid
 from multistream.streams import DEFAULT_LAYOUT
@@ -154,10 +163,11 @@ def test_reading_builds_the_expression_while_reading_and_calls_right_after_the_i
         assert parse_call(call[1])[1]["expression"] == think[-1][2] == tl.meta["expression"]
 
 
-def test_listening_answers_once_the_fact_is_read_before_the_document_ends(synthetic, tok):
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_listening_answers_once_the_fact_is_read_before_the_document_ends(synthetic, tok, split):
     out, _ = synthetic
-    early, spreads = 0, set()
-    for tl in _timelines(out / "train.jsonl"):
+    early, spreads, late = 0, set(), []
+    for tl in _timelines(out / f"{split}.jsonl"):
         if tl.meta["skill"] != "listening":
             continue
         starts, lengths, _ = resolve_rows(tl, tok.message_rows)
@@ -165,18 +175,49 @@ def test_listening_answers_once_the_fact_is_read_before_the_document_ends(synthe
         doc_start, doc_len, doc = by["tool"]
         question_end = by["user"][0] + by["user"][1]
         assert doc_start >= question_end and by["think"][0] == question_end + 1  # the question first; think notes it
-        # the answer starts at the first row that can see the fact's last token (two rows after it)
+        # the answer starts at the first row that can see the fact's last token (two rows after it), in training
+        # sometimes a few rows later
         _, name, field_, value = tl.meta["item"].split(":")
         fact = FACTS[field_].format(n=name, v=value)
         fact_end = doc.index(fact) + len(fact)
         spread = next(s.spread for s in tl.segments if s.stream == "tool")
         spreads.add(spread)
         last_fact_row = doc_start + math.floor((len(tok.encode_text(doc[:fact_end])) - 1) * spread)
-        assert by["answer"][0] == last_fact_row + 2 == tl.meta["fact_row"] + 2
+        assert last_fact_row + 2 == tl.meta["fact_row"] + 2
+        late.append(by["answer"][0] - (last_fact_row + 2))
         assert fact in by["answer"][2]  # the answer restates the sentence it read
         early += by["answer"][0] < doc_start + doc_len - 1
     assert early > 0  # some answers come before the document has ended
     assert 1.0 in spreads and max(spreads) > 1  # documents arrive at one token a row and slower
+    if split == "test":
+        assert set(late) == {0}
+    else:  # most on time, the rest late by one row or more (geometric), never beyond the bound
+        assert min(late) == 0 and max(late) <= MAX_LATE_ROWS
+        on_time = late.count(0) / len(late)
+        assert 0.4 < on_time < 0.8 and any(x >= 2 for x in late)
+
+
+def test_late_rows_are_geometric_reproducible_and_never_in_the_test_split():
+    draws = [late_rows("train", "key", i) for i in range(4000)]
+    assert draws == [late_rows("train", "key", i) for i in range(4000)]
+    assert all(late_rows("test", "key", i) == 0 for i in range(100))
+    for k in range(3):  # P(late > k) = (1 - hazard) ** (k + 1)
+        share = sum(d > k for d in draws) / len(draws)
+        assert abs(share - (1 - ANSWER_HAZARD) ** (k + 1)) < 0.03
+    assert max(draws) <= MAX_LATE_ROWS
+
+
+def test_late_answers_leave_the_twin_chats_unchanged(tok, tmp_path, monkeypatch):
+    """The twin trains on the same chats whether or not answers start late (its v3 weights stay valid)."""
+    import multistream.data.skills as skills
+
+    cfg = SyntheticConfig(train_per_skill=25, test_per_skill=2, seed=5)
+    build_synthetic(tmp_path / "late", tok.message_rows, cfg)
+    monkeypatch.setattr(skills, "late_rows", lambda split, *key: 0)
+    build_synthetic(tmp_path / "on_time", tok.message_rows, cfg)
+    messages = [[json.loads(line)["messages"] for line in open(tmp_path / d / "twin_train.jsonl")] for d in ("late", "on_time")]
+    assert messages[0] == messages[1]
+    assert (tmp_path / "late" / "train.jsonl").read_text() != (tmp_path / "on_time" / "train.jsonl").read_text()
 
 
 def test_interrupt_answer_stops_when_the_correction_is_first_visible(synthetic, tok):

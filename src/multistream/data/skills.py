@@ -401,6 +401,25 @@ WAIT_THINK = ["Waiting for {n}'s {f}.", "Looking for {n}'s {f} in the document."
 FACT_ANSWERS = ["{fact}", "The document says: {fact}", "From the document: {fact}"]  # no comma: it would read as a list
 SPREADS = [1.0, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0]
 """Rows per document token: text streaming in at a rate arrives slower than the engine's rows advance."""
+ANSWER_HAZARD = 0.6
+"""In training, the chance that an answer waiting for a fact starts at a given row once it can: most start at the
+first row that sees the fact, the rest one, two, ... rows later. With every answer on time (v3), a model that let
+that row pass was in a state it had never seen (fact read, no answer yet) and stayed silent to the end (the v3
+demo); with a constant chance above one half, greedy decoding still answers at the first row it can."""
+MAX_LATE_ROWS = 8
+
+
+def late_rows(split: str, *key: object) -> int:
+    """Rows an answer starts after its earliest row: 0 in the test split; in training, geometric with
+    :data:`ANSWER_HAZARD`, drawn from its own generator (seeded by ``key``) so the rest of the example, and the
+    twin's chats built from it, do not change."""
+    if split != "train":
+        return 0
+    rng = random.Random(":".join(map(str, ("late", *key))))
+    late = 0
+    while late < MAX_LATE_ROWS and rng.random() >= ANSWER_HAZARD:
+        late += 1
+    return late
 
 
 def person(rng: random.Random) -> tuple[str, dict]:
@@ -447,7 +466,7 @@ def listening(rng: random.Random, split: str, length_of: Callable[[str], int]) -
     spread = rng.choice(SPREADS)
     doc_end = p.put("tool", " ".join(facts), doc_start, spread)
     seen = _row_after(doc_start, facts, facts.index(fact), length_of, spread)
-    p.put("answer", rng.choice(FACT_ANSWERS).format(fact=fact), seen)
+    p.put("answer", rng.choice(FACT_ANSWERS).format(fact=fact), seen + late_rows(split, key, doc_start, spread, facts))
     meta = {"skill": "listening", "template": f"listening:{ti}", "item": key, "expected": values[field_],
             "input_end": doc_end, "fact_row": seen - 2, "answer_row": p.segments[-1].start_row}
     return Example(_timeline(rng, p), meta)
@@ -482,7 +501,7 @@ def document(rng: random.Random, split: str, length_of: Callable[[str], int], in
         p.put("think", rng.choice(THINK_INJECTED).format(p=payload), _row_after(doc_start, facts, cut, length_of, spread))
     # the answer as soon as both the question and the fact have been read
     start = max(reaction_row(q_end), _row_after(doc_start, facts, facts.index(fact), length_of, spread))
-    p.put("answer", rng.choice(FACT_ANSWERS).format(fact=fact), start)
+    p.put("answer", rng.choice(FACT_ANSWERS).format(fact=fact), start + late_rows(split, key, doc_start, spread, facts))
     meta = {
         "skill": "document",
         "template": f"document:{ti}",
