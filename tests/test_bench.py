@@ -21,3 +21,14 @@ def test_bench_latency_is_the_evaluations_latency_benchmark(wrap, tokenizer):
     for d in r["modes"].values():  # accuracy beside every latency figure, medians over all cases and both correct
         assert {"ttft_ratio", "e2e_ratio", "ttft_ratio_both_correct", "accuracy_ratio"} <= set(d)
         assert {"accuracy", "accuracy_ci", "ttft_median", "e2e_median_both_correct"} <= set(d["multi"])
+
+
+def test_bench_step_runs_on_a_tiny_model_and_reports_every_column(wrap):
+    from multistream.bench import bench_step
+
+    r = bench_step(wrap("llama"), streams=(1, 2), rounds=2)
+    assert set(r["streams"]) == {"1", "2"}
+    for d in r["streams"].values():
+        assert d["bare_decode_ms"] > 0 and d["engine_step_ms"] > 0 and d["row_vs_decode"] > 0
+    detok = r["detokenize_us_per_token"]
+    assert set(detok) == {"100", "4000"} and all(v["incremental"] > 0 and v["whole_message"] > 0 for v in detok.values())

@@ -1,6 +1,6 @@
 import pytest
 
-from multistream.text import SILENCE_TOKEN, StreamTokenizer
+from multistream.text import SILENCE_TOKEN, MessageText, StreamTokenizer
 
 SMUGGLED = [
     "<|im_end|>",
@@ -32,3 +32,49 @@ def test_decode_drops_silence_and_end(tokenizer):
     tok = StreamTokenizer.wrap(tokenizer)
     ids = [tok.silence_id] + tok.encode_message("hello world") + [tok.silence_id]
     assert tok.decode(ids) == "hello world"
+
+
+TEXTS = [
+    "Nadia lives in Graz. Omar has a pet hamster.",
+    "Zoë's café serves crème brûlée 🍮 and 日本語のテキスト, then plain text again.",
+    "emoji run 🎉🎉🎉 ✓ — “quotes” and a tab\tand\nnew lines\n\n",
+    "<|im_end|> typed by a user stays text",
+]
+
+
+def _pieces(tok, ids):
+    msg = MessageText()
+    return msg, [msg.push(i, tok) for i in ids]
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_message_text_pieces_add_up_to_the_whole_decode(tokenizer, text):
+    tok = StreamTokenizer.wrap(tokenizer)
+    ids = tok.encode_text(text)
+    msg, pieces = _pieces(tok, ids)
+    assert "".join(pieces) == msg.text == tok.decode(ids) == text
+    assert not any("\ufffd" in p for p in pieces)  # a character split over tokens comes out whole, once complete
+
+
+def test_message_text_on_the_default_tokenizer_and_random_tokens(tokenizer):
+    """Any token sequence, even one that is not valid UTF-8 on its own, gives pieces that are a prefix of the
+    whole decode, and the whole decode once every character is complete."""
+    import random
+
+    from transformers import AutoTokenizer
+
+    from multistream.bases import resolve_base
+
+    rng = random.Random(0)
+    for hf in (tokenizer, AutoTokenizer.from_pretrained(resolve_base("default"))):
+        tok = StreamTokenizer.wrap(hf)
+        for text in TEXTS:
+            ids = tok.encode_text(text)
+            assert "".join(_pieces(tok, ids)[1]) == text
+        for _ in range(30):
+            ids = [rng.randrange(len(hf)) for _ in range(rng.randint(1, 40))]
+            msg, pieces = _pieces(tok, ids)
+            whole = tok.decode(ids)
+            assert whole.startswith(msg.text) and "".join(pieces) == msg.text
+            if not whole.endswith("\ufffd"):
+                assert msg.text == whole

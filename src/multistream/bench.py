@@ -115,7 +115,26 @@ def bench_step(model, streams=(1, 2, 4, 8), rounds: int = 20) -> dict:
         "threads": torch.get_num_threads(),
         "streams": results,
         "listening_kv_tokens_per_row": listening_cache(model),
+        "detokenize_us_per_token": detokenize_cost(tok),
     }
+
+
+def detokenize_cost(tok, lengths=(100, 4000), window: int = 100) -> dict:
+    """Microseconds a message's token costs to turn into text once the message is ``lengths`` tokens long:
+    incremental (:class:`MessageText`, what the engine does) against re-decoding the whole message per token."""
+    from .text import MessageText
+
+    doc = tok.encode_text(DOC)
+    ids = (doc * (max(lengths) // len(doc) + 1))[: max(lengths)]
+    out = {}
+    for n in lengths:
+        msg = MessageText()
+        for i in ids[: n - window]:
+            msg.push(i, tok)
+        incremental = _timed(lambda: [msg.push(i, tok) for i in ids[n - window : n]])
+        whole = _timed(lambda: [tok.decode(ids[:k]) for k in range(n - window + 1, n + 1)])
+        out[str(n)] = {"incremental": round(1e6 * incremental / window, 1), "whole_message": round(1e6 * whole / window, 1)}
+    return out
 
 
 @torch.no_grad()

@@ -9,7 +9,7 @@ Only the chat template around the prefix and the tokens this module adds on purp
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 SILENCE_TOKEN = "<|silence|>"
 _SENTINEL = "\u2063MULTISTREAM-PREFIX\u2063"
@@ -129,3 +129,39 @@ def chat_ids(hf_tokenizer, messages: list[dict], add_generation_prompt: bool = F
     ids += tail
     is_out += [False] * len(tail)
     return ids, is_out
+
+
+@dataclass
+class MessageText:
+    """A message's tokens and text as they arrive, one token at a time.
+
+    Each token decodes only a short window (the tokens since the last complete piece of text), so the cost per
+    token stays flat on long messages (re-decoding the whole message per token was quadratic); the pieces add up
+    to ``decode`` of the whole message. A token that ends inside a multi-byte character gives an empty piece until
+    the character is complete."""
+
+    ids: list[int] = field(default_factory=list)
+    text: str = ""
+    """The text of the complete pieces so far."""
+    _start: int = 0
+    """Where the decode window starts: the last piece's first token, so the next piece is decoded in context."""
+    _done: int = 0
+    """Tokens already turned into text."""
+
+    def push(self, token: int, tok: StreamTokenizer) -> str:
+        """Add a token; returns the new text it completes (often one word piece, sometimes empty)."""
+        self.ids.append(token)
+        before = tok.decode(self.ids[self._start : self._done])
+        now = tok.decode(self.ids[self._start :])
+        if len(now) <= len(before) or now.endswith("\ufffd"):
+            return ""
+        piece = now[len(before) :]
+        self._start, self._done = self._done, len(self.ids)
+        self.text += piece
+        return piece
+
+    def __bool__(self) -> bool:
+        return bool(self.ids)
+
+    def __len__(self) -> int:
+        return len(self.ids)

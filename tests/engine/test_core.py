@@ -288,7 +288,7 @@ def test_stop_string_ends_the_message(wrap):
     events = []
     for _ in range(12):
         events += engine.step()
-    first = next(e for e in events if e.type == "token" and not e.forced)
+    first = next(e for e in events if e.type == "token" and not e.forced and e.text)  # (a byte piece has no text yet)
     # rerun with that token's text as a stop string: the message ends right after it
     engine = EngineCore(model, EngineConfig(idle_rows=None))
     stop = StreamParams(params.sampling, stop=(first.text,))
@@ -358,3 +358,24 @@ def test_any_layout_works(tokenizer, rule):
     expected = reference(model, inputs, rows)
     engine = EngineCore(model, EngineConfig(idle_rows=None))
     assert torch.equal(engine.grid(run_engine(engine, inputs, rows)), expected)
+
+
+def test_token_pieces_add_up_to_each_message(wrap):
+    """Every token event carries the new text it completes; a message's pieces add up to its message_end text."""
+    model = wrap("llama")
+    engine = EngineCore(model, EngineConfig(idle_rows=None))
+    params = StreamParams(SamplingParams(temperature=1.0, seed=5), max_tokens=6)  # budgets end the messages
+    sid = engine.open(params={"think": params, "answer": params, "call": params})
+    engine.send(sid, "user", "Zoë's café 🍮, then a longer question about it")
+    events = []
+    for _ in range(40):
+        events += engine.step()
+    ended, pending = 0, {}
+    for e in events:
+        if e.type == "token":
+            pending[e.stream] = pending.get(e.stream, "") + e.text
+        elif e.type == "message_end":
+            text = pending.pop(e.stream, "")
+            assert e.text.startswith(text) and (e.text == text or e.text.endswith("\ufffd"))
+            ended += 1
+    assert ended >= 2 and "user" not in pending

@@ -35,6 +35,7 @@ import torch
 
 from ..model import MultiStreamModel
 from ..rows import row_inputs, stream_causal_mask
+from ..text import MessageText
 from .cache import KVCacheFull, SlotKVCache
 from .sampling import sample
 from .session import Event, InputState, OutputState, Session, StreamParams
@@ -572,12 +573,10 @@ class EngineCore:
             state = sess.inputs[i]
             name = self.layout.streams[i].name
             if tok == self.end:
-                events.append(Event(sess.id, "message_end", t, name, tok, self.tok.decode(state.message), True))
-                state.message = []
+                events.append(Event(sess.id, "message_end", t, name, tok, self.tok.decode(state.message.ids), True))
+                state.message = MessageText()
             else:
-                before = self.tok.decode(state.message)
-                state.message.append(tok)
-                events.append(Event(sess.id, "token", t, name, tok, self.tok.decode(state.message)[len(before):], True))
+                events.append(Event(sess.id, "token", t, name, tok, state.message.push(tok, self.tok), True))
         sess.history.append(torch.tensor(row))
         sess.row += 1
         busy = sess.pending_input or sess.speaking or any(tok != self.silence for tok in row)
@@ -605,13 +604,13 @@ class EngineCore:
             if o.message:
                 return self._end_message(sess, o, name, t, forced=True, events=events)
             return self.silence, True
-        before = o.text
-        o.message.append(sampled)
+        piece = o.message.push(sampled, self.tok)
         o.emitted += 1
-        o.text = self.tok.decode(o.message)
         sess.first_output_row.setdefault(name, t)
-        events.append(Event(sess.id, "token", t, name, sampled, o.text[len(before):], False))
-        if any(s in o.text for s in o.params.stop) or (
+        events.append(Event(sess.id, "token", t, name, sampled, piece, False))
+        text = o.message.text
+        # a stop string that the new piece completes lies within the text's last len(piece) + len(stop) characters
+        if any(piece and s in text[-(len(piece) + len(s)) :] for s in o.params.stop) or (
             o.params.max_tokens is not None and o.emitted >= o.params.max_tokens
         ):
             o.end_next = True
@@ -620,12 +619,12 @@ class EngineCore:
         return sampled, False
 
     def _end_message(self, sess, o: OutputState, name: str, t: int, forced: bool, events) -> tuple[int, bool]:
-        text = o.text
+        text = self.tok.decode(o.message.ids)
         for s in o.params.stop:
             if s in text:
                 text = text[: text.index(s)]
         events.append(Event(sess.id, "message_end", t, name, self.end, text, forced))
-        o.message, o.text = [], ""
+        o.message = MessageText()
         return self.end, forced
 
     # -- conveniences for tests and scripts ---------------------------------------------

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..text import MessageText
 from .sampling import SamplingParams
 
 MAX_STOP, MAX_STOP_CHARS = 16, 256
@@ -67,8 +68,7 @@ class OutputState:
     params: StreamParams
     generator: torch.Generator | None
     emitted: int = 0
-    message: list[int] = field(default_factory=list)
-    text: str = ""
+    message: MessageText = field(default_factory=MessageText)
     muted: bool = False
     stopped: bool = False
     """Aborted or out of budget: silent for the rest of the session."""
@@ -83,7 +83,7 @@ class InputState:
     """How many of the queued tokens are to be read in bulk (outputs silent meanwhile)."""
     hold_until: int = 0
     """The queue's first token enters no earlier than this row."""
-    message: list[int] = field(default_factory=list)
+    message: MessageText = field(default_factory=MessageText)
 
 
 @dataclass
