@@ -120,11 +120,15 @@ async def chat(engine: AsyncEngine, prefix: str = "", params=None, **app_kwargs)
     return app
 
 
+LONG_SESSION_ROWS = 100_000_000  # with a window, rows cost no memory: the row limit is only a backstop
+
+
 def cmd_chat(args) -> int:
     from .engine.cli import engine_from_args
     from .engine.tools import demo_tools
 
-    core, params = engine_from_args(args)
+    window = {"window_rows": args.window_rows, "max_rows": LONG_SESSION_ROWS} if args.window_rows else {}
+    core, params = engine_from_args(args, **window)
     asyncio.run(chat(AsyncEngine(core, None if args.no_tools else demo_tools()), prefix=args.prefix, params=params))
     return 0
 
@@ -137,4 +141,9 @@ def register(sub) -> None:
     c.add_argument("--prefix", default="You are a helpful assistant.", help="system prompt")
     add_sampling_args(c)
     c.add_argument("--no-tools", action="store_true")
+    c.add_argument(
+        "--window-rows", type=int, default=1024,
+        help="rows kept in memory besides the system prompt, so a chat can go on for hours (0: all, and the chat "
+        "ends after 4096 rows)",
+    )
     c.set_defaults(func=cmd_chat)

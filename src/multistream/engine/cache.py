@@ -175,6 +175,29 @@ class SlotKVCache:
         self.lengths[dst] = n
         self.lengths[src] = 0
 
+    def evict(self, slot: int, first: int, stop: int, rotate) -> int:
+        """Drop the cells of ``slot`` whose positions lie in ``[first, stop)`` and move the later ones back by
+        ``stop - first`` positions: their keys are re-rotated by ``rotate(keys, -shift)``, so every distance
+        between tokens that stay is what it was. Returns the cells dropped."""
+        n = int(self.lengths[slot])
+        pos = self.positions[slot, :n]
+        drop = (pos >= first) & (pos < stop)
+        k = int(drop.sum())
+        if k == 0:
+            return 0
+        at = int(drop.nonzero()[0])
+        if not bool(drop[at : at + k].all()):
+            raise RuntimeError("cells to evict are not contiguous")  # rows are cached in order: never expected
+        later, shift = slice(at + k, n), stop - first
+        for t in self.values:
+            t[slot, :, at : n - k] = t[slot, :, later].clone()
+        for t in self.keys:
+            t[slot, :, at : n - k] = rotate(t[slot, :, later], -shift)
+        self.positions[slot, at : n - k] = self.positions[slot, later] - shift
+        self.streams[slot, at : n - k] = self.streams[slot, later].clone()
+        self.lengths[slot] = n - k
+        return k
+
     # transformers calls these on some code paths; they describe the batch as a whole
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return int(self.lengths.max()) if len(self.lengths) else 0

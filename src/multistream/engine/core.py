@@ -29,6 +29,7 @@ import itertools
 import logging
 import queue
 import threading
+from collections import deque
 from dataclasses import dataclass
 
 import torch
@@ -74,6 +75,10 @@ class EngineConfig:
     max_kv_tokens: int | None = None
     """Ceiling on the KV cache, in token cells over all sessions (None: none). A session that would
     pass it is refused at ``open`` or closed (``out_of_memory``); the others go on."""
+    window_rows: int | None = None
+    """Keep at most this many recent rows of a session in the KV cache, plus its prefix (None: every row). Older
+    rows are evicted and the rest moved back (see :mod:`.window`): a session can run for hours in bounded memory
+    (its row budget is ``max_rows``), at the price of forgetting what it read longer ago than the window."""
     max_pending_commands: int = 1024
     """Commands (send, abort, mute) of one session queued and not yet applied by a step; past it
     they are refused (``busy``): a caller that sends faster than the engine steps cannot grow
@@ -85,6 +90,8 @@ class EngineConfig:
             raise ValueError(
                 "max_sessions >= 1, max_rows >= 2, bulk_chunk >= 1, speculative >= 0 and max_pending_commands >= 1 are required"
             )
+        if self.window_rows is not None and self.window_rows < 8:
+            raise ValueError(f"window_rows must be at least 8 (or None), got {self.window_rows}")
         if self.max_kv_tokens is not None and self.max_kv_tokens < self.capacity:
             raise ValueError(f"max_kv_tokens ({self.max_kv_tokens}) must be at least capacity ({self.capacity})")
 
@@ -117,6 +124,13 @@ class EngineCore:
         self.cache = SlotKVCache.for_model(
             model.base, slots=1, capacity=self.config.capacity, max_tokens=self.config.max_kv_tokens
         )
+        self.rotation = None
+        if self.config.window_rows is not None:
+            from ..model import _unwrap
+            from .window import KeyRotation
+
+            self.rotation = KeyRotation(_unwrap(model.base))
+            self.rotation.check(_unwrap(model.base))
         self.sessions: dict[str, Session] = {}
         self._commands: queue.SimpleQueue = queue.SimpleQueue()
         self._pending: dict[str, int] = {}  # session -> its send/abort/mute commands in ``_commands``
@@ -302,7 +316,7 @@ class EngineCore:
         self.sessions[sid] = Session(
             sid, slot, prefix, {i: InputState() for i in self.in_idx}, outputs,
             next_out={i: (self.silence, True) for i in self.out_idx}, wait_for_input=not start,
-            max_rows=max_rows or self.config.max_rows,
+            max_rows=max_rows or self.config.max_rows, history=deque(maxlen=self.config.window_rows),
         )
 
     def _close(self, sess: Session, events: list[Event], reason: str = "closed", code: str = "closed") -> None:
@@ -367,6 +381,7 @@ class EngineCore:
             if not self._wants_step(sess):
                 continue
             try:
+                self._slide(sess)
                 plans.append(self._plan(sess))
             except Exception as e:
                 self._fail(sess.id, e, events)
@@ -381,6 +396,16 @@ class EngineCore:
                     )
         self.cache.shrink()
         return events
+
+    def _slide(self, sess: Session) -> None:
+        """Past ``window_rows`` cached rows, evict the oldest down to three quarters of the window."""
+        window = self.config.window_rows
+        if window is None or not sess.started or sess.row - sess.evicted <= window:
+            return
+        drop = sess.row - sess.evicted - (window - window // 4)
+        p = len(sess.prefix)
+        self.cache.evict(sess.slot, p, p + drop, self.rotation)
+        sess.evicted += drop
 
     def _admit(self, plans: list[_Plan], events: list[Event]) -> list[_Plan]:
         """Plans whose cache growth fits under ``max_kv_tokens``; the sessions of the others are closed."""
@@ -501,7 +526,7 @@ class EngineCore:
             rows.append(row)
             popped.append(took)
         # the same flattening as training (rows.row_inputs), visible tokens first: the cache keeps a prefix of them
-        rt = row_inputs(torch.tensor(rows), sess.row, len(sess.prefix), self.fmt, keys_first=True)
+        rt = row_inputs(torch.tensor(rows), sess.row - sess.evicted, len(sess.prefix), self.fmt, keys_first=True)
         needed = torch.arange(n_rows) if mode == "spec" else torch.tensor([n_rows - 1])
         is_out = self.fmt.is_output[rt.streams]
         # a query-only token of a row whose logits nobody reads (bulk reading) changes nothing: leave it out
@@ -634,4 +659,4 @@ class EngineCore:
         nxt = torch.full((1, len(self.layout)), self.silence)
         for i, (tok, _) in sess.next_out.items():
             nxt[0, i] = tok
-        return torch.cat([torch.stack(sess.history), nxt]) if sess.history else nxt
+        return torch.cat([torch.stack(list(sess.history)), nxt]) if sess.history else nxt

@@ -103,8 +103,10 @@ class Session:
     """Output tokens (token id, forced) for row ``row``, chosen at the previous step."""
     quiet_rows: int = 0
     """Consecutive rows with nothing queued and no output speaking."""
-    history: list[torch.Tensor] = field(default_factory=list)
-    """Every row fed, ``[streams]`` each."""
+    history: deque = field(default_factory=deque)
+    """The rows fed, ``[streams]`` each (the last ``window_rows`` of them when the engine has a window)."""
+    evicted: int = 0
+    """Rows evicted from the KV cache by the window: row ``r`` now has position ``prefix + r - evicted``."""
     first_output_row: dict[str, int] = field(default_factory=dict)
     max_rows: int = 4096
     """Rows this session may run; at the limit it is closed (``row_limit``)."""

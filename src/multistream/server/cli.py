@@ -34,6 +34,7 @@ def cmd_serve(args) -> int:
             max_rows=limits.max_rows,
             speculative=args.speculative,
             max_kv_tokens=args.max_kv_tokens or None,
+            window_rows=args.window_rows or None,
         ),
     )
     warm_up(core)
@@ -80,6 +81,13 @@ def register(sub) -> None:
         default=131_072,
         help="ceiling of the KV cache in tokens over all sessions (0: none); a session that would pass it is refused "
         "or closed with 'out_of_memory'",
+    )
+    s.add_argument(
+        "--window-rows",
+        type=int,
+        default=0,
+        help="keep only a session's last N rows (and its system prompt) in the KV cache: with a large --max-rows a "
+        "session can run for hours in bounded memory, forgetting what it read longer ago (0: keep every row)",
     )
     s.add_argument("--max-input-chars", type=int, default=16_000, help="text per input message")
     s.add_argument("--max-message-bytes", type=int, default=64 * 1024, help="largest WebSocket frame or HTTP body")

@@ -60,6 +60,7 @@ class Hub:
             **self.limits.public(),
             "max_rows": self.max_rows,
             "max_kv_tokens": self.engine.core.config.max_kv_tokens,
+            "window_rows": self.engine.core.config.window_rows,
             "kv_bytes_per_token": cache.bytes_per_token,
         }
 
