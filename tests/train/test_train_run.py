@@ -156,3 +156,30 @@ def test_killed_recipe_leaves_no_training_process_behind(tmp_path, monkeypatch):
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_the_ablation_recipe_trains_without_injected_documents(tmp_path, monkeypatch):
+    """`train --recipe R --injected-share 0` builds the recipe's data with no injected document in training
+    (the test split keeps its attacks), then trains both models on it."""
+    from multistream.cli import main
+    from multistream.train import recipes
+
+    class Trained(Exception):
+        pass
+
+    def fake_train(configs, log_dir):
+        raise Trained([TrainConfig.from_yaml(c).train_file for c in configs])
+
+    monkeypatch.setattr(recipes, "train_side_by_side", fake_train)
+    with pytest.raises(Trained) as got:
+        main(["train", "--recipe", "tiny", "--injected-share", "0", "--out", str(tmp_path / "ablation")])
+    assert got.value.args[0] == [str(tmp_path / "ablation" / "data" / f) for f in ("train.jsonl", "twin_train.jsonl")]
+
+    def payloads(split):
+        lines = (tmp_path / "ablation" / "data" / f"{split}.jsonl").read_text().splitlines()
+        metas = [json.loads(line)["meta"] for line in lines]
+        return [m["payload"] for m in metas if m["skill"] == "document"]
+
+    assert payloads("train") and not any(payloads("train"))
+    with pytest.raises(Exception, match="injected_share"):
+        recipes.run_recipe("tiny", tmp_path / "bad", injected_share=1.5)

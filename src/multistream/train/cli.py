@@ -18,7 +18,8 @@ def cmd_train(args) -> int:
         from .recipes import run_recipe
 
         out = args.out or f"runs/{args.recipe}"
-        report = run_recipe(args.recipe, out, do_export=args.export, do_eval=not args.no_eval)
+        report = run_recipe(args.recipe, out, do_export=args.export, do_eval=not args.no_eval,
+                            injected_share=args.injected_share)
         print(json.dumps({k: v for k, v in report.items() if k != "eval"}, indent=2))
         return 0
     if not args.config:
@@ -60,6 +61,9 @@ def register(sub) -> None:
     t.add_argument("--out", help="recipe output folder (default runs/RECIPE)")
     t.add_argument("--export", action="store_true", help="recipe: write the compact weights into the package (weights/default*)")
     t.add_argument("--no-eval", action="store_true", help="recipe: skip the held-out report")
+    t.add_argument("--injected-share", type=float,
+                   help="recipe: share of document examples with an injected instruction (default: the recipe's, 0.6; "
+                   "0 trains the ablation pair, which never sees an attack; the test split is the same)")
     t.add_argument("--compare-silence", action="store_true",
                    help="train on the default recipe's data under both silence rules for --minutes each, side by side, "
                    "and compare held-out loss and accuracy")

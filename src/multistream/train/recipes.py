@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -221,15 +221,22 @@ def model_card(report: dict, mode: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_recipe(name: str, out: str | Path, do_export: bool = False, do_eval: bool = True) -> dict:
+def run_recipe(name: str, out: str | Path, do_export: bool = False, do_eval: bool = True,
+               injected_share: float | None = None) -> dict:
+    """Build the data, train both models side by side, optionally export and evaluate them.
+
+    ``injected_share``: the share of ``document`` examples carrying an injected instruction (None: the
+    recipe's; 0 trains the ablation pair that never sees an attack in training)."""
     recipe = RECIPES[name]
+    if injected_share is not None:  # (SyntheticConfig checks the range)
+        recipe = replace(recipe, data=replace(recipe.data, injected_share=injected_share))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     multi_cfg, single_cfg = prepare(recipe, out)
     train_side_by_side([multi_cfg, single_cfg], out)
     report: dict = {"recipe": name, "train_seconds": round(time.perf_counter() - t0, 1),
-                    "train_per_skill": recipe.data.train_per_skill,
+                    "train_per_skill": recipe.data.train_per_skill, "injected_share": recipe.data.injected_share,
                     "config": {m: TrainConfig.from_yaml(c).to_dict() for m, c in (("multi", multi_cfg), ("single", single_cfg))}}
     for mode in ("multi", "single"):
         report[mode] = json.loads((out / mode / "summary.json").read_text())
