@@ -175,16 +175,16 @@ def listening_cache(model, doc_tokens: int = 1000) -> dict:
 
 
 # -- latency ---------------------------------------------------------------------------------
-def bench_latency(model, single, rate: float = 10.0, limit: int = 12, max_tokens: int = 144) -> dict:
+def bench_latency(model, single, rate: float = 10.0, limit: int = 12, max_tokens: int = 144, tools=None) -> dict:
     """The evaluation's latency benchmark (:mod:`multistream.evals.latency`: the same arrival clock for both, a
     warm-up, alternating order, TTFT of the answer, e2e of the final answer) on the first ``limit`` built-in
-    accuracy cases, so the bench and the report measure one way."""
+    accuracy cases (``tools`` serving both, as in the report), so the bench and the report measure one way."""
     from .evals.cases import load_cases
     from .evals.common import Contenders
     from .evals.latency import eval_latency
 
     cases, _ = load_cases(None, "prompts", limit)
-    r = eval_latency(Contenders(model, single, max_tokens=max_tokens), cases, rate, show_progress=False)
+    r = eval_latency(Contenders(model, single, max_tokens=max_tokens), cases, rate, show_progress=False, tools=tools)
     r["modes"] = {m: {k: v for k, v in d.items() if k != "cases"} for m, d in r["modes"].items()}
     return r
 
@@ -698,10 +698,11 @@ def cmd_bench(args) -> int:
     if args.what == "step":
         result = bench_step(model, rounds=args.rounds)
     elif args.what == "latency":
+        from .engine.tools import demo_tools
         from .zoo import load_single
 
         result = bench_latency(model, load_single(args.single, dtype=getattr(torch, args.dtype)), rate=args.rate,
-                               limit=args.limit)
+                               limit=args.limit, tools=demo_tools())
     else:
         result = bench_ingest(model, doc_tokens=args.doc_tokens)
     result["model"] = args.model

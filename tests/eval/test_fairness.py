@@ -92,3 +92,19 @@ def test_the_multi_stream_e2e_ends_with_the_final_answer_message_not_a_filler():
     assert len(spans) == 2 and m.final == "Paris."
     assert m.e2e == m.clock.since_start(m.clock.row_time[spans[-1]]) and m.e2e > m.clock.since_start(
         m.clock.row_time[spans[0]])
+
+
+def test_the_latency_run_gives_both_contenders_the_same_tools():
+    from multistream.engine.tools import demo_tools
+
+    call = '<call>calculator({"expression": "17 - 5"})</call>'
+    base = FakeBaseline([f"Let me check.\n{call}", "It is 12."], ttft=1.0, e2e=2.0)
+    model = scripted({"call": 'calculator({"expression": "17 - 5"})'}, {"call": 3})
+    c = MockContenders(model, base, spy=True)
+    case = PromptCase("a", "What is 17 minus 5?", "12", system="")
+    rec = run_case(c, c.core(), base, case, rate=40.0, single_first=False, tools=demo_tools())
+    n = len(model.tok.encode_message(case.prompt))
+    assert base.arrivals == [last_token_at(n, 40.0), None]  # the question's clock; the result turn follows at once
+    assert base.calls[1][-1] == {"role": "user", "content": "<tool>12</tool>"}
+    assert rec["single"]["correct"] and rec["single"]["e2e"] > 4.0
+    assert [t for stream, t in c.cores[-1].sent if stream == "tool"] == ["12"]  # the engine ran the model's call too

@@ -41,9 +41,9 @@ class SpyCore(EngineCore):
         self.prefixes.append(prefix)
         return super().open(session_id, prefix, params, start)
 
-    def send_tokens(self, session_id, stream, ids, bulk=False):
+    def send_tokens(self, session_id, stream, ids, bulk=False, not_before=None):
         self.sent.append((stream, self.tok.decode(ids)))
-        super().send_tokens(session_id, stream, ids, bulk)
+        super().send_tokens(session_id, stream, ids, bulk, not_before)
 
 
 class MockContenders(Contenders):
@@ -249,7 +249,8 @@ def test_the_baseline_gets_tool_results_as_a_new_turn():
     assert base.calls[1][-2:] == [{"role": "assistant", "content": f"Let me check.\n{call}"},
                                   {"role": "user", "content": "<tool>12</tool>"}]
     s = r["cases"][0]["single"]
-    assert s["answer"] == "Let me check. It is 12." and s["correct"] and s["ttft"] == 1.0 and s["e2e"] == 4.0
+    # both replies' time and the tool's round trip between them
+    assert s["answer"] == "Let me check. It is 12." and s["correct"] and s["ttft"] == 1.0 and s["e2e"] > 4.0
     base = FakeBaseline([f"Let me check.\n{call}"])
     r = eval_prompts(MockContenders(model, base), [PromptCase("a", "What is 17 minus 5?", "12", system="")],
                      show_progress=False)  # no tools: one reply, no result

@@ -99,9 +99,10 @@ def cmd_eval(args) -> int:
                  r["latency_ratio"]),
                 ("n", r["multi"]["n"], r["single"]["n"], None)]
         return _emit(args, r, rows, errors)
+    from ..engine.tools import demo_tools
     from .latency import eval_latency
 
-    r = eval_latency(c, cases, args.rate, progress)
+    r = eval_latency(c, cases, args.rate, progress, tools=None if args.no_tools else demo_tools())
     rows = []
     for mode, d in r["modes"].items():
         mm, ss = d["multi"], d["single"]
@@ -182,9 +183,10 @@ def cmd_plot(args) -> int:
             result = result.get("latency", result)  # a report.json or an `eval latency --json --details` output
         else:
             cases, _ = _cases(args, "prompts")
+            from ..engine.tools import demo_tools
             from .latency import eval_latency
 
-            result = eval_latency(_contenders(args), cases, args.rate, not args.no_progress)
+            result = eval_latency(_contenders(args), cases, args.rate, not args.no_progress, tools=demo_tools())
         if "cases" not in next(iter(result["modes"].values())):
             print("multistream plot latency: the file has no per-case numbers (use `eval latency --json --details`)",
                   file=sys.stderr)
@@ -241,7 +243,7 @@ def register(sub) -> None:
         p.add_argument("--details", action="store_true", help="with --json: per-case records too")
         if what in ("latency", "listening"):
             p.add_argument("--rate", type=float, default=10.0, help="input arrival rate in tokens/s")
-        if what == "prompts":
+        if what in ("prompts", "latency"):
             p.add_argument("--no-tools", action="store_true", help="no calculator/clock for either contender")
         _model_args(p)
         p.set_defaults(func=cmd_eval)

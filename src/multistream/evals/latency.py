@@ -25,26 +25,27 @@ import statistics
 
 from ..engine.runner import Input
 from .cases import PromptCase
-from .common import Contenders, progress, run_multi, single_system
+from .common import Contenders, progress, run_multi
+from .prompts import run_single
 from .scoring import correct, final_reply_answer, rate_ci, ratio
 from .twin import last_token_at
 
 MEASURES = ("ttft", "e2e")
 
 
-def run_case(c: Contenders, core, baseline, case: PromptCase, rate: float | None, single_first: bool) -> dict:
-    """Both contenders on one case, in the given order; their answers scored."""
+def run_case(c: Contenders, core, baseline, case: PromptCase, rate: float | None, single_first: bool,
+             tools=None) -> dict:
+    """Both contenders on one case, in the given order, with the same tools; their answers scored."""
     arrive_at = last_token_at(len(core.tok.encode_message(case.prompt)), rate)
     out: dict = {}
 
     def multi() -> None:
-        m = run_multi(c, core, [Input("user", case.prompt, rate=rate)], prefix=case.system)
+        m = run_multi(c, core, [Input("user", case.prompt, rate=rate)], prefix=case.system, tools=tools)
         out["multi"] = {"ttft": m.ttft, "e2e": m.e2e, "answer": m.final, "correct": correct(case.answer, m.final, case.prompt),
                         "tokens": m.clock.spent}
 
     def single() -> None:
-        s = baseline.run(single_system(case.system) + [{"role": "user", "content": case.prompt}],
-                         max_new_tokens=c.max_tokens, arrive_at=arrive_at)
+        s = run_single(baseline, case, tools, budget=c.max_tokens, arrive_at=arrive_at)
         final = final_reply_answer(s.streams["answer"])
         out["single"] = {"ttft": s.ttft, "e2e": s.e2e, "answer": final, "reply": s.streams["answer"],
                          "correct": correct(case.answer, final, case.prompt), "tokens": s.steps}
@@ -56,18 +57,20 @@ def run_case(c: Contenders, core, baseline, case: PromptCase, rate: float | None
 
 
 def eval_latency(c: Contenders, cases: list[PromptCase], rate_tok_s: float = 10.0, show_progress: bool = True,
-                 warmup: bool = True) -> dict:
+                 warmup: bool = True, tools=None) -> dict:
+    """Both contenders on every case in both modes; ``tools`` (a ``ToolRegistry``, None: none) serves both alike,
+    as in the accuracy run: an arithmetic question is answered through the calculator, its round trip timed."""
     core, baseline = c.core(), c.baseline()
     if warmup and cases:
-        run_case(c, core, baseline, cases[0], None, False)
+        run_case(c, core, baseline, cases[0], None, False, tools)
     modes: dict[str, list[dict]] = {"all_at_once": [], f"rate_{rate_tok_s:g}": []}
     for i, case in enumerate(progress(cases, "latency", show_progress)):
         for mode, r in zip(modes, (None, rate_tok_s), strict=True):
-            modes[mode].append(run_case(c, core, baseline, case, r, single_first=i % 2 == 1))
+            modes[mode].append(run_case(c, core, baseline, case, r, single_first=i % 2 == 1, tools=tools))
     out = {mode: summarise(recs) for mode, recs in modes.items()}
     first = out["all_at_once"]
     return {"ttft_ratio": first["ttft_ratio"], "e2e_ratio": first["e2e_ratio"], "rate": rate_tok_s, "n": len(cases),
-            "warmup": warmup, "modes": out}
+            "warmup": warmup, "tools": sorted(tools.tools) if tools is not None else [], "modes": out}
 
 
 def median_all(values: list[float | None]) -> float | None:

@@ -18,6 +18,8 @@ within what is left of its budget. Its time to first token is the first answer t
 
 from __future__ import annotations
 
+import time
+
 from ..data.twin import reply_calls, tool_turn
 from ..engine.runner import Input, RunResult
 from .cases import PromptCase
@@ -29,21 +31,25 @@ def run_multi_case(c: Contenders, core, case: PromptCase, tools=None) -> MultiRu
     return run_multi(c, core, [Input("user", case.prompt)], prefix=case.system, tools=tools)
 
 
-def run_single(baseline, case: PromptCase, tools=None, max_tool_rounds: int = 2, budget: int | None = None) -> RunResult:
+def run_single(baseline, case: PromptCase, tools=None, max_tool_rounds: int = 2, budget: int | None = None,
+               arrive_at: float | None = None) -> RunResult:
     """The baseline's reply; with ``tools``, its calls are answered in new turns and the replies joined.
 
-    ``budget``: the tokens of all replies together (default: the baseline's ``max_new_tokens``).
+    ``budget``: the tokens of all replies together (default: the baseline's ``max_new_tokens``);
+    ``arrive_at``: seconds after the start at which the question is complete (it cannot start before).
     """
     budget = budget or getattr(baseline, "max_new_tokens", None)
     messages = single_system(case.system) + [{"role": "user", "content": case.prompt}]
-    first = last = baseline.run(messages, max_new_tokens=budget)
+    first = last = baseline.run(messages, max_new_tokens=budget, **({} if arrive_at is None else {"arrive_at": arrive_at}))
     replies, e2e, spent = [first.streams["answer"]], first.e2e, first.steps
     ttft = first.ttft
     for _ in range(max_tool_rounds if tools is not None else 0):
         calls = reply_calls(last.streams["answer"])
         if not calls or (budget is not None and spent >= budget):
             break
+        started = time.perf_counter()
         result = run_tool(tools, calls[-1].strip())
+        e2e += time.perf_counter() - started  # the tool's round trip counts, as it does for the engine
         messages = messages + [{"role": "assistant", "content": last.streams["answer"]}, tool_turn(result)]
         last = baseline.run(messages, max_new_tokens=None if budget is None else budget - spent)
         if ttft is None and last.ttft is not None:

@@ -90,7 +90,9 @@ def build_report(c: Contenders, out_dir: str | Path, limit: int | None = None, r
         elif stage == "interrupts":
             results["interrupts"] = eval_interrupts(c, cases["interrupts"], show_progress)
         elif stage == "latency":
-            results["latency"] = eval_latency(c, cases["prompts"], rate, show_progress)
+            from ..engine.tools import demo_tools
+
+            results["latency"] = eval_latency(c, cases["prompts"], rate, show_progress, tools=demo_tools())
         elif stage == "listening":
             results["listening"] = eval_listening(c, cases["listening"], rate, show_progress)
         else:
@@ -177,7 +179,7 @@ def render_markdown(report: dict) -> str:
         f"one run on one machine ({m['machine']}, {m['cpus']} CPUs, {m['torch_threads']} torch threads, device "
         f"{m['device']}), {m['date']}. Greedy decoding, the same total budget of {m['max_tokens']} tokens for both "
         f"(all output streams together; the twin's reply with its thinking); rates with 95% Wilson intervals; "
-        f"the accuracy run gives both "
+        f"the accuracy and latency runs give both "
         f"contenders the calculator and clock tools."
         + (f" Suites cut to {m['limit']} case(s) each." if m["limit"] else ""), "",
         "## Summary", "", "| measure | multi-stream | single-stream | ratio (multi/single) | n |", "|---|---|---|---|---|",
