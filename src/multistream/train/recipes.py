@@ -186,6 +186,10 @@ def export(out: Path, weights: Path = WEIGHTS) -> tuple[Path, Path]:
     return multi, single
 
 
+def _threads(n: int | None) -> str:
+    return "one thread" if n == 1 else f"{n} threads" if n else "torch's default threads"
+
+
 def _interval(ci: list | None) -> str:
     return "" if not ci else f"{ci[0]}-{ci[1]}"
 
@@ -209,7 +213,7 @@ def model_card(report: dict, mode: str) -> str:
         + (" (rendered as chats: the same examples)" if mode == "single" else ""),
         f"- training: {train['steps']} steps of {cfg.get('batch_size')} packed sequences, {train['tokens']:,} tokens seen, "
         f"{train['tokens_per_s']} tokens/s, {train['seconds'] / 60:.1f} minutes, {train.get('processes', 1)} process, "
-        f"one thread, mixed precision {train.get('mixed_precision')}",
+        f"{_threads(cfg.get('threads'))}, mixed precision {train.get('mixed_precision')}",
         f"- hardware: {platform.machine()} CPU, 2 cores, no GPU (both models trained side by side); recipe total "
         f"{report.get('total_seconds', 0) / 60:.1f} minutes with data and evaluation",
     ]
