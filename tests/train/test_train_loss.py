@@ -120,3 +120,41 @@ def test_trainable_rows_substitute_and_merge(wrap):
     torch.testing.assert_close(hooked, merged, rtol=1e-4, atol=1e-5)
     loss = F.cross_entropy(hooked[0], b["input_ids"][0])
     assert torch.isfinite(loss)
+
+
+def test_spoken_targets_weigh_spoken_weight_times_a_silence(wrap):
+    """Weighted by hand: a target other than silence counts ``spoken_weight`` times; the sum of weights with it."""
+    model = wrap("llama")
+    grid = timeline_to_grid(_timeline(), model.tok, model.layout)
+    batch = collate([pack_grid(grid, model.row_format)], model.tok.silence_id)
+    silence = model.tok.silence_id
+    labels = batch["labels"]
+    with torch.no_grad():
+        logits = model(batch["input_ids"], batch["stream_ids"], batch["position_ids"], visible=batch["visible"]).logits
+    per = F.cross_entropy(logits[0], labels[0].clamp(min=0), reduction="none")
+    spoken, quiet = (labels[0] != IGNORE) & (labels[0] != silence), labels[0] == silence
+    assert spoken.any() and quiet.any()
+    loss, weight = token_loss_sum(model, batch, silence, 3.0)
+    assert weight == quiet.sum().item() + 3 * spoken.sum().item()
+    assert abs(loss.item() - (per[quiet].sum() + 3 * per[spoken].sum()).item()) < 1e-3 * loss.item()
+    plain, n = token_loss_sum(model, batch, silence, 1.0)
+    assert n == quiet.sum().item() + spoken.sum().item() and plain.item() < loss.item()
+
+
+def test_accumulation_equals_one_batch_with_spoken_weight(wrap):
+    model = wrap("llama").train()
+    for p in model.parameters():
+        p.requires_grad_(True)
+    qs = [("What is 2+3?", "5"), ("Capital of France?", "Paris is the capital"), ("hello", "world")]
+    packs = [pack_grid(timeline_to_grid(_timeline(q, a), model.tok, model.layout), model.row_format) for q, a in qs]
+    acc, silence = Accelerator(cpu=True), model.tok.silence_id
+    one = backward_step(model, [collate(packs, silence)], acc, silence, 4.0)
+    g_one = _grads(model)
+    model.zero_grad()
+    three = backward_step(model, [collate([p], silence) for p in packs], acc, silence, 4.0)
+    g_three = _grads(model)
+    assert abs(one - three) < 1e-5
+    for name in g_one:
+        torch.testing.assert_close(g_three[name], g_one[name], rtol=1e-4, atol=1e-6, msg=name)
+    sums = [token_loss_sum(model, collate([p], silence), silence, 4.0) for p in packs]
+    assert abs(three - sum(s.item() for s, _ in sums) / sum(w for _, w in sums)) < 1e-5

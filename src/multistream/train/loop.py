@@ -102,40 +102,52 @@ def build_model(cfg: TrainConfig) -> nn.Module:
     return model
 
 
-def token_loss_sum(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-    """Sum of cross-entropies over the batch's targets, and their count; logits only where there are targets."""
+def target_weights(labels: torch.Tensor, silence_id: int | None, spoken_weight: float = 1.0) -> torch.Tensor:
+    """Loss weight of each label: 0 where there is no target, ``spoken_weight`` on targets other than silence."""
+    weights = (labels != IGNORE).float()
+    if silence_id is not None and spoken_weight != 1.0:
+        weights = torch.where((labels != IGNORE) & (labels != silence_id), weights * spoken_weight, weights)
+    return weights
+
+
+def token_loss_sum(model: nn.Module, batch: dict[str, torch.Tensor], silence_id: int | None = None,
+                   spoken_weight: float = 1.0) -> tuple[torch.Tensor, float]:
+    """Weighted sum of cross-entropies over the batch's targets and the sum of their weights (each target weighs
+    1, or ``spoken_weight`` when it is not ``silence_id``); logits only where there are targets."""
     labels = batch["labels"]
     keep = (labels != IGNORE).any(0).nonzero().squeeze(1)
     if keep.numel() == 0:
-        return labels.new_zeros((), dtype=torch.float32), 0
+        return labels.new_zeros((), dtype=torch.float32), 0.0
     out = model(
         batch["input_ids"], batch["stream_ids"], batch["position_ids"],
         doc_ids=batch["doc_ids"], visible=batch["visible"], logits_to_keep=keep,
     )
     logits = out.logits.float()
     target = labels[:, keep]
-    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=IGNORE, reduction="sum")
-    return loss, int((target != IGNORE).sum())
+    losses = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=IGNORE, reduction="none")
+    weights = target_weights(target, silence_id, spoken_weight).reshape(-1)
+    return (losses * weights).sum(), float(weights.sum())
 
 
-def backward_step(model: nn.Module, micro: list[dict[str, torch.Tensor]], accelerator) -> float:
-    """Backward over one process's micro-batches of a global batch; returns the global mean token loss.
+def backward_step(model: nn.Module, micro: list[dict[str, torch.Tensor]], accelerator, silence_id: int | None = None,
+                  spoken_weight: float = 1.0) -> float:
+    """Backward over one process's micro-batches of a global batch; returns the global weighted mean token loss.
 
-    Each micro-batch contributes (sum of its token losses) / (targets in the global batch) x processes,
-    so after DDP's averaging the gradient is that of the mean token loss over the global batch.
+    Each micro-batch contributes (weighted sum of its token losses) / (target weight of the global batch) x
+    processes, so after DDP's averaging the gradient is that of the weighted mean over the global batch.
     """
     world = accelerator.num_processes
-    local = sum(int((b["labels"] != IGNORE).sum()) for b in micro)
-    n_targets = accelerator.reduce(torch.tensor(local, device=accelerator.device), "sum").item()
+    local = sum(float(target_weights(b["labels"], silence_id, spoken_weight).sum()) for b in micro)
+    total_weight = accelerator.reduce(torch.tensor(local, device=accelerator.device), "sum").item()
     loss_total = torch.zeros((), device=accelerator.device)
     for j, batch in enumerate(micro):
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         ctx = accelerator.no_sync(model) if j < len(micro) - 1 else contextlib.nullcontext()
         with ctx, accelerator.autocast():
-            loss_sum, _ = token_loss_sum(model, batch)
-            accelerator.backward(loss_sum * world / max(n_targets, 1))
+            loss_sum, _ = token_loss_sum(model, batch, silence_id, spoken_weight)
+            accelerator.backward(loss_sum * world / max(total_weight, 1e-9))
         loss_total += loss_sum.detach()
-    return accelerator.reduce(loss_total, "sum").item() / max(n_targets, 1)
+    return accelerator.reduce(loss_total, "sum").item() / max(total_weight, 1e-9)
 
 
 def _trainable(model: nn.Module) -> dict[str, nn.Parameter]:
@@ -242,6 +254,7 @@ def train(
     model, optimizer = accelerator.prepare(model, optimizer)
     raw = accelerator.unwrap_model(model)
     pid = pad_id(raw)
+    silence_id = raw.tok.silence_id if cfg.mode == "multi" else None
     if accelerator.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
         cfg.save(out_dir / "config.yaml")
@@ -264,7 +277,7 @@ def train(
         seqs = build_sequences(examples, plan.step(step))
         mine = seqs[rank * per_proc : (rank + 1) * per_proc]
         micro = [collate(mine[i : i + cfg.micro_batch_size], pid) for i in range(0, per_proc, cfg.micro_batch_size)]
-        last_loss = backward_step(model, micro, accelerator)
+        last_loss = backward_step(model, micro, accelerator, silence_id, cfg.spoken_weight)
         if cfg.grad_clip:
             accelerator.clip_grad_norm_(list(params.values()), cfg.grad_clip)
         optimizer.step()

@@ -46,6 +46,7 @@ _SHARED = dict(
     log_every=5,
     threads=1,
     eval_max_sequences=8,
+    spoken_weight=5.0,  # (multi-stream only: a twin's targets are all spoken)
 )
 RECIPES = {
     # the shipped weights: two one-thread jobs side by side on a 2-core CPU (see the model cards for the run)
