@@ -58,7 +58,7 @@ def test_after_eviction_the_next_row_is_the_full_forward_of_the_window(tokenizer
         sess = engine.sessions[sid]
         rows.append(sess.history[-1])
         evicted.append(sess.evicted)
-    assert evicted[-1] > 0 and len(sess.history) == 16
+    assert evicted[-1] > 0 and sess.history.maxlen == 16 + 64  # the window and one bulk chunk
     fmt, out = model.row_format, model.row_format.is_output.nonzero().squeeze(1)
     prefix = torch.tensor(sess.prefix)
     p = len(prefix)
@@ -90,9 +90,9 @@ def test_a_long_session_runs_in_bounded_memory(wrap):
             n = int(engine.cache.lengths[sess.slot])
             most = max(most, n)
             assert int(engine.cache.positions[sess.slot, :n].max()) < p + 32 + 8  # window plus one bulk chunk
-    assert sess.row > 600 and sess.evicted > 500 and len(sess.history) == 32
+    assert sess.row > 600 and sess.evicted > 500 and len(sess.history) == 32 + 8
     assert most <= p + (32 + 8) * len(DEFAULT_LAYOUT)
-    assert engine.grid(sid).shape == (33, len(DEFAULT_LAYOUT))
+    assert engine.grid(sid).shape == (41, len(DEFAULT_LAYOUT))
 
 
 def test_without_a_window_nothing_is_evicted(wrap):
@@ -112,3 +112,54 @@ def test_a_window_needs_rotary_positions(tokenizer):
         KeyRotation(base)
     with pytest.raises(ValueError, match="window_rows"):
         EngineConfig(window_rows=4)
+
+
+def test_evicting_silent_rows_still_moves_the_later_rows_back(tokenizer):
+    """Rows with nothing visible keep no cells: evicting them drops nothing, yet every later row must move back
+    (an early return here left the kept rows too high, where new rows reused their positions)."""
+    model = _one_layer(tokenizer)
+    engine = EngineCore(model, EngineConfig(idle_rows=None, window_rows=8))
+    params = {"think": GREEDY, "answer": GREEDY, "call": GREEDY}
+    sid = engine.open(prefix="Be brief.", params=params, start=True)
+    for name in params:
+        engine.mute(sid, name)
+    for _ in range(6):  # rows 0-5: nothing visible
+        engine.step()
+    engine.send(sid, "user", "hello world " * 5)
+    chunks, forward = [], engine._forward
+    engine._forward = lambda plans: chunks.append(forward(plans)) or chunks[-1]
+    for _ in range(8):
+        engine.step()
+    sess = engine.sessions[sid]
+    p, n = len(sess.prefix), int(engine.cache.lengths[sess.slot])
+    assert sess.evicted > 0
+    kept = list(range(sess.evicted, sess.row))
+    assert engine.cache.positions[sess.slot, p:n].tolist() == [p + r - sess.evicted for r in kept if r >= 6]
+    grid = RowGrid(torch.tensor(sess.prefix), torch.stack(list(sess.history)[-len(kept):]),
+                   DEFAULT_LAYOUT.index(DEFAULT_LAYOUT.prefix_stream))
+    packed = pack_grid(grid, model.row_format)
+    with torch.no_grad():
+        logits = model(packed.input_ids[None], packed.stream_ids[None], packed.position_ids[None],
+                       visible=packed.visible[None]).logits[0]
+    out = model.row_format.is_output.nonzero().squeeze(1)
+    at = ((packed.position_ids == p + len(kept) - 1) & torch.isin(packed.stream_ids, out)).nonzero().squeeze(1)
+    torch.testing.assert_close(chunks[-1][0][-1], logits[at], atol=1e-4, rtol=1e-4)
+
+
+def test_a_model_with_layers_the_rotation_cannot_move_is_refused(tokenizer):
+    """Every layer's keys are checked, not the first one's only (e.g. a layer without positions)."""
+    from conftest import make_base
+
+    base = make_base("llama", len(tokenizer) + 8)
+    rotary = base.model.rotary_emb
+    last = base.model.layers[-1].self_attn
+    forward = last.forward
+
+    def no_positions(hidden_states, position_embeddings, *a, **k):  # this layer ignores positions, as NoPE layers do
+        cos, sin = position_embeddings
+        return forward(hidden_states, (torch.ones_like(cos), torch.zeros_like(sin)), *a, **k)
+
+    last.forward = no_positions
+    assert rotary is not None
+    with pytest.raises(ValueError, match=r"layer\(s\) \[1\]"):
+        KeyRotation(base).check(base)

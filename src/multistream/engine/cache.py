@@ -176,25 +176,22 @@ class SlotKVCache:
         self.lengths[src] = 0
 
     def evict(self, slot: int, first: int, stop: int, rotate) -> int:
-        """Drop the cells of ``slot`` whose positions lie in ``[first, stop)`` and move the later ones back by
+        """Drop the cells of ``slot`` whose positions lie in ``[first, stop)`` and move every later one back by
         ``stop - first`` positions: their keys are re-rotated by ``rotate(keys, -shift)``, so every distance
-        between tokens that stay is what it was. Returns the cells dropped."""
+        between tokens that stay is what it was. Returns the cells dropped (often none: silent rows keep none,
+        and the later cells move back all the same)."""
         n = int(self.lengths[slot])
         pos = self.positions[slot, :n]
-        drop = (pos >= first) & (pos < stop)
-        k = int(drop.sum())
-        if k == 0:
-            return 0
-        at = int(drop.nonzero()[0])
-        if not bool(drop[at : at + k].all()):
-            raise RuntimeError("cells to evict are not contiguous")  # rows are cached in order: never expected
+        at = int((pos < first).sum())  # cells are in position order (rows are cached in order)
+        k = int(((pos >= first) & (pos < stop)).sum())
         later, shift = slice(at + k, n), stop - first
-        for t in self.values:
-            t[slot, :, at : n - k] = t[slot, :, later].clone()
-        for t in self.keys:
-            t[slot, :, at : n - k] = rotate(t[slot, :, later], -shift)
-        self.positions[slot, at : n - k] = self.positions[slot, later] - shift
-        self.streams[slot, at : n - k] = self.streams[slot, later].clone()
+        if at + k < n:
+            for t in self.values:
+                t[slot, :, at : n - k] = t[slot, :, later].clone()
+            for t in self.keys:
+                t[slot, :, at : n - k] = rotate(t[slot, :, later], -shift)
+            self.positions[slot, at : n - k] = self.positions[slot, later] - shift
+            self.streams[slot, at : n - k] = self.streams[slot, later].clone()
         self.lengths[slot] = n - k
         return k
 

@@ -76,9 +76,10 @@ class EngineConfig:
     """Ceiling on the KV cache, in token cells over all sessions (None: none). A session that would
     pass it is refused at ``open`` or closed (``out_of_memory``); the others go on."""
     window_rows: int | None = None
-    """Keep at most this many recent rows of a session in the KV cache, plus its prefix (None: every row). Older
-    rows are evicted and the rest moved back (see :mod:`.window`): a session can run for hours in bounded memory
-    (its row budget is ``max_rows``), at the price of forgetting what it read longer ago than the window."""
+    """Keep about this many recent rows of a session in the KV cache, plus its prefix (None: every row): past it
+    the oldest rows are evicted down to 3/4 of it and the rest moved back (see :mod:`.window`), so a session can
+    run for hours in bounded memory (its row budget is ``max_rows``), forgetting what it read longer ago. A bulk
+    chunk or a speculative run may be read past the window before the next eviction."""
     max_pending_commands: int = 1024
     """Commands (send, abort, mute) of one session queued and not yet applied by a step; past it
     they are refused (``busy``): a caller that sends faster than the engine steps cannot grow
@@ -316,7 +317,7 @@ class EngineCore:
         self.sessions[sid] = Session(
             sid, slot, prefix, {i: InputState() for i in self.in_idx}, outputs,
             next_out={i: (self.silence, True) for i in self.out_idx}, wait_for_input=not start,
-            max_rows=max_rows or self.config.max_rows, history=deque(maxlen=self.config.window_rows),
+            max_rows=max_rows or self.config.max_rows, history=deque(maxlen=self._rows_kept()),
         )
 
     def _close(self, sess: Session, events: list[Event], reason: str = "closed", code: str = "closed") -> None:
@@ -396,6 +397,12 @@ class EngineCore:
                     )
         self.cache.shrink()
         return events
+
+    def _rows_kept(self) -> int | None:
+        """The most rows a session holds in the cache: the window, plus one bulk chunk or speculative run read
+        past it before the next slide (None: no window)."""
+        w = self.config.window_rows
+        return None if w is None else w + max(self.config.bulk_chunk, self.config.speculative)
 
     def _slide(self, sess: Session) -> None:
         """Past ``window_rows`` cached rows, evict the oldest down to three quarters of the window."""

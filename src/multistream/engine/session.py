@@ -104,7 +104,7 @@ class Session:
     quiet_rows: int = 0
     """Consecutive rows with nothing queued and no output speaking."""
     history: deque = field(default_factory=deque)
-    """The rows fed, ``[streams]`` each (the last ``window_rows`` of them when the engine has a window)."""
+    """The rows fed, ``[streams]`` each (with a window, the last rows the cache may hold, see ``EngineCore._rows_kept``)."""
     evicted: int = 0
     """Rows evicted from the KV cache by the window: row ``r`` now has position ``prefix + r - evicted``."""
     first_output_row: dict[str, int] = field(default_factory=dict)

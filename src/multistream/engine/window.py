@@ -46,16 +46,21 @@ class KeyRotation:
 
     @torch.no_grad()
     def check(self, base: nn.Module) -> None:
-        """Refuse a model whose keys this rotation does not reproduce (another rotary convention): a token's
-        first-layer key at position 7, moved back 4 positions, must be its key at position 3."""
+        """Refuse a model whose keys this rotation does not reproduce in every layer (another rotary convention,
+        layers without positions, per-layer rotary settings): a token's key at position 7, moved back 4
+        positions, must be its key at position 3."""
         from transformers import DynamicCache
 
-        keys = []
-        for p in (7, 3):
-            cache = DynamicCache(config=base.config)
-            base(input_ids=torch.tensor([[1]], device=base.device), position_ids=torch.tensor([[p]], device=base.device),
-                 past_key_values=cache, use_cache=True)
-            keys.append(cache.layers[0].keys.float())
-        moved, want = self(keys[0], -4), keys[1]
-        if (moved - want).abs().max() > 1e-2 * want.abs().max():
-            raise ValueError(f"window_rows: {type(base).__name__}'s rotary embedding is not one this engine can re-rotate")
+        try:
+            keys = []
+            for p in (7, 3):
+                cache = DynamicCache(config=base.config)
+                ids, pos = torch.tensor([[1]], device=base.device), torch.tensor([[p]], device=base.device)
+                base(input_ids=ids, position_ids=pos, past_key_values=cache, use_cache=True)
+                keys.append([layer.keys.float() for layer in cache.layers])
+            bad = [i for i, (k7, k3) in enumerate(zip(*keys)) if (self(k7, -4) - k3).abs().max() > 1e-2 * k3.abs().max()]
+        except Exception as e:  # a rotary module with another interface
+            raise ValueError(f"window_rows: cannot re-rotate {type(base).__name__}'s keys ({e})") from e
+        if bad:
+            raise ValueError(f"window_rows: {type(base).__name__}'s keys in layer(s) {bad} are not the rotation this "
+                             "engine applies (another rotary convention, or layers without positions)")
