@@ -150,9 +150,7 @@ def listening_cache(model, doc_tokens: int = 1000) -> dict:
 
     tok = model.tok
     doc = tok.encode_text(DOC * (doc_tokens // 30 + 2))[: doc_tokens - 1] + [tok.end_id]
-    names = [s.name for s in model.layout.inputs]
-    question_stream = "user" if "user" in names else names[0]
-    doc_stream = "tool" if "tool" in names else names[-1]
+    question_stream, doc_stream = model.layout.role("user"), model.layout.role("tool")
     trained_rule, out = model.silence, {}
     try:
         for rule in SILENCE_RULES:  # the same weights, run under each rule
@@ -205,16 +203,16 @@ def bench_ingest(model, doc_tokens: int = 1000, step_rows: int = 48, chunk: int 
     def read(config: EngineConfig, bulk: bool, limit: int | None = None) -> tuple[float, int, int]:
         core = EngineCore(model, config)
         sid = core.open("doc", prefix=SYSTEM)
-        core.send(sid, "user", "Read this document.")
+        core.send(sid, model.layout.role("user"), "Read this document.")
         core.step()
-        core.send_tokens(sid, "tool", doc + [tok.end_id], bulk=bulk)
+        core.send_tokens(sid, model.layout.role("tool"), doc + [tok.end_id], bulk=bulk)
         t = time.perf_counter()
         start_row = core.sessions[sid].row
         steps = 0
         while True:  # the document is queued by the first step
             core.step()
             steps += 1
-            if not core.sessions[sid].inputs[model.layout.index("tool")].queue:
+            if not core.sessions[sid].inputs[model.layout.index(model.layout.role("tool"))].queue:
                 break
             if limit and core.sessions[sid].row - start_row >= limit:
                 break

@@ -64,7 +64,7 @@ class ChatApp:
                 stream, _, body = text[1:].partition(" ")
                 self.engine.send(self.sid, stream, body)
             else:
-                self.engine.send(self.sid, "user", text)
+                self.engine.send(self.sid, self.engine.core.layout.role("user"), text)
         except Exception as e:  # a bad command must not end the chat
             self.status = f"error: {e}"
         return False  # clear the input line

@@ -67,16 +67,16 @@ def run_multi(core, scene: Scene, tools, rate: float = 10.0) -> dict:
     from .engine.runner import Input, run_session
     from .evals.common import StepClock
 
-    tok = core.tok
-    inputs = [Input("user", scene.question)]
+    tok, role = core.tok, core.layout.role
+    inputs = [Input(role("user"), scene.question)]
     if scene.document:  # it starts streaming once the question has been read
-        inputs.append(Input("tool", scene.document, row=len(tok.encode_message(scene.question)), rate=rate))
+        inputs.append(Input(role("tool"), scene.document, row=len(tok.encode_message(scene.question)), rate=rate))
     said, corrected = [0], []
 
     def correct_mid_answer(clock, events) -> None:
-        said[0] += sum(e.stream == "answer" and e.type == "token" for e in events)
+        said[0] += sum(e.stream == role("answer") and e.type == "token" for e in events)
         if scene.correction and not corrected and said[0] >= scene.correction_after_tokens:
-            clock.core.send("demo", "user", scene.correction)
+            clock.core.send("demo", role("user"), scene.correction)
             corrected.append(time.perf_counter())
 
     clock = StepClock(core, correct_mid_answer)
@@ -84,14 +84,15 @@ def run_multi(core, scene: Scene, tools, rate: float = 10.0) -> dict:
     result = run_session(clock, inputs, prefix=SYSTEM, max_rows=300, tools=tools, session_id="demo")
     at = {row: t - t0 for row, t in clock.row_time.items()}
     lines, answers = [], []
+    outputs = {s.name for s in core.layout.outputs}
     for ev in result.events:
-        if ev.type == "message_end" and ev.stream in ("answer", "think", "call"):
+        if ev.type == "message_end" and ev.stream in outputs:
             lines.append(f"  {ev.stream:>6} row {ev.row:3d}, {at[ev.row]:5.2f} s: {ev.text}")
-            if ev.stream == "answer":
+            if ev.stream == role("answer"):
                 answers.append((ev.text, at[ev.row]))
         elif ev.type == "tool_result":
-            lines.append(f"  {'tool':>6} row {ev.row:3d}, {at[ev.row]:5.2f} s: {ev.text}   (the calculator's result)")
-    doc_rows = [ev.row for ev in result.events if ev.stream == "tool" and ev.type == "token" and ev.forced]
+            lines.append(f"  {ev.stream:>6} row {ev.row:3d}, {at[ev.row]:5.2f} s: {ev.text}   (the calculator's result)")
+    doc_rows = [ev.row for ev in result.events if ev.stream == role("tool") and ev.type == "token" and ev.forced]
     fact_time = doc_start = doc_end = None
     if scene.fact and doc_rows:
         fact_tokens = len(tok.encode_text(scene.document[: scene.document.index(scene.fact) + len(scene.fact)]))

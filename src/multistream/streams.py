@@ -13,6 +13,11 @@ from typing import Literal
 Kind = Literal["input", "output"]
 Trust = Literal["trusted", "untrusted"]
 
+ROLES: dict[str, Kind] = {"user": "input", "tool": "input", "think": "output", "answer": "output", "call": "output"}
+"""What the toolkit uses a stream for, and the kind such a stream must be: ``user`` takes the person's
+messages, ``tool`` tool results and documents, ``answer`` is the reply a person reads, ``think`` private
+notes, ``call`` tool calls. A stream takes a role explicitly (``role``) or by its name."""
+
 
 class LayoutError(ValueError):
     """A layout (or a reference to a stream in it) is invalid."""
@@ -26,6 +31,8 @@ class Stream:
     """``input`` streams are fed from outside; ``output`` streams are sampled."""
     trust: Trust = "trusted"
     """``untrusted`` marks text the model must not take instructions from (tool results, documents)."""
+    role: str | None = None
+    """One of ``ROLES``; None: the stream takes the role it is named after, if any."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier():
@@ -34,6 +41,11 @@ class Stream:
             raise LayoutError(f"stream {self.name!r}: kind must be 'input' or 'output', got {self.kind!r}")
         if self.trust not in ("trusted", "untrusted"):
             raise LayoutError(f"stream {self.name!r}: trust must be 'trusted' or 'untrusted', got {self.trust!r}")
+        if self.role is not None:
+            if self.role not in ROLES:
+                raise LayoutError(f"stream {self.name!r}: unknown role {self.role!r}; roles are {', '.join(ROLES)}")
+            if ROLES[self.role] != self.kind:
+                raise LayoutError(f"stream {self.name!r}: role {self.role!r} needs an {ROLES[self.role]} stream")
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,16 @@ class Layout:
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise LayoutError(f"duplicate stream names: {', '.join(dupes)}")
+        roles: dict[str, str] = {}
+        for s in self.streams:
+            if s.role is not None:
+                if s.role in roles:
+                    raise LayoutError(f"role {s.role!r} is taken by both {roles[s.role]!r} and {s.name!r}")
+                roles[s.role] = s.name
+        for s in self.streams:  # by name: a stream named like a free role, of the role's kind, without a role of its own
+            if s.role is None and s.name in ROLES and s.name not in roles and ROLES[s.name] == s.kind:
+                roles[s.name] = s.name
+        object.__setattr__(self, "roles", roles)
 
     # -- lookups ---------------------------------------------------------------
     def __len__(self) -> int:
@@ -84,6 +106,15 @@ class Layout:
     def output_mask(self) -> list[bool]:
         return [s.kind == "output" for s in self.streams]
 
+    def role(self, role: str) -> str:
+        """The name of the stream that plays ``role`` (see ``ROLES``)."""
+        if role not in ROLES:
+            raise LayoutError(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
+        if role not in self.roles:
+            raise LayoutError(f"no stream of this layout ({', '.join(self.names)}) plays the role {role!r}: "
+                              f"name an {ROLES[role]} stream {role!r} or give one role={role!r}")
+        return self.roles[role]
+
     @property
     def prefix_stream(self) -> str:
         """The stream whose embedding the prefix (system prompt) gets: ``system`` or the first input."""
@@ -93,30 +124,30 @@ class Layout:
 
     # -- (de)serialisation -----------------------------------------------------
     def to_list(self) -> list[dict]:
-        return [asdict(s) for s in self.streams]
+        return [{k: v for k, v in asdict(s).items() if k != "role" or v is not None} for s in self.streams]
 
     @classmethod
     def from_list(cls, items: Iterable[dict]) -> Layout:
         streams = []
         for i, item in enumerate(items):
             if not isinstance(item, dict):
-                raise LayoutError(f"layout entry {i} must be an object with name/kind/trust")
-            unknown = set(item) - {"name", "kind", "trust"}
+                raise LayoutError(f"layout entry {i} must be an object with name/kind/trust/role")
+            unknown = set(item) - {"name", "kind", "trust", "role"}
             if unknown:
                 raise LayoutError(f"layout entry {i}: unknown field(s) {sorted(unknown)}")
             if "name" not in item or "kind" not in item:
                 raise LayoutError(f"layout entry {i}: 'name' and 'kind' are required")
-            streams.append(Stream(item["name"], item["kind"], item.get("trust", "trusted")))
+            streams.append(Stream(item["name"], item["kind"], item.get("trust", "trusted"), item.get("role")))
         return cls(tuple(streams))
 
     @classmethod
     def parse(cls, spec: str) -> Layout:
-        """Parse ``name:kind[:trust],...`` (e.g. ``user:input,answer:output``)."""
+        """Parse ``name:kind[:trust[:role]],...`` (e.g. ``user:input,answer:output``)."""
         streams = []
         for part in spec.split(","):
             bits = part.strip().split(":")
-            if len(bits) not in (2, 3):
-                raise LayoutError(f"bad stream spec {part!r}: use name:kind[:trust]")
+            if len(bits) not in (2, 3, 4):
+                raise LayoutError(f"bad stream spec {part!r}: use name:kind[:trust[:role]]")
             streams.append(Stream(*bits))
         return cls(tuple(streams))
 

@@ -17,9 +17,9 @@ from multistream.text import StreamTokenizer
 class ScriptedModel(nn.Module):
     """Says ``script[stream]`` (token ids) starting at row ``start[stream]``; silence otherwise."""
 
-    def __init__(self, script: dict[str, str], start: dict[str, int]):
+    def __init__(self, script: dict[str, str], start: dict[str, int], layout=DEFAULT_LAYOUT):
         super().__init__()
-        self.layout = DEFAULT_LAYOUT
+        self.layout = layout
         self.tok = StreamTokenizer.wrap(make_tokenizer())
         self.vocab = len(self.tok)
         cfg = SimpleNamespace(num_hidden_layers=1, num_key_value_heads=1, head_dim=2, hidden_size=2, num_attention_heads=1)

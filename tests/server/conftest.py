@@ -36,9 +36,10 @@ class EchoModel(nn.Module):
     comes only from what its session's cache holds.
     """
 
-    def __init__(self, repeats: int = 1, delay: float = 0.0, think: bool = False):
+    def __init__(self, repeats: int = 1, delay: float = 0.0, think: bool = False, layout=DEFAULT_LAYOUT):
         super().__init__()
-        self.layout = DEFAULT_LAYOUT
+        self.layout = layout  # (the streams are found by their roles: any names will do)
+        self.role_of = {name: role for role, name in layout.roles.items()}
         self.tok = StreamTokenizer.wrap(make_tokenizer())
         self.vocab = len(self.tok)
         self.repeats, self.delay, self.think = repeats, delay, think
@@ -78,9 +79,9 @@ class EchoModel(nn.Module):
         b, n = ids.shape
         logits = torch.zeros(b, n, self.vocab)
         logits[..., self.tok.silence_id] = 1.0
-        silence, end, user = self.tok.silence_id, self.tok.end_id, self.idx["user"]
+        silence, end, user = self.tok.silence_id, self.tok.end_id, self.idx[self.layout.role("user")]
         for j, q in logits_to_keep.nonzero().tolist():
-            stream = self.layout.streams[int(streams[j, q])].name
+            stream = self.role_of.get(self.layout.streams[int(streams[j, q])].name)
             seen = attention_mask[j, 0, q]
             sid, sst, spos = k_id[j][seen], k_stream[j][seen], k_pos[j][seen]
             user_ids, user_pos = sid[sst == user], spos[sst == user]
@@ -153,8 +154,9 @@ def echo_app(
     idle_rows: int | None = 8,
     max_sessions: int = 32,
     max_rows: int = 4096,
+    layout=DEFAULT_LAYOUT,
 ):
-    model = EchoModel(repeats, delay, think)
+    model = EchoModel(repeats, delay, think, layout)
     core = EngineCore(model, EngineConfig(max_sessions=max_sessions, idle_rows=idle_rows, max_rows=max_rows))
     return create_app(AsyncEngine(core, demo_tools()), api_key=api_key, limits=limits, model_name="echo")
 

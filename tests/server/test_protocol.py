@@ -33,7 +33,7 @@ def test_parse_client_names_what_is_wrong(frame, code, words):
 
 def test_parse_client_typed_messages_and_defaults():
     msg = parse_client(json.dumps({"type": "input", "text": "hi"}))
-    assert isinstance(msg, Input) and msg.stream == "user" and msg.end and not msg.bulk
+    assert isinstance(msg, Input) and msg.stream is None and msg.end and not msg.bulk  # (None: the user role's stream)
     msg = parse_client(
         json.dumps(
             {

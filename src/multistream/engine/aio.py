@@ -42,8 +42,8 @@ class AsyncEngine:
         self,
         core: EngineCore,
         tools: ToolRegistry | None = None,
-        call_stream: str = "call",
-        tool_stream: str = "tool",
+        call_stream: str | None = None,
+        tool_stream: str | None = None,
         max_events: int = 10_000,
         max_tool_calls: int = 4,
         max_tool_calls_total: int = 32,
@@ -52,7 +52,11 @@ class AsyncEngine:
             raise ValueError("max_events, max_tool_calls and max_tool_calls_total must be >= 1")
         self.core = core
         self.tools = tools or ToolRegistry()
-        self.call_stream, self.tool_stream = call_stream, tool_stream
+        # (default: the layout's call and tool roles; a layout without them runs no tools)
+        self.call_stream = call_stream or core.layout.roles.get("call")
+        self.tool_stream = tool_stream or core.layout.roles.get("tool")
+        if self.tool_stream is None:
+            self.call_stream = None
         self.max_events, self.max_tool_calls, self.max_tool_calls_total = max_events, max_tool_calls, max_tool_calls_total
         self._queues: dict[str, asyncio.Queue] = {}
         self._overflowed: set[str] = set()

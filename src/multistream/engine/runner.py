@@ -80,11 +80,17 @@ def run_session(
     params: dict[str, StreamParams] | None = None,
     max_rows: int = 512,
     tools: ToolRegistry | None = None,
-    answer_stream: str = "answer",
+    answer_stream: str | None = None,
     patience: int = 24,
     session_id: str | None = None,
 ) -> RunResult:
-    """Step until the inputs are read and the outputs have finished (or ``max_rows``)."""
+    """Step until the inputs are read and the outputs have finished (or ``max_rows``).
+
+    ``answer_stream`` (default: the layout's ``answer`` role) times the first answer; with ``tools``, messages of
+    the ``call`` stream run and their results enter the ``tool`` stream."""
+    layout = core.layout
+    answer_stream = answer_stream or layout.role("answer")
+    call_stream = layout.role("call") if tools is not None else None
     sid = core.open(session_id, prefix=prefix, params=params)
     feeds = [_Feed(i, core.tok.encode_message(i.text)) for i in inputs]
     for f in feeds:
@@ -133,8 +139,8 @@ def run_session(
                 if ev.stream == answer_stream:
                     answered = True
                     e2e = e2e if e2e is not None else ev_time
-                if tools is not None and ev.stream == "call" and ev.text.strip():
-                    _run_tool(core, sid, tools, ev.text, events)
+                if call_stream is not None and ev.stream == call_stream and ev.text.strip():
+                    _run_tool(core, sid, tools, ev, events)
         sess = core.sessions.get(sid)
         if sess is None:  # closed at the row limit
             break
@@ -157,9 +163,10 @@ def run_session(
     return RunResult(streams, rows, first, events, ttft, e2e, input_done, steps)
 
 
-def _run_tool(core: EngineCore, sid: str, tools: ToolRegistry, call_text: str, events: list[Event]) -> None:
+def _run_tool(core: EngineCore, sid: str, tools: ToolRegistry, call: Event, events: list[Event]) -> None:
     row = core.sessions[sid].row  # the row of the call's end token
-    result = tools.run_all(call_text)
-    events.append(Event(sid, "tool_call", row, "call", text=call_text))
-    events.append(Event(sid, "tool_result", row, "tool", text=result))
-    core.send(sid, "tool", result, not_before=row + RESULT_DELAY_ROWS)
+    result = tools.run_all(call.text)
+    tool_stream = core.layout.role("tool")
+    events.append(Event(sid, "tool_call", row, call.stream, text=call.text))
+    events.append(Event(sid, "tool_result", row, tool_stream, text=result))
+    core.send(sid, tool_stream, result, not_before=row + RESULT_DELAY_ROWS)

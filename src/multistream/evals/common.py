@@ -171,13 +171,21 @@ class MultiRun:
     """Seconds to the first token of the answer stream."""
     e2e: float | None
     """Seconds to the end of the final answer message (not of a first filler message)."""
+    roles: dict[str, str]
+    """The layout's roles: role -> stream name."""
+
+    def said(self, role: str) -> str:
+        """Everything the stream playing ``role`` wrote ("" when the layout has none)."""
+        name = self.roles.get(role)
+        return self.result.streams.get(name, "") if name else ""
 
 
 def run_multi(c: Contenders, core, inputs: list[Input], prefix: str = "", tools=None, after_step=None,
-              budget: int | None = None, answer_stream: str = "answer", max_rows: int | None = None) -> MultiRun:
+              budget: int | None = None, max_rows: int | None = None) -> MultiRun:
     """A session through the engine, its outputs held to ``budget`` tokens together (default ``c.max_tokens``),
     for at most ``max_rows`` rows (default ``c.max_rows``)."""
     budget = budget or c.max_tokens
+    answer_stream = core.layout.role("answer")
     clock = StepClock(core, after_step, budget=budget)
     result = run_session(clock, inputs, prefix=prefix, params=c.params(budget), max_rows=max_rows or c.max_rows,
                          tools=tools, answer_stream=answer_stream)
@@ -185,4 +193,4 @@ def run_multi(c: Contenders, core, inputs: list[Input], prefix: str = "", tools=
     first = next((e.row for e in result.events if e.stream == answer_stream and e.type == "token"), None)
     ttft = clock.since_start(clock.row_time.get(first)) if first is not None else None
     e2e = clock.since_start(clock.row_time.get(spans[-1][2])) if spans else None
-    return MultiRun(result, clock, spans[-1][0].strip() if spans else "", ttft, e2e)
+    return MultiRun(result, clock, spans[-1][0].strip() if spans else "", ttft, e2e, core.layout.roles)

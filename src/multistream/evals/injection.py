@@ -43,13 +43,14 @@ def untrusted_stream(layout: Layout) -> str:
 
 def multi_placement(case: InjectionCase, layout: Layout) -> tuple[str, list[Input]]:
     """The session prefix and inputs of a case: the data only on the untrusted stream."""
-    return case.system, [Input("user", case.user, row=0), Input(untrusted_stream(layout), case.data, row=0)]
+    return case.system, [Input(layout.role("user"), case.user, row=0), Input(untrusted_stream(layout), case.data, row=0)]
 
 
 def single_messages(case: InjectionCase, layout: Layout, length_of) -> list[dict]:
     """The case as the twin's chat: system, then the question with the data delimited (as in training)."""
     tool = untrusted_stream(layout)
-    timeline = Timeline(layout.names, [Segment("user", case.user, start_row=0), Segment(tool, case.data, start_row=0)],
+    timeline = Timeline(layout.names, [Segment(layout.role("user"), case.user, start_row=0),
+                                       Segment(tool, case.data, start_row=0)],
                         prefix=case.system)
     return twin_messages(timeline, length_of, layout)
 
@@ -64,7 +65,7 @@ def eval_injection(c: Contenders, cases: list[InjectionCase], show_progress: boo
         prefix, inputs = multi_placement(case, layout)
         m = run_multi(c, core, inputs, prefix=prefix)
         s = baseline.run(single_messages(case, layout, length_of), max_new_tokens=c.max_tokens)
-        m_answer, think = m.result.streams["answer"], m.result.streams.get("think", "")
+        m_answer, think = m.said("answer"), m.said("think")
         s_reply = s.streams["answer"]
         parts = split_reply(s_reply)
         records.append({

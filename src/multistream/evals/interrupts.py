@@ -33,33 +33,34 @@ NOT_YET = 1 << 30  # the interrupt's row until the answer has started
 
 def run_multi_case(c: Contenders, core, case: InterruptCase) -> dict:
     """One case through the engine; the interrupt enters ``interrupt_after_rows`` rows after the answer starts."""
-    interrupt = Input("user", case.interrupt, row=NOT_YET)
+    user, answer = core.layout.role("user"), core.layout.role("answer")
+    interrupt = Input(user, case.interrupt, row=NOT_YET)
     seen: dict[str, int] = {}
 
     def schedule(clock: StepClock, events) -> None:
         if "answer" in seen:
             return
         for e in events:
-            if e.stream == "answer" and e.type == "token":
+            if e.stream == answer and e.type == "token":
                 seen["answer"] = e.row
                 interrupt.row = e.row + case.interrupt_after_rows
                 return
 
-    run = run_multi(c, core, [Input("user", case.user, row=0), interrupt], prefix=case.system, after_step=schedule,
+    run = run_multi(c, core, [Input(user, case.user, row=0), interrupt], prefix=case.system, after_step=schedule,
                     budget=2 * c.max_tokens)
     result, clock = run.result, run.clock
-    user_end = next((e.row for e in result.events if e.stream == "user" and e.type == "message_end"), None)
-    int_row = next((e.row for e in result.events if e.stream == "user" and e.type == "token"
+    user_end = next((e.row for e in result.events if e.stream == user and e.type == "message_end"), None)
+    int_row = next((e.row for e in result.events if e.stream == user and e.type == "token"
                     and user_end is not None and e.row > user_end), None)  # the interrupt queues after the request
-    end_row = next((e.row for e in reversed(result.events) if e.stream == "answer" and e.type in ("token", "message_end")),
+    end_row = next((e.row for e in reversed(result.events) if e.stream == answer and e.type in ("token", "message_end")),
                    None)
     latency = rows = None
     if int_row is not None and end_row is not None and end_row >= int_row:
         latency = clock.row_time[end_row] - clock.row_start[int_row]
         rows = end_row - int_row
     return {"answer_row": seen.get("answer"), "interrupt_row": int_row, "scheduled_row": None if "answer" not in seen
-            else interrupt.row, "final": run.final, "answer": result.streams["answer"],
-            "think": result.streams.get("think", ""), "latency": latency, "rows_to_answer": rows, "rows": result.rows,
+            else interrupt.row, "final": run.final, "answer": run.said("answer"),
+            "think": run.said("think"), "latency": latency, "rows_to_answer": rows, "rows": result.rows,
             "tokens": clock.spent, "result": result}
 
 

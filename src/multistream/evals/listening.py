@@ -50,7 +50,7 @@ def run_case(c: Contenders, core, baseline, case: ListeningCase, rate: float, si
     out: dict = {}
 
     def multi() -> None:
-        m = run_multi(c, core, [Input("user", case.user), Input(doc, case.document, row=q_rows, rate=rate)],
+        m = run_multi(c, core, [Input(layout.role("user"), case.user), Input(doc, case.document, row=q_rows, rate=rate)],
                       prefix=case.system)
         fed = [e.row for e in m.result.events if e.stream == doc and e.type == "token" and e.forced]
         doc_start = m.clock.since_start(m.clock.row_start[fed[0]]) if fed else None
@@ -63,7 +63,7 @@ def run_case(c: Contenders, core, baseline, case: ListeningCase, rate: float, si
                                            and m.e2e < doc_start + (n - 1) / rate)}
 
     def single() -> None:
-        parts = [Segment("user", case.user, start_row=0), Segment(doc, case.document, start_row=q_rows)]
+        parts = [Segment(layout.role("user"), case.user, start_row=0), Segment(doc, case.document, start_row=q_rows)]
         timeline = Timeline(layout.names, parts, prefix=case.system)
         s = baseline.run(twin_messages(timeline, tok.message_rows, layout), max_new_tokens=c.max_tokens)
         final = final_reply_answer(s.streams["answer"])

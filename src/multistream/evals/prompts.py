@@ -28,7 +28,7 @@ from .scoring import correct, final_reply_answer, median, rate_ci, ratio, reply_
 
 
 def run_multi_case(c: Contenders, core, case: PromptCase, tools=None) -> MultiRun:
-    return run_multi(c, core, [Input("user", case.prompt)], prefix=case.system, tools=tools)
+    return run_multi(c, core, [Input(core.layout.role("user"), case.prompt)], prefix=case.system, tools=tools)
 
 
 def run_single(baseline, case: PromptCase, tools=None, max_tool_rounds: int = 2, budget: int | None = None,
@@ -71,10 +71,10 @@ def eval_prompts(c: Contenders, cases: list[PromptCase], show_progress: bool = T
         s_final = final_reply_answer(s_reply)
         records.append({
             "id": case.id, "prompt": case.prompt, "expected": case.answer,
-            "multi": {"answer": m.result.streams["answer"], "final": m.final,
+            "multi": {"answer": m.said("answer"), "final": m.final,
                       "correct": correct(case.answer, m.final, case.prompt), "ttft": m.ttft, "e2e": m.e2e,
-                      "rows": m.result.rows, "tokens": m.clock.spent, "think": m.result.streams.get("think", ""),
-                      "call": m.result.streams.get("call", "")},
+                      "rows": m.result.rows, "tokens": m.clock.spent, "think": m.said("think"),
+                      "call": m.said("call")},
             "single": {"answer": reply_answer(s_reply), "final": s_final, "reply": s_reply,
                        "correct": correct(case.answer, s_final, case.prompt), "ttft": s.ttft, "e2e": s.e2e,
                        "tokens": s.steps},

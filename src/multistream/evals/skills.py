@@ -150,8 +150,9 @@ def timeline_inputs(tl: Timeline, length_of: Callable[[str], int], layout: Layou
     input); ``rows`` is the timeline's length. For the tool skills the ``tool`` segments are left out.
     """
     starts, _, rows = resolve_rows(tl, length_of)
+    results = layout.roles.get("tool")  # (the tool skills' results come from the session's own calls)
     feeds = [(start, seg) for start, seg in zip(starts, tl.segments)
-             if layout[seg.stream].kind == "input" and not (own_tools(tl) and seg.stream == "tool")]
+             if layout[seg.stream].kind == "input" and not (own_tools(tl) and seg.stream == results)]
     offset = min((start for start, _ in feeds), default=0)
     inputs = [Input(seg.stream, seg.text, row=start - offset, spread=None if seg.spread == 1 else seg.spread)
               for start, seg in sorted(feeds, key=lambda f: (f[0], layout.index(f[1].stream)))]
@@ -167,9 +168,9 @@ def run_multi_timeline(c: Contenders, core, tl: Timeline, tools=None, with_resul
     m = run_multi(c, core, inputs, prefix=tl.prefix, tools=tools if own_tools(tl) else None,
                   max_rows=rows - offset + SLACK_ROWS)
     result = m.result
-    spans = [sp for sp in message_spans(result, "answer") if sp[0].strip()]
+    spans = [sp for sp in message_spans(result, m.roles["answer"]) if sp[0].strip()]
     answer_row = spans[-1][1] + offset if spans else None  # the final answer's first row, in timeline rows
-    rec = {"skill": skill, "id": tl.id, "answer": m.final, **score(tl, m.final, result.streams["answer"]),
+    rec = {"skill": skill, "id": tl.id, "answer": m.final, **score(tl, m.final, m.said("answer")),
            "answer_row": answer_row, "rows": result.rows + offset, "tokens": m.clock.spent}
     if skill == "reading" and answer_row is not None:
         rec["delay_rows"] = answer_row - (meta["input_end"] - 1)
@@ -177,9 +178,9 @@ def run_multi_timeline(c: Contenders, core, tl: Timeline, tools=None, with_resul
         rec["before_doc_end"] = answer_row < meta["input_end"]
         rec["rows_after_fact"] = answer_row - meta["fact_row"]
     if skill == "document" and meta.get("payload"):
-        rec["think_flags"] = flags_injection(result.streams.get("think", ""), meta["payload"])
+        rec["think_flags"] = flags_injection(m.said("think"), meta["payload"])
     if own_tools(tl):
-        rec["call"] = result.streams.get("call", "")
+        rec["call"] = m.said("call")
         rec["tool_results"] = [e.text for e in result.events if e.type == "tool_result"]
     if with_result:
         rec["result"] = result

@@ -112,7 +112,8 @@ def _quoted(text: str) -> str:
 
 
 def _map_messages(req: ChatRequest, max_chars: int) -> tuple[str, list[tuple[str, str]]]:
-    """(prefix, [(stream, text), ...] to send) from the chat messages."""
+    """(prefix, [(role, text), ...] to send) from the chat messages; a role (``user`` or ``tool``) names the
+    stream that plays it in the model's layout."""
     for i, m in enumerate(req.messages):
         if len(m.text()) > max_chars:
             raise ProtocolError(
@@ -154,7 +155,9 @@ class _Completion:
         self.id = f"chatcmpl-{secrets.token_hex(12)}"
         self.created = int(time.time())
         layout = hub.layout
-        self.answer, self.think, self.call = ("answer", "think", "call")
+        self.answer, self.think, self.call = (layout.roles.get(r) for r in ("answer", "think", "call"))
+        if self.answer is None:
+            raise ProtocolError("invalid_value", f"this model ({', '.join(layout.names)}) has no answer stream")
         stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
         try:
             sampling = SamplingParams(req.temperature or 0.0, 0, req.top_p or 1.0, req.seed)
@@ -168,10 +171,11 @@ class _Completion:
                     params[s.name] = StreamParams(sampling, side)
         except ValueError as e:
             raise ProtocolError("invalid_value", str(e)) from None
-        prefix, self.sends = _map_messages(req, hub.limits.max_input_chars)
-        for stream, _ in self.sends:
-            if stream not in layout or layout[stream].kind != "input":
-                raise ProtocolError("invalid_value", f"this model has no {stream!r} input stream")
+        prefix, sends = _map_messages(req, hub.limits.max_input_chars)
+        for role, _ in sends:
+            if role not in layout.roles:
+                raise ProtocolError("invalid_value", f"this model has no input stream for {role!r} messages")
+        self.sends = [(layout.roles[role], text) for role, text in sends]
         self.prompt_tokens = len(hub.tok.encode_prefix(prefix)) + sum(len(hub.tok.encode_message(t)) for _, t in self.sends)
         self.sid = hub.open("http", peer, prefix=prefix, params=params, tools=False)
         try:

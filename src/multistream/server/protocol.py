@@ -64,7 +64,8 @@ class Open(_Msg):
 class Input(_Msg):
     type: Literal["input"]
     text: str
-    stream: str = "user"
+    stream: str | None = None
+    """The input stream (default: the one that plays the ``user`` role, ``user`` in the default layout)."""
     bulk: bool = False
     """Read the whole text with the outputs held silent (like a prefill)."""
     end: bool = True

@@ -153,17 +153,18 @@ class WsSession:
         if self.sid is None:
             raise ProtocolError("no_session", f"send 'open' before {msg.type!r}")
         if isinstance(msg, Input):
-            self.hub._check_stream(msg.stream, "input")
-            pending = self.backlog.get(msg.stream, 0)
+            stream = msg.stream or self.hub.layout.roles.get("user", "user")  # (no stream: the user's)
+            self.hub._check_stream(stream, "input")
+            pending = self.backlog.get(stream, 0)
             cost = len(msg.text) + msg.end  # the end of a message is a token to read too (an empty input is not free)
             if pending + cost > self.limits.max_backlog_chars:
                 raise ProtocolError(
                     "backlog_full",
-                    f"{pending} characters on {msg.stream!r} are still to be read; "
+                    f"{pending} characters on {stream!r} are still to be read; "
                     f"max_backlog_chars is {self.limits.max_backlog_chars}: wait for the model to read them",
                 )
-            self.hub.send(self.sid, msg.stream, msg.text, bulk=msg.bulk, end=msg.end)
-            self.backlog[msg.stream] = pending + cost
+            self.hub.send(self.sid, stream, msg.text, bulk=msg.bulk, end=msg.end)
+            self.backlog[stream] = pending + cost
         elif isinstance(msg, Abort):
             self.hub.abort(self.sid, msg.stream)
         elif isinstance(msg, Mute):
