@@ -75,3 +75,29 @@ def test_report_on_a_small_subset(tiny, tmp_path):
         assert f"]({name})" in md
     assert "| accuracy (prompts) |" in md and "| attack success rate" in md and "| interrupt success |" in md
     assert "| listening: fact to final answer" in md
+
+
+def test_report_in_parts_then_assembled_from_the_kept_results(tiny, tmp_path, monkeypatch):
+    import multistream.evals.report as rep
+
+    opts = dict(limit=1, rate=400.0, show_progress=False)
+    assert build_report(tiny, tmp_path, stages=["prompts", "latency"], **opts) is None
+    assert build_report(tiny, tmp_path, stages=["injection", "interrupts", "listening"], **opts) is None
+    assert not (tmp_path / "report.md").exists()
+    assert sorted(p.stem for p in (tmp_path / "stages").iterdir()) == ["injection", "interrupts", "latency", "listening",
+                                                                      "prompts"]
+
+    def ran_again(*a, **k):
+        raise AssertionError("a suite ran again")
+
+    for name in ("eval_prompts", "eval_injection", "eval_interrupts", "eval_latency", "eval_listening"):
+        monkeypatch.setattr(rep, name, ran_again)
+    report = build_report(tiny, tmp_path, **opts)  # only the figures are made
+    assert report["summary"]["accuracy"]["n"] == report["summary"]["listening"]["n"] == 1
+    assert (tmp_path / "report.md").exists() and "summary.png" in report["figures"].values()
+    with pytest.raises(AssertionError, match="ran again"):  # other options: the kept results do not apply
+        build_report(tiny, tmp_path, limit=1, rate=200.0, show_progress=False)
+    with pytest.raises(AssertionError, match="ran again"):
+        build_report(tiny, tmp_path, fresh=True, **opts)
+    with pytest.raises(ValueError, match="unknown stage"):
+        build_report(tiny, tmp_path, stages=["figures"], **opts)

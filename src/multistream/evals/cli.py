@@ -199,10 +199,21 @@ def cmd_plot(args) -> int:
 def cmd_report(args) -> int:
     from .report import build_report
 
+    stages = args.stages.split(",") if args.stages else None
+    bad = sorted(set(stages or ()) - {"prompts", "injection", "interrupts", "latency", "listening"})
+    if bad:
+        print(f"multistream report: unknown stage(s) {', '.join(bad)}; stages are prompts, injection, interrupts, "
+              "latency, listening", file=sys.stderr)
+        return 2
     report = build_report(_contenders(args), args.out, args.limit, args.rate,
                           {"prompts": args.prompts, "injection": args.injection, "interrupts": args.interrupts,
                            "listening": args.listening},
-                          show_progress=not args.no_progress)
+                          show_progress=not args.no_progress,
+                          stages=stages, fresh=args.fresh)
+    if report is None:
+        print(f"ran {args.stages}; the results are kept in {args.out}/stages/: run the report again with the same "
+              "options (without --stages) to finish it")
+        return 0
     for w in report["warnings"]:
         print(f"skipped: {w}", file=sys.stderr)
     print(f"wrote {args.out}/report.md, report.json and {len(report['figures'])} figure(s)")
@@ -286,5 +297,9 @@ def register(sub) -> None:
     r.add_argument("--injection", help="injection case file (default: built-in)")
     r.add_argument("--interrupts", help="interrupt case file (default: built-in)")
     r.add_argument("--listening", help="listening case file (default: built-in)")
+    r.add_argument("--stages", help="run only these suites (comma-separated: prompts, injection, interrupts, latency, "
+                   "listening) and keep their results for a later full run")
+    r.add_argument("--fresh", action="store_true", help="run every suite again (default: reuse the results kept in "
+                   "OUT/stages/ by a run with the same models, options and cases)")
     _model_args(r)
     r.set_defaults(func=cmd_report)

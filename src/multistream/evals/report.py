@@ -64,23 +64,47 @@ def summary(results: dict) -> dict:
     return out
 
 
+def _stage_key(c: Contenders, limit, rate, files: dict, cases: dict) -> dict:
+    """What a stage's saved result depends on: it is reused only by a run with the same key."""
+    return {"model": c.model_name, "single": c.single_name, "limit": limit, "rate": rate, "max_tokens": c.max_tokens,
+            "files": {k: v for k, v in sorted(files.items()) if v}, "cases": {k: [x.id for x in v] for k, v in cases.items()}}
+
+
 def build_report(c: Contenders, out_dir: str | Path, limit: int | None = None, rate: float = 10.0,
-                 case_files: dict[str, str | None] | None = None, show_progress: bool = True) -> dict:
-    """Run the suite, write ``report.md``, ``report.json`` and PNG figures into ``out_dir``; returns the numbers."""
+                 case_files: dict[str, str | None] | None = None, show_progress: bool = True,
+                 stages: list[str] | None = None, fresh: bool = False) -> dict | None:
+    """Run the suite, write ``report.md``, ``report.json`` and PNG figures into ``out_dir``; returns the numbers.
+
+    Each suite's result is kept in ``out_dir/stages/`` and reused by a later run with the same models, options
+    and cases (unless ``fresh``): an interrupted report resumes, and ``stages`` (a subset of ``STAGES`` less
+    ``figures``) runs only some suites, e.g. in two processes at once; such a run returns None and writes no report."""
     from tqdm import tqdm
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = case_files or {}
+    unknown = sorted(set(stages or ()) - set(STAGES[:-1]))
+    if unknown:
+        raise ValueError(f"unknown stage(s) {', '.join(unknown)}; stages are {', '.join(STAGES[:-1])}")
     cases, warnings = {}, []
     for kind in ("prompts", "injection", "interrupts", "listening"):
         cases[kind], errs = load_cases(files.get(kind), kind, limit)
         warnings += errs
+    key = _stage_key(c, limit, rate, files, cases)
+    saved_dir = out / "stages"
+    saved_dir.mkdir(exist_ok=True)
     results: dict = {}
     figures: dict[str, str] = {}
-    bar = tqdm(STAGES, desc="report", file=sys.stderr, disable=not show_progress, dynamic_ncols=True)
+    todo = [s for s in STAGES if stages is None or s in stages]
+    bar = tqdm(todo, desc="report", file=sys.stderr, disable=not show_progress, dynamic_ncols=True)
     for stage in bar:
         bar.set_postfix_str(stage)
+        saved = saved_dir / f"{stage}.json"
+        if stage != "figures" and not fresh and saved.exists():
+            kept = json.loads(saved.read_text())
+            if kept.get("key") == key:
+                results[stage] = kept["result"]
+                continue
         if stage == "prompts":
             from ..engine.tools import demo_tools
 
@@ -97,6 +121,10 @@ def build_report(c: Contenders, out_dir: str | Path, limit: int | None = None, r
             results["listening"] = eval_listening(c, cases["listening"], rate, show_progress)
         else:
             figures = _figures(c, results, cases, out)
+        if stage != "figures":
+            saved.write_text(json.dumps({"key": key, "result": results[stage]}, ensure_ascii=False, default=str))
+    if stages is not None:
+        return None
     summ = summary(results)
     import torch
 
