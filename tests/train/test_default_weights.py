@@ -44,6 +44,19 @@ def test_default_multistream_model_answers_a_held_out_question():
     assert correct(EXPECTED, run.final, QUESTION), run.final
 
 
+def test_default_multistream_model_says_its_answer_once():
+    """After answering it stays quiet (the v6 weights said "The capital of Sweden is Stockholm." twice)."""
+    from multistream.engine.core import EngineConfig, EngineCore
+    from multistream.engine.runner import Input, run_session
+
+    model = load_model("default")
+    for question in (QUESTION, "What is the capital of Japan?", "How many legs does a spider have?"):
+        core = EngineCore(model, EngineConfig(idle_rows=None))
+        result = run_session(core, [Input("user", question, row=0)], max_rows=60, after_answer=20)
+        answers = [e.text for e in result.events if e.type == "message_end" and e.stream == "answer" and e.text.strip()]
+        assert len(answers) == 1, (question, answers)
+
+
 def test_default_single_twin_answers_a_held_out_question():
     from multistream.evals.twin import Twin
 

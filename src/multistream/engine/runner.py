@@ -83,11 +83,13 @@ def run_session(
     answer_stream: str | None = None,
     patience: int = 24,
     session_id: str | None = None,
+    after_answer: int = 2,
 ) -> RunResult:
     """Step until the inputs are read and the outputs have finished (or ``max_rows``).
 
     ``answer_stream`` (default: the layout's ``answer`` role) times the first answer; with ``tools``, messages of
-    the ``call`` stream run and their results enter the ``tool`` stream."""
+    the ``call`` stream run and their results enter the ``tool`` stream. Once an answer has ended the session
+    stops after ``after_answer`` quiet rows (``patience`` before any answer)."""
     layout = core.layout
     answer_stream = answer_stream or layout.role("answer")
     call_stream = layout.role("call") if tools is not None else None
@@ -146,7 +148,7 @@ def run_session(
             break
         all_sent = all(f.sent == len(f.ids) for f in feeds)
         quiet = all_sent and not sess.pending_input and not sess.speaking
-        if quiet and sess.quiet_rows >= (2 if answered else patience):
+        if quiet and sess.quiet_rows >= (after_answer if answered else patience):
             break
         if sess.row >= max_rows or (not core.has_work() and all_sent):
             break
