@@ -379,3 +379,22 @@ def test_token_pieces_add_up_to_each_message(wrap):
             assert e.text.startswith(text) and (e.text == text or e.text.endswith("\ufffd"))
             ended += 1
     assert ended >= 2 and "user" not in pending
+
+
+def test_speculation_reads_one_row_past_the_input_so_a_reply_starts_in_the_same_forward():
+    from .test_scheduler import ScriptedModel
+
+    n = len(ScriptedModel({}, {}).tok.encode_message("hi there"))  # rows of the question, its end token last
+    events = {}
+    for spec in (0, 16):
+        model = ScriptedModel({"answer": "hello"}, {"answer": n + 1})  # the first row that can see the end token
+        engine = EngineCore(model, EngineConfig(idle_rows=None, speculative=spec))
+        sid = engine.open("s")
+        engine.send(sid, "user", "hi there")
+        got = []
+        while not any(e.stream == "answer" and e.type == "message_end" for e in got):
+            got += engine.step()
+            if spec and not any(e.stream == "answer" for e in got):
+                raise AssertionError(f"no answer token after the first forward (rows {engine.sessions[sid].row})")
+        events[spec] = [(e.row, e.stream, e.type, e.token_id) for e in got]
+    assert events[16] == events[0]  # the same rows and tokens as step by step

@@ -18,9 +18,10 @@ Two ways to feed several rows in one forward:
 - *bulk*: input sent with ``bulk=True`` is read with the outputs held silent, up to
   ``bulk_chunk`` rows per forward (like a prefill);
 - *speculative* (``EngineConfig.speculative = N``): when input is queued and no output
-  is speaking, feed up to N rows assuming the outputs stay silent, keep the rows up to
-  the first one where the model chose to speak and roll the cache back past it. At
-  temperature 0 this gives exactly the tokens of step-by-step decoding.
+  is speaking, feed up to N rows assuming the outputs stay silent (the queued input and one
+  row after it), keep the rows up to the first one where the model chose to speak and roll
+  the cache back past it. At temperature 0 this gives exactly the tokens of step-by-step
+  decoding.
 """
 
 from __future__ import annotations
@@ -515,7 +516,9 @@ class EngineCore:
         elif self.config.speculative > 1 and waiting > 1 and silent_next and not any(
             o.end_next for o in sess.outputs.values()
         ):
-            mode, n_rows = "spec", min(waiting, self.config.speculative)
+            # one row past the queued input when it fits: that row's output queries are the first to see the
+            # input's last token, so a reply can start in this forward instead of the next one
+            mode, n_rows = "spec", min(waiting + 1, self.config.speculative)
         n_rows = max(1, min(n_rows, sess.max_rows - 1 - sess.row))
         rows: list[list[int]] = []
         popped: list[dict[int, int]] = []
