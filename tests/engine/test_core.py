@@ -381,16 +381,17 @@ def test_token_pieces_add_up_to_each_message(wrap):
     assert ended >= 2 and "user" not in pending
 
 
-def test_speculation_reads_one_row_past_the_input_so_a_reply_starts_in_the_same_forward():
+@pytest.mark.parametrize("question", ["hi there", ""])  # ("": one token queued, the end)
+def test_speculation_reads_one_row_past_the_input_so_a_reply_starts_in_the_same_forward(question):
     from .test_scheduler import ScriptedModel
 
-    n = len(ScriptedModel({}, {}).tok.encode_message("hi there"))  # rows of the question, its end token last
+    n = len(ScriptedModel({}, {}).tok.encode_message(question))  # rows of the question, its end token last
     events = {}
     for spec in (0, 16):
         model = ScriptedModel({"answer": "hello"}, {"answer": n + 1})  # the first row that can see the end token
         engine = EngineCore(model, EngineConfig(idle_rows=None, speculative=spec))
         sid = engine.open("s")
-        engine.send(sid, "user", "hi there")
+        engine.send(sid, "user", question)
         got = []
         while not any(e.stream == "answer" and e.type == "message_end" for e in got):
             got += engine.step()

@@ -513,7 +513,7 @@ class EngineCore:
         silent_next = all(t == self.silence for t, _ in sess.next_out.values())
         if bulk and not sess.speaking and silent_next:
             mode, n_rows = "bulk", min(bulk, self.config.bulk_chunk)
-        elif self.config.speculative > 1 and waiting > 1 and silent_next and not any(
+        elif self.config.speculative > 1 and waiting and silent_next and not any(
             o.end_next for o in sess.outputs.values()
         ):
             # one row past the queued input when it fits: that row's output queries are the first to see the
