@@ -92,6 +92,7 @@ def register(sub) -> None:
     s.add_argument("--max-input-chars", type=int, default=16_000, help="text per input message")
     s.add_argument("--max-message-bytes", type=int, default=64 * 1024, help="largest WebSocket frame or HTTP body")
     s.add_argument("--idle-timeout", type=float, default=300.0, help="seconds without traffic before a session is closed")
-    s.add_argument("--speculative", type=int, default=0, help="rows fed at once while reading input (0: off)")
+    s.add_argument("--speculative", type=int, default=16,
+                   help="rows fed at once while reading input, assuming silent outputs (exact at temperature 0; 0: off)")
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     s.set_defaults(func=cmd_serve)
