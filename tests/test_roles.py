@@ -87,11 +87,17 @@ def test_the_async_tool_loop_follows_the_roles():
     assert "".join(e.text for e in events if e.stream == "docs" and e.type == "token") == "5"
 
 
-def test_a_layout_without_tool_streams_runs_no_tools():
-    lay = Layout.parse("user:input,answer:output")
-    model = ScriptedModel({"answer": "hi"}, {"answer": 2}, layout=lay)
+@pytest.mark.parametrize("spec", ["user:input,answer:output", "user:input,answer:output,call:output",
+                                  "user:input,doc:input:untrusted,reply:output"])
+def test_a_layout_without_tool_streams_runs_no_tools(spec):
+    lay = Layout.parse(spec)
+    out = lay.outputs[0].name
+    model = ScriptedModel({out: 'calculator({"expression": "2+3"})'}, {out: 2}, layout=lay)
     engine = AsyncEngine(EngineCore(model, EngineConfig(idle_rows=None)), demo_tools())
     assert engine.call_stream is None and engine.tool_stream is None
+    result = run_session(EngineCore(model, EngineConfig()), [Input("user", "go")], tools=demo_tools(), max_rows=40)
+    assert not any(e.type in ("tool_call", "tool_result") for e in result.events)
+    assert result.streams[out] == 'calculator({"expression": "2+3"})'
 
 
 def test_an_evaluation_reads_the_answer_role():

@@ -399,3 +399,42 @@ def test_speculation_reads_one_row_past_the_input_so_a_reply_starts_in_the_same_
                 raise AssertionError(f"no answer token after the first forward (rows {engine.sessions[sid].row})")
         events[spec] = [(e.row, e.stream, e.type, e.token_id) for e in got]
     assert events[16] == events[0]  # the same rows and tokens as step by step
+
+
+def test_speculation_leaves_a_message_arriving_piece_by_piece_on_the_rows_it_would_take_step_by_step():
+    from .test_scheduler import ScriptedModel
+
+    rows = {}
+    for spec in (0, 16):
+        model = ScriptedModel({"answer": "ok"}, {"answer": 40})
+        engine = EngineCore(model, EngineConfig(idle_rows=None, speculative=spec))
+        sid = engine.open("s")
+        ids = model.tok.encode_message("one piece at a time, as a client types")
+        got = []
+        for k in range(len(ids)):  # a token per step: the message ends with the last one
+            engine.send_tokens(sid, "user", ids[k : k + 1])
+            got += engine.step()
+        for _ in range(12):
+            got += engine.step()
+        rows[spec] = [(e.row, e.type, e.token_id) for e in got if e.stream == "user"]
+        assert len(rows[spec]) == len(ids)
+    assert rows[16] == rows[0]
+
+
+def test_speculation_reads_past_a_held_input_and_the_row_after_it():
+    from .test_scheduler import ScriptedModel
+
+    events = {}
+    for spec in (0, 16):
+        model = ScriptedModel({"answer": "ok"}, {"answer": 9})  # the earliest row after the held result ends
+        engine = EngineCore(model, EngineConfig(idle_rows=None, speculative=spec))
+        sid = engine.open("s")
+        engine.send(sid, "user", "")  # row 0: the session starts
+        engine.step()
+        engine.send(sid, "tool", "42", not_before=5)  # enters at row 5, not before
+        got, steps = [], 0
+        while not any(e.stream == "answer" for e in got):
+            got += engine.step()
+            steps += 1
+        events[spec] = ([(e.row, e.stream, e.token_id) for e in got], steps)
+    assert events[16][0] == events[0][0] and events[16][1] == 1 < events[0][1]

@@ -99,5 +99,13 @@ def test_report_in_parts_then_assembled_from_the_kept_results(tiny, tmp_path, mo
         build_report(tiny, tmp_path, limit=1, rate=200.0, show_progress=False)
     with pytest.raises(AssertionError, match="ran again"):
         build_report(tiny, tmp_path, fresh=True, **opts)
+    tiny.max_tokens += 1  # another budget
+    with pytest.raises(AssertionError, match="ran again"):
+        build_report(tiny, tmp_path, **opts)
+    tiny.max_tokens -= 1
+    (tmp_path / "stages" / "prompts.json").write_text('{"key": ')  # a broken file: that suite runs again
+    with pytest.raises(AssertionError, match="ran again"):
+        build_report(tiny, tmp_path, **opts)
+    assert set(report["meta"]["stages"]) == {"prompts", "injection", "interrupts", "latency", "listening"}
     with pytest.raises(ValueError, match="unknown stage"):
         build_report(tiny, tmp_path, stages=["figures"], **opts)

@@ -15,7 +15,9 @@ RENAMED = Layout.parse("sys:input,person:input:trusted:user,docs:input:untrusted
 def test_websocket_input_goes_to_the_user_role_and_tools_follow_the_roles(live):
     server = live(layout=RENAMED)
     c = WsClient(server.ws)
-    c.open()
+    opened = c.open()
+    assert {s["name"]: s.get("role") for s in opened["layout"]} == {"sys": None, "person": "user", "docs": "tool",
+                                                               "scratch": "think", "reply": "answer", "act": "call"}
     c.send(type="input", text="hello there")  # no stream named: the user role's stream
     reply = c.until(lambda m: m["type"] == "message_end" and m.get("stream") == "reply")
     assert reply["text"] == "hello there"
@@ -34,3 +36,10 @@ def test_http_completion_reads_the_answer_role(live):
     r = client(server).chat.completions.create(model="echo", messages=[{"role": "user", "content": "Where is Graz?"}])
     assert r.choices[0].message.content == "Where is Graz?"
     assert r.choices[0].message.reasoning_content.startswith("len=")  # the think role's stream
+
+
+def test_a_model_without_tool_streams_offers_no_tools(live):
+    server = live(layout=Layout.parse("user:input,answer:output"))
+    c = WsClient(server.ws)
+    assert c.open()["tools"] == []
+    c.close()

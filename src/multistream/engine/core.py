@@ -509,16 +509,20 @@ class EngineCore:
         p = len(prefix)
         mode, n_rows = "step", 1
         bulk = max((s.bulk for s in sess.inputs.values()), default=0)
-        waiting = max((len(s.queue) for s in sess.inputs.values()), default=0)
+        # rows the queued input needs: a held queue (``not_before``) first waits for its row
+        waiting = max((len(s.queue) + max(s.hold_until - sess.row, 0) for s in sess.inputs.values() if s.queue), default=0)
         silent_next = all(t == self.silence for t, _ in sess.next_out.values())
         if bulk and not sess.speaking and silent_next:
             mode, n_rows = "bulk", min(bulk, self.config.bulk_chunk)
         elif self.config.speculative > 1 and waiting and silent_next and not any(
             o.end_next for o in sess.outputs.values()
         ):
-            # one row past the queued input when it fits: that row's output queries are the first to see the
-            # input's last token, so a reply can start in this forward instead of the next one
-            mode, n_rows = "spec", min(waiting + 1, self.config.speculative)
+            # when the queued input ends its messages, one row past it: that row's output queries are the first to
+            # see the end, so a reply can start in this forward instead of the next one. (Not before a message is
+            # complete: more of it may arrive for that row, as it would when stepping row by row.)
+            complete = all(not st.queue or st.queue[-1] == self.end for st in sess.inputs.values())
+            if complete or waiting > 1:
+                mode, n_rows = "spec", min(waiting + complete, self.config.speculative)
         n_rows = max(1, min(n_rows, sess.max_rows - 1 - sess.row))
         rows: list[list[int]] = []
         popped: list[dict[int, int]] = []

@@ -30,8 +30,9 @@ class Input:
     spread: float | None = None
     """Rows per token (at least 1; None: all at once): token ``i`` is sent once the session reaches row
     ``row + floor(i * spread)`` (``row``: the row of the first token), as a timeline's spread segment places it
-    (:func:`multistream.timeline.token_rows`). Exact when the engine steps one row at a time (a speculative
-    step over several rows of other queued input can pass a token's row; it then enters at the next step)."""
+    (:func:`multistream.timeline.token_rows`). Exact when the engine steps one row at a time: a speculative
+    step over several rows of other queued input (and the row after a complete message) can pass a token's row,
+    or an input's ``row``; it then enters at the next step."""
 
     def __post_init__(self) -> None:
         if self.spread is not None:
@@ -90,9 +91,12 @@ def run_session(
     ``answer_stream`` (default: the layout's ``answer`` role) times the first answer; with ``tools``, messages of
     the ``call`` stream run and their results enter the ``tool`` stream. Once an answer has ended the session
     stops after ``after_answer`` quiet rows (``patience`` before any answer)."""
-    layout = core.layout
-    answer_stream = answer_stream or layout.role("answer")
-    call_stream = layout.role("call") if tools is not None else None
+    if after_answer < 0 or patience < 0:
+        raise ValueError("after_answer and patience must be >= 0")
+    roles = core.layout.roles
+    answer_stream = answer_stream or roles.get("answer")
+    # tools run only where the layout has both a call stream and a stream for their results
+    call_stream = roles.get("call") if tools is not None and "tool" in roles else None
     sid = core.open(session_id, prefix=prefix, params=params)
     feeds = [_Feed(i, core.tok.encode_message(i.text)) for i in inputs]
     for f in feeds:

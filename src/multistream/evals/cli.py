@@ -199,7 +199,7 @@ def cmd_plot(args) -> int:
 def cmd_report(args) -> int:
     from .report import build_report
 
-    stages = args.stages.split(",") if args.stages else None
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
     bad = sorted(set(stages or ()) - {"prompts", "injection", "interrupts", "latency", "listening"})
     if bad:
         print(f"multistream report: unknown stage(s) {', '.join(bad)}; stages are prompts, injection, interrupts, "

@@ -63,7 +63,7 @@ def plot_timeline(events, streams: list[tuple[str, str]], path: str | Path, titl
         elif e["type"] == "message_end" and s in y:
             ax.add_patch(Rectangle((r + 0.35, y[s] - 0.45), 0.3, 0.9, color="#333333", linewidth=0))
         elif e["type"] in ("tool_call", "tool_result"):
-            lane = "call" if e["type"] == "tool_call" else s
+            lane = s  # (a tool call's event is on the call stream, its result's on the tool stream)
             if lane in y:
                 ax.plot([r + 0.5], [y[lane]], marker="*", markersize=11, color="#d62728", zorder=5)
     ax.set_xlim(0, max(n_rows, 1))

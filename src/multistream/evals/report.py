@@ -64,10 +64,48 @@ def summary(results: dict) -> dict:
     return out
 
 
-def _stage_key(c: Contenders, limit, rate, files: dict, cases: dict) -> dict:
-    """What a stage's saved result depends on: it is reused only by a run with the same key."""
-    return {"model": c.model_name, "single": c.single_name, "limit": limit, "rate": rate, "max_tokens": c.max_tokens,
-            "files": {k: v for k, v in sorted(files.items()) if v}, "cases": {k: [x.id for x in v] for k, v in cases.items()}}
+def _weights_stamp(name: str) -> str:
+    """Names, sizes and times of a model folder's files (``default`` and the like: the packaged weights), so that
+    retrained weights under the same name do not reuse old results."""
+    import hashlib
+
+    from ..zoo import WEIGHTS
+
+    folder = WEIGHTS / name if (WEIGHTS / name).is_dir() else Path(name)
+    if not folder.is_dir():
+        return name
+    files = sorted((str(f.relative_to(folder)), f.stat().st_size, f.stat().st_mtime_ns) for f in folder.rglob("*") if f.is_file())
+    return hashlib.sha1(json.dumps(files).encode()).hexdigest()
+
+
+def _dtype(model) -> str:
+    return str(next(model.parameters()).dtype) if hasattr(model, "parameters") else "?"
+
+
+def _stage_key(c: Contenders, limit, rate, cases: dict) -> dict:
+    """What a stage's saved result depends on (models and their weights, options, the cases' content, the
+    toolkit's version): it is reused only by a run with the same key."""
+    import dataclasses
+    import hashlib
+
+    from .. import __version__
+
+    content = json.dumps({k: [dataclasses.asdict(x) for x in v] for k, v in sorted(cases.items())}, sort_keys=True,
+                         default=str)
+    return {"model": c.model_name, "weights": _weights_stamp(c.model_name), "single": c.single_name,
+            "single_weights": _weights_stamp(c.single_name), "dtype": _dtype(c.multi),
+            "single_dtype": _dtype(c.single[0]) if c.single else None, "limit": limit, "rate": rate,
+            "max_tokens": c.max_tokens, "max_rows": c.max_rows, "speculative": c.speculative, "version": __version__,
+            "cases": hashlib.sha1(content.encode()).hexdigest()}
+
+
+def _stage_meta(c: Contenders) -> dict:
+    """Where and when a stage ran (kept with its result: a report may be assembled from runs on several machines)."""
+    import torch
+
+    return {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), "machine": platform.machine(),
+            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "device": str(getattr(c.multi, "device", "cpu"))}
 
 
 def build_report(c: Contenders, out_dir: str | Path, limit: int | None = None, rate: float = 10.0,
@@ -90,10 +128,11 @@ def build_report(c: Contenders, out_dir: str | Path, limit: int | None = None, r
     for kind in ("prompts", "injection", "interrupts", "listening"):
         cases[kind], errs = load_cases(files.get(kind), kind, limit)
         warnings += errs
-    key = _stage_key(c, limit, rate, files, cases)
+    key = _stage_key(c, limit, rate, cases)
     saved_dir = out / "stages"
     saved_dir.mkdir(exist_ok=True)
     results: dict = {}
+    stage_meta: dict = {}
     figures: dict[str, str] = {}
     todo = [s for s in STAGES if stages is None or s in stages]
     bar = tqdm(todo, desc="report", file=sys.stderr, disable=not show_progress, dynamic_ncols=True)
@@ -101,10 +140,14 @@ def build_report(c: Contenders, out_dir: str | Path, limit: int | None = None, r
         bar.set_postfix_str(stage)
         saved = saved_dir / f"{stage}.json"
         if stage != "figures" and not fresh and saved.exists():
-            kept = json.loads(saved.read_text())
+            try:
+                kept = json.loads(saved.read_text())
+            except (OSError, ValueError):  # unreadable: run the suite again
+                kept = {}
             if kept.get("key") == key:
-                results[stage] = kept["result"]
+                results[stage], stage_meta[stage] = kept["result"], kept.get("meta")
                 continue
+        started = _stage_meta(c)
         if stage == "prompts":
             from ..engine.tools import demo_tools
 
@@ -122,7 +165,11 @@ def build_report(c: Contenders, out_dir: str | Path, limit: int | None = None, r
         else:
             figures = _figures(c, results, cases, out)
         if stage != "figures":
-            saved.write_text(json.dumps({"key": key, "result": results[stage]}, ensure_ascii=False, default=str))
+            stage_meta[stage] = started
+            tmp = saved.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"key": key, "meta": started, "result": results[stage]}, ensure_ascii=False,
+                                      default=str))
+            os.replace(tmp, saved)  # (a run stopped mid-write leaves no broken file behind)
     if stages is not None:
         return None
     summ = summary(results)
@@ -131,7 +178,7 @@ def build_report(c: Contenders, out_dir: str | Path, limit: int | None = None, r
     meta = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), "model": c.model_name,
             "single": c.single_name, "machine": platform.machine(), "processor": platform.processor() or None,
             "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "limit": limit, "rate": rate,
-            "max_tokens": c.max_tokens, "device": str(getattr(c.multi, "device", "cpu"))}
+            "max_tokens": c.max_tokens, "device": str(getattr(c.multi, "device", "cpu")), "stages": stage_meta}
     report = {"meta": meta, "summary": summ, "figures": figures, "warnings": warnings, **results}
     (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str))
     (out / "report.md").write_text(render_markdown(report))

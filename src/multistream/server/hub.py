@@ -66,7 +66,8 @@ class Hub:
 
     @property
     def tools(self) -> list[str]:
-        return sorted(self.engine.tools.tools)
+        """The tools a session can call (none when the layout has no call and tool streams)."""
+        return sorted(self.engine.tools.tools) if self.engine.call_stream else []
 
     # -- sessions ------------------------------------------------------------------------
     def open(

@@ -109,6 +109,8 @@ class StreamInfo(_Msg):
     name: str
     kind: str
     trust: str
+    role: str | None = None
+    """What the stream is for (``user``, ``tool``, ``answer``, ``think``, ``call``; see the layout's roles)."""
 
 
 class Opened(_Msg):

@@ -153,7 +153,9 @@ class WsSession:
         if self.sid is None:
             raise ProtocolError("no_session", f"send 'open' before {msg.type!r}")
         if isinstance(msg, Input):
-            stream = msg.stream or self.hub.layout.roles.get("user", "user")  # (no stream: the user's)
+            stream = msg.stream or self.hub.layout.roles.get("user")  # (no stream: the user's)
+            if stream is None:
+                raise ProtocolError("invalid_value", "this model has no user stream: name the input's 'stream'")
             self.hub._check_stream(stream, "input")
             pending = self.backlog.get(stream, 0)
             cost = len(msg.text) + msg.end  # the end of a message is a token to read too (an empty input is not free)
@@ -186,11 +188,12 @@ class WsSession:
             except ValueError as e:
                 raise ProtocolError("invalid_message", f"open: streams.{name}: {e}") from None
         self.sid = self.hub.open("ws", self.peer, prefix=msg.prefix, params=params, tools=msg.tools)
+        role_of = {name: role for role, name in layout.roles.items()}
         self._emit(
             Opened(
                 session=self.sid,
                 model=self.hub.model_name,
-                layout=[StreamInfo(name=s.name, kind=s.kind, trust=s.trust) for s in layout],
+                layout=[StreamInfo(name=s.name, kind=s.kind, trust=s.trust, role=role_of.get(s.name)) for s in layout],
                 tools=self.hub.tools if msg.tools else [],
                 limits=self.hub.public_limits(),
             )

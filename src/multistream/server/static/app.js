@@ -54,14 +54,14 @@ function buildLanes(layout) {
     } else {
       const opt = document.createElement("option");
       opt.value = opt.textContent = s.name;
-      if (s.name === "user") opt.selected = true;
+      if (s.role === "user") opt.selected = true;
       select.appendChild(opt);
     }
     const body = document.createElement("div");
     body.className = "lane-body";
     lane.append(head, body);
     main.appendChild(lane);
-    lanes[s.name] = { body, current: null };
+    lanes[s.name] = { body, current: null, kind: s.kind };
   }
 }
 
@@ -101,7 +101,7 @@ function onMessageEnd(ev) {
   const lane = lanes[ev.stream];
   if (!lane || !lane.current) return;
   lane.current.classList.remove("open");
-  if (ev.forced && !["system", "user", "tool"].includes(ev.stream)) lane.current.classList.add("forced-end");
+  if (ev.forced && lane.kind === "output") lane.current.classList.add("forced-end");
   lane.current.querySelector(".at").textContent += ` – ${ev.row}`;
   if (!lane.current.querySelector(".text").textContent.trim()) lane.current.classList.add("blank");
   lane.current = null;
