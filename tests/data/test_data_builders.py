@@ -15,7 +15,6 @@ from multistream.data.skills import (
     FACTS,
     MAX_LATE_ROWS,
     SKILLS,
-    TRAILING_ROWS,
     held_out_template_ids,
     held_out_templates,
     late_rows,
@@ -206,19 +205,6 @@ def test_late_rows_are_geometric_reproducible_and_never_in_the_test_split():
         share = sum(d > k for d in draws) / len(draws)
         assert abs(share - (1 - ANSWER_HAZARD) ** (k + 1)) < 0.03
     assert max(draws) <= MAX_LATE_ROWS
-
-
-def test_every_example_ends_with_silent_rows_after_its_last_message(synthetic, tok):
-    """After its answer the model learns to stay quiet: silence targets on every output stream past the last message."""
-    out, _ = synthetic
-    for name in ("train.jsonl", "test.jsonl"):
-        for tl in _timelines(out / name):
-            starts, lengths, total = resolve_rows(tl, tok.message_rows)
-            last = max(st + ln for st, ln in zip(starts, lengths))
-            assert total == tl.rows == last + 1 + TRAILING_ROWS, tl.id  # (one row after the end token before)
-            grid = timeline_to_grid(tl, tok, DEFAULT_LAYOUT)
-            outputs = [i for i, s in enumerate(DEFAULT_LAYOUT) if s.kind == "output"]
-            assert grid.rows == total and bool((grid.tokens[last:, outputs] == tok.silence_id).all()), tl.id
 
 
 def test_late_answers_leave_the_twin_chats_unchanged(tok, tmp_path, monkeypatch):

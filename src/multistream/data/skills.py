@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 from ..calculator import calculator as calculate
 from ..streams import DEFAULT_LAYOUT
-from ..timeline import REACTION_ROWS, Segment, Timeline, reaction_row, resolve_rows, span, token_rows
+from ..timeline import REACTION_ROWS, Segment, Timeline, reaction_row, span, token_rows
 from ..toolcall import format_call
 from .retention import retention_items, said
 from .tables import CITIES, COLORS, JOBS, NAMES, PAYLOADS, PETS
@@ -409,12 +409,6 @@ demo); with a constant chance above one half, greedy decoding still answers at t
 MAX_LATE_ROWS = 8
 
 
-TRAILING_ROWS = 12
-"""Silent rows after an example's last message. A timeline that ended with its answer's end token gave no target
-after it: the model never learned to stay quiet once it had answered, and with the loss weight on spoken targets
-at 12 (v6) it said the same answer again in 5 of 10 everyday questions."""
-
-
 def late_rows(split: str, *key: object) -> int:
     """Rows an answer starts after its earliest row: 0 in the test split; in training, geometric with
     :data:`ANSWER_HAZARD`, drawn from its own generator (seeded by ``key``) so the rest of the example, and the
@@ -560,6 +554,5 @@ def generate(skill: str, n: int, split: str, seed: int, length_of: Callable[[str
         ex = GENERATORS[skill](rng, split, length_of, **kw)
         ex.timeline.id = f"{skill}-{split}-{seed}-{i}"
         ex.timeline.meta = ex.meta
-        ex.timeline.rows = resolve_rows(ex.timeline, length_of)[2] + TRAILING_ROWS
         out.append(ex)
     return out
