@@ -110,3 +110,11 @@ def test_an_evaluation_reads_the_answer_role():
     run = run_multi(c, EngineCore(model, EngineConfig()), [Input("person", "capital of France?")])
     assert run.final == "Paris." and run.said("answer") == "Paris." and run.said("think") == "hmm"
     assert run.said("call") == "" and run.ttft is not None and run.e2e is not None
+
+
+def test_layouts_with_roles_pickle():  # (they cross process boundaries: data loaders, tool workers)
+    import pickle
+
+    for lay in (DEFAULT_LAYOUT, RENAMED):
+        back = pickle.loads(pickle.dumps(lay))
+        assert back == lay and back.roles == lay.roles
