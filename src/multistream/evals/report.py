@@ -246,13 +246,27 @@ def _short(text: str, n: int = 70) -> str:
     return text if len(text) <= n else text[: n - 1] + "\u2026"
 
 
+def _where(m: dict) -> str:
+    """Where the suites ran: one run, or the runs the report was assembled from (``meta.stages``)."""
+    runs = {(d["machine"], d["cpus"], d["torch_threads"], d["device"]) for d in (m.get("stages") or {}).values() if d}
+    here = f"({m['machine']}, {m['cpus']} CPUs, {m['torch_threads']} torch threads, device {m['device']})"
+    dates = sorted({d["date"] for d in (m.get("stages") or {}).values() if d})
+    if len(dates) <= 1 and len(runs) <= 1:
+        return f"one run on one machine {here}, {m['date']}"
+    if len(runs) == 1:
+        machine, cpus, threads, device = runs.pop()
+        here = f"({machine}, {cpus} CPUs, {threads} torch threads, device {device})"
+        return (f"its suites run separately on one machine {here}, started {dates[0]} to {dates[-1]} "
+                "(`meta.stages` in report.json: when each ran)")
+    return f"its suites run on {len(runs)} setups (`meta.stages` in report.json), {dates[0]} to {dates[-1]}"
+
+
 def render_markdown(report: dict) -> str:
     m, s, figs = report["meta"], report["summary"], report["figures"]
     lines = [
         "# multistream evaluation report", "",
         f"Multi-stream model `{m['model']}` against its single-stream twin `{m['single']}` on the same cases, "
-        f"one run on one machine ({m['machine']}, {m['cpus']} CPUs, {m['torch_threads']} torch threads, device "
-        f"{m['device']}), {m['date']}. Greedy decoding, the same total budget of {m['max_tokens']} tokens for both "
+        f"{_where(m)}. Greedy decoding, the same total budget of {m['max_tokens']} tokens for both "
         f"(all output streams together; the twin's reply with its thinking); rates with 95% Wilson intervals; "
         f"the accuracy and latency runs give both "
         f"contenders the calculator and clock tools."
