@@ -206,13 +206,14 @@ def bench_ingest(model, doc_tokens: int = 1000, step_rows: int = 48, chunk: int 
         core.send(sid, model.layout.role("user"), "Read this document.")
         core.step()
         core.send_tokens(sid, model.layout.role("tool"), doc + [tok.end_id], bulk=bulk)
+        doc_input = core.sessions[sid].inputs[model.layout.index(model.layout.role("tool"))]
         t = time.perf_counter()
         start_row = core.sessions[sid].row
         steps = 0
         while True:  # the document is queued by the first step
             core.step()
             steps += 1
-            if not core.sessions[sid].inputs[model.layout.index(model.layout.role("tool"))].queue:
+            if not doc_input.queue:
                 break
             if limit and core.sessions[sid].row - start_row >= limit:
                 break

@@ -115,6 +115,10 @@ class Layout:
                               f"name an {ROLES[role]} stream {role!r} or give one role={role!r}")
         return self.roles[role]
 
+    def role_of(self, name: str) -> str | None:
+        """The role stream ``name`` plays (None: none)."""
+        return next((role for role, stream in self.roles.items() if stream == name), None)
+
     @property
     def prefix_stream(self) -> str:
         """The stream whose embedding the prefix (system prompt) gets: ``system`` or the first input."""

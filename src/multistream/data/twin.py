@@ -43,10 +43,9 @@ def twin_messages(timeline: Timeline, length_of, layout: Layout = DEFAULT_LAYOUT
     messages: list[dict] = []
     if timeline.prefix:
         messages.append({"role": "system", "content": timeline.prefix})
-    role_of = {name: role for role, name in layout.roles.items()}  # the tags follow the streams' roles
     for _, stream, text in _ordered(timeline, layout, length_of):
         role = "assistant" if layout[stream].kind == "output" else "user"
-        left, right = WRAP.get(role_of.get(stream, ""), ("", ""))
+        left, right = WRAP.get(layout.role_of(stream) or "", ("", ""))  # the tags follow the streams' roles
         piece = f"{left}{text}{right}"
         if messages and messages[-1]["role"] == role:
             messages[-1]["content"] += "\n" + piece

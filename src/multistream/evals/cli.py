@@ -199,11 +199,13 @@ def cmd_plot(args) -> int:
 def cmd_report(args) -> int:
     from .report import build_report
 
+    from .report import STAGES
+
     stages = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
-    bad = sorted(set(stages or ()) - {"prompts", "injection", "interrupts", "latency", "listening"})
+    bad = sorted(set(stages or ()) - set(STAGES[:-1]))
     if bad:
-        print(f"multistream report: unknown stage(s) {', '.join(bad)}; stages are prompts, injection, interrupts, "
-              "latency, listening", file=sys.stderr)
+        print(f"multistream report: unknown stage(s) {', '.join(bad)}; stages are {', '.join(STAGES[:-1])}",
+              file=sys.stderr)
         return 2
     report = build_report(_contenders(args), args.out, args.limit, args.rate,
                           {"prompts": args.prompts, "injection": args.injection, "interrupts": args.interrupts,

@@ -188,12 +188,11 @@ class WsSession:
             except ValueError as e:
                 raise ProtocolError("invalid_message", f"open: streams.{name}: {e}") from None
         self.sid = self.hub.open("ws", self.peer, prefix=msg.prefix, params=params, tools=msg.tools)
-        role_of = {name: role for role, name in layout.roles.items()}
         self._emit(
             Opened(
                 session=self.sid,
                 model=self.hub.model_name,
-                layout=[StreamInfo(name=s.name, kind=s.kind, trust=s.trust, role=role_of.get(s.name)) for s in layout],
+                layout=[StreamInfo(name=s.name, kind=s.kind, trust=s.trust, role=layout.role_of(s.name)) for s in layout],
                 tools=self.hub.tools if msg.tools else [],
                 limits=self.hub.public_limits(),
             )
