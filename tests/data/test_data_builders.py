@@ -15,10 +15,12 @@ from multistream.data.skills import (
     FACTS,
     MAX_LATE_ROWS,
     SKILLS,
+    generate,
     held_out_template_ids,
     held_out_templates,
     late_rows,
 )
+from multistream.data.retention import retention_items
 from multistream.data.twin import twin_messages, twin_pieces
 from multistream.rows import timeline_to_grid
 from multistream.streams import DEFAULT_LAYOUT
@@ -94,6 +96,44 @@ def test_held_out_items_never_occur_in_training(synthetic):
     train_items = {tl.meta["item"] for tl in train}
     unseen = [tl for tl in test if tl.meta["template"] not in held_out_template_ids()]
     assert unseen and all(tl.meta["item"] not in train_items for tl in unseen)
+
+
+@pytest.mark.parametrize("skill", SKILLS)
+def test_the_test_split_has_a_hundred_distinct_cases_per_skill(tok, skill):
+    """A suite of 100 cases per skill counts each held-out question once (retention had only 40 distinct before its
+    test-only phrasings)."""
+    cases = [tuple(sorted((s.stream, s.text) for s in ex.timeline.segments))
+             for ex in generate(skill, 100, "test", 0, tok.message_rows)]
+    assert len(set(cases)) == 100
+
+
+def test_a_test_split_larger_than_its_distinct_cases_is_refused(tok, monkeypatch):
+    import multistream.data.skills as skills
+
+    items = [it for it in retention_items() if it.key == "fact:sky" and it.test_only]  # one test question
+    monkeypatch.setattr(skills, "retention_items", lambda: items)
+    assert len(generate("retention", 1, "test", 0, tok.message_rows)) == 1
+    with pytest.raises(ValueError, match="retention: the test split has only 1 distinct held-out cases, 2 asked"):
+        generate("retention", 2, "test", 0, tok.message_rows)
+
+
+def test_test_only_retention_phrasings_stay_out_of_training_and_leave_its_draws_unchanged(tok, monkeypatch):
+    import multistream.data.skills as skills
+
+    items = retention_items()
+    added = [it for it in items if it.test_only]
+    assert len(added) > 60 and all(it.phrasing_held_out for it in added)
+    held = {(it.key, it.phrasing) for it in items if it.phrasing_held_out or skills.held_out_item(it.key)}
+    assert len(held) >= 100
+    train = generate("retention", 300, "train", 0, tok.message_rows)
+    asked = {ex.meta["template"] for ex in train}
+    assert not asked & {f"retention:{it.key}:{it.phrasing}" for it in added}
+    test = generate("retention", 100, "test", 0, tok.message_rows)
+    assert len({ex.meta["template"] for ex in test}) == 100
+    # without the test-only items the training split draws exactly the same questions
+    monkeypatch.setattr(skills, "retention_items", lambda: [it for it in items if not it.test_only])
+    again = generate("retention", 300, "train", 0, tok.message_rows)
+    assert [ex.timeline.segments for ex in again] == [ex.timeline.segments for ex in train]
 
 
 def test_answers_are_correct_by_construction(synthetic, tok):

@@ -21,6 +21,10 @@ DATA = Path(__file__).with_name("retention.json")
 SYSTEM = "You are a helpful assistant."
 CAPITAL_PHRASINGS = ["What is the capital of {c}?", "Name the capital city of {c}.", "Which city is the capital of {c}?"]
 HELD_OUT_CAPITAL_PHRASING = 2  # test-only phrasing
+TEST_CAPITAL_PHRASINGS = ["What city is the capital of {c}?", "Tell me the capital of {c}."]
+"""More test-only phrasings (numbered after :data:`CAPITAL_PHRASINGS`): with them the held-out retention questions
+number over a hundred. Test-only items never enter the pool that the training split draws from, so adding them left
+the training data, and the weights trained on it, unchanged."""
 OTHER_NAMES = {"Kyiv": ("Kiev",)}  # other spellings a reply may use
 FACT_QUESTIONS = [
     ("sky", ["What color is the sky on a clear day?", "What colour is a clear sky?"], ("blue",)),
@@ -73,6 +77,50 @@ FACT_QUESTIONS = [
     ),
 ]
 """(item key, phrasings, accepted answers): colours, sounds, opposites, counts and well-known facts."""
+TEST_FACT_PHRASINGS = {
+    "sky": "Which colour is the sky when there are no clouds?",
+    "grass": "Which colour is a lawn of grass?",
+    "snow": "Which colour is newly fallen snow?",
+    "banana": "Which colour is a banana when it is ripe?",
+    "coal": "Which colour is a piece of coal?",
+    "blood": "Which colour is the blood in our veins?",
+    "milk": "Which colour is a glass of milk?",
+    "lemon": "Which colour is the skin of a lemon?",
+    "tomato": "Which colour is a tomato when it is ripe?",
+    "chocolate": "Which colour is a bar of chocolate?",
+    "cow": "Which sound does a cow make?",
+    "cat": "Which sound does a cat make?",
+    "duck": "Which sound does a duck make?",
+    "dog": "Which sound does a dog make?",
+    "sheep": "Which sound does a sheep make?",
+    "hot": "Tell me the opposite of hot.",
+    "big": "Tell me the opposite of big.",
+    "up": "Tell me the opposite of up.",
+    "day": "Tell me the opposite of day.",
+    "fast": "Tell me the opposite of fast.",
+    "happy": "Tell me the opposite of happy.",
+    "light": "Tell me the opposite of light.",
+    "open": "Tell me the opposite of open.",
+    "left": "Tell me the opposite of left.",
+    "wet": "Tell me the opposite of wet.",
+    "week": "Tell me how many days there are in a week.",
+    "year": "Tell me how many months there are in a year.",
+    "spider": "Tell me how many legs a spider has.",
+    "hours": "Tell me how many hours there are in a day.",
+    "minutes": "Tell me how many minutes there are in an hour.",
+    "triangle": "Tell me how many sides a triangle has.",
+    "bicycle": "Tell me how many wheels a bicycle has.",
+    "jupiter": "Tell me the name of the largest planet in the solar system.",
+    "earth": "Tell me the name of our planet.",
+    "sun": "Tell me the name of the star that the Earth goes around.",
+    "ice": "Tell me what water turns into when it freezes.",
+    "bees": "Tell me which insect makes honey.",
+    "ocean": "Tell me the name of the largest ocean on Earth.",
+    "shakespeare": "Tell me who wrote the play Romeo and Juliet.",
+    "paint": "Tell me which colour you get by mixing blue and yellow paint.",
+}
+"""A third, test-only phrasing of each fact question (numbered 2, after its two training phrasings)."""
+FACT_TRAIN_PHRASINGS = 2
 
 
 @dataclass(frozen=True)
@@ -84,15 +132,17 @@ class RetentionItem:
     """The base model's own first sentence, which holds an accepted answer."""
     answers: tuple[str, ...]
     phrasing_held_out: bool
+    test_only: bool = False
+    """One of the test-only phrasings added after the training data was fixed (see :data:`TEST_CAPITAL_PHRASINGS`)."""
 
 
 def candidates() -> list[tuple[str, int, str, tuple[str, ...]]]:
     out = []
     for c, cap in CAPITALS.items():
-        for i, q in enumerate(CAPITAL_PHRASINGS):
+        for i, q in enumerate(CAPITAL_PHRASINGS + TEST_CAPITAL_PHRASINGS):
             out.append((f"capital:{c}", i, q.format(c=c), (cap, *OTHER_NAMES.get(cap, ()))))
     for key, phrasings, answers in FACT_QUESTIONS:
-        for i, q in enumerate(phrasings):
+        for i, q in enumerate([*phrasings, TEST_FACT_PHRASINGS[key]]):
             out.append((f"fact:{key}", i, q, answers))
     return out
 
@@ -163,8 +213,10 @@ def retention_items() -> list[RetentionItem]:
     items = []
     for line in DATA.read_text(encoding="utf-8").splitlines():
         r = json.loads(line)
-        held = r["key"].startswith("capital:") and r["phrasing"] == HELD_OUT_CAPITAL_PHRASING
-        items.append(RetentionItem(r["key"], r["phrasing"], r["question"], r["reply"], tuple(r["answers"]), held))
+        capital = r["key"].startswith("capital:")
+        added = r["phrasing"] >= (len(CAPITAL_PHRASINGS) if capital else FACT_TRAIN_PHRASINGS)
+        held = added or (capital and r["phrasing"] == HELD_OUT_CAPITAL_PHRASING)
+        items.append(RetentionItem(r["key"], r["phrasing"], r["question"], r["reply"], tuple(r["answers"]), held, added))
     return items
 
 

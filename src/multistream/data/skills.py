@@ -102,7 +102,7 @@ def _item_ok(key: str, split: str, template_held: bool) -> bool:
 
 def retention(rng: random.Random, split: str, length_of: Callable[[str], int]) -> Example:
     """An everyday question and the base model's own (checked) reply to it."""
-    items = retention_items()
+    items = [it for it in retention_items() if split == "test" or not it.test_only]
     while True:
         it = rng.choice(items)
         if split == "train" and not held_out_item(it.key) and not it.phrasing_held_out:
@@ -548,11 +548,19 @@ def generate(skill: str, n: int, split: str, seed: int, length_of: Callable[[str
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     rng = random.Random(f"{seed}:{skill}:{split}")
-    out = []
-    for i in range(n):
-        kw = {"injected_share": injected_share} if skill == "document" else {}
+    out, seen, tries = [], set(), 0
+    kw = {"injected_share": injected_share} if skill == "document" else {}
+    while len(out) < n:
         ex = GENERATORS[skill](rng, split, length_of, **kw)
-        ex.timeline.id = f"{skill}-{split}-{seed}-{i}"
+        if split == "test":  # every held-out case counts once: a repeated question would weigh twice in a rate
+            tries += 1
+            case = tuple(sorted((s.stream, s.text) for s in ex.timeline.segments))
+            if case in seen:
+                if tries > 50 * n:
+                    raise ValueError(f"{skill}: the test split has only {len(out)} distinct held-out cases, {n} asked")
+                continue
+            seen.add(case)
+        ex.timeline.id = f"{skill}-{split}-{seed}-{len(out)}"
         ex.timeline.meta = ex.meta
         out.append(ex)
     return out

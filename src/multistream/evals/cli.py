@@ -226,7 +226,7 @@ def cmd_report(args) -> int:
 def add_skills_args(p: argparse.ArgumentParser) -> None:
     """The options of the held-out skills report (``eval skills`` and ``evaluate-default``)."""
     p.add_argument("--data", help="held-out timelines, JSONL with meta (default: the synthetic test split, generated)")
-    p.add_argument("--n", type=int, default=30, help="examples per skill")
+    p.add_argument("--n", type=int, default=100, help="held-out examples per skill, each a distinct case (default: the 100-case suite)")
     p.add_argument("--no-base", action="store_true", help="skip the untrained base model")
     p.add_argument("--serial", action="store_true",
                    help="run in this process, one model after the other (default: two one-thread worker processes)")

@@ -388,7 +388,7 @@ def evaluate_all(
     multi: str | Path,
     single: str | Path | None,
     data: str | Path | None,
-    n_per_skill: int = 30,
+    n_per_skill: int = 100,
     include_base: bool = True,
     parallel: bool = True,
     max_tokens: int = Contenders.max_tokens,
