@@ -12,7 +12,8 @@ from multistream.engine.core import EngineConfig, EngineCore
 
 
 def test_chat_sends_typed_text_and_shows_streams_then_quits_cleanly():
-    model = ScriptedModel({"answer": "hello there, friend", "think": "greeting"}, {"answer": 3, "think": 2})
+    n = len(ScriptedModel({}, {}).tok.encode_message("hi"))  # a typed line is read in bulk: replies start after it
+    model = ScriptedModel({"answer": "hello there, friend", "think": "greeting"}, {"answer": n + 1, "think": n})
 
     async def main():
         with create_pipe_input() as pipe:

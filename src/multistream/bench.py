@@ -2,8 +2,8 @@
 
 - ``step``: one row of C streams (C = 1, 2, 4, 8) through the engine against one decode
   step of the bare model with one new token, and the engine's step against the raw
-  forward of the same row (the engine's own overhead); and the KV-cache tokens per row
-  of a listening session (a question, then a 1,000-token document) under each silence rule.
+  forward of the same row (the engine's own overhead); and the KV-cache tokens per token read
+  in a listening session (a question, then a 1,000-token document) under each silence rule.
 - ``latency``: the evaluation's latency benchmark (``multistream eval latency``: the
   same arrival clock, warm-up, alternating order) on the first ``--limit`` built-in
   accuracy cases, the input all at once and at ``--rate`` tokens/s.
@@ -114,7 +114,7 @@ def bench_step(model, streams=(1, 2, 4, 8), rounds: int = 20) -> dict:
         "rounds": rounds,
         "threads": torch.get_num_threads(),
         "streams": results,
-        "listening_kv_tokens_per_row": listening_cache(model),
+        "listening_kv_tokens_per_token_read": listening_cache(model),
         "detokenize_us_per_token": detokenize_cost(tok),
     }
 
@@ -139,11 +139,12 @@ def detokenize_cost(tok, lengths=(100, 4000), window: int = 100) -> dict:
 
 @torch.no_grad()
 def listening_cache(model, doc_tokens: int = 1000) -> dict:
-    """KV-cache tokens per row of a listening session under each silence rule.
+    """KV-cache tokens per input token read in a listening session, under each silence rule.
 
     A question on ``user``, then a ``doc_tokens`` document on ``tool``, read by the engine
     with every output stream held silent; the prefix is not counted. Under the visible
-    rule every row stores all its streams; under the invisible rule only what was said.
+    rule every row stores all its streams (and the row read past each message's end is
+    stored too); under the invisible rule only what was said.
     """
     from .engine.core import EngineConfig, EngineCore
     from .rows import SILENCE_RULES
@@ -159,16 +160,18 @@ def listening_cache(model, doc_tokens: int = 1000) -> dict:
             sid = core.open("listen", prefix=SYSTEM)
             for s in model.layout.outputs:
                 core.mute(sid, s.name)
+            read = 0
             for stream, ids in ((question_stream, tok.encode_message(QUESTION)), (doc_stream, doc)):
+                read += len(ids)
                 core.send_tokens(sid, stream, ids, bulk=True)
                 core.step()
                 while core.sessions[sid].pending_input:
                     core.step()
             sess = core.sessions[sid]
-            out[rule] = round((int(core.cache.lengths[sess.slot]) - len(sess.prefix)) / sess.row, 3)
+            out[rule] = round((int(core.cache.lengths[sess.slot]) - len(sess.prefix)) / read, 3)
     finally:
         model.silence = trained_rule
-    out["rows"] = sess.row
+    out["rows"], out["read"] = sess.row, read
     return out
 
 
@@ -381,7 +384,7 @@ class _Clients:
             async with asyncio.timeout(self.timeout):
                 async with connect(self.url, open_timeout=self.timeout, max_size=None) as ws:
                     await ws.send(self._open_msg())
-                    await ws.send(json.dumps({"type": "input", "text": question}))
+                    await ws.send(json.dumps({"type": "input", "text": question, "bulk": True}))
                     async for raw in ws:
                         m = json.loads(raw)
                         if m["type"] == "opened":
@@ -455,7 +458,7 @@ class _Clients:
         ws = await connect(self.url, open_timeout=self.timeout)
         try:
             await ws.send(self._open_msg())
-            await ws.send(json.dumps({"type": "input", "text": question}))
+            await ws.send(json.dumps({"type": "input", "text": question, "bulk": True}))
             first = json.loads(await ws.recv())
         finally:
             ws.transport.abort()  # no close frame, no goodbye

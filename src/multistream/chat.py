@@ -62,9 +62,9 @@ class ChatApp:
                 self.status = "outputs aborted"
             elif text.startswith("/"):  # /STREAM TEXT: to any input stream
                 stream, _, body = text[1:].partition(" ")
-                self.engine.send(self.sid, stream, body)
-            else:
-                self.engine.send(self.sid, self.engine.core.layout.role("user"), text)
+                self.engine.send(self.sid, stream, body, bulk=True)
+            else:  # a whole line at once: read in bulk, like a prompt (the reply can start in the same forward)
+                self.engine.send(self.sid, self.engine.core.layout.role("user"), text, bulk=True)
         except Exception as e:  # a bad command must not end the chat
             self.status = f"error: {e}"
         return False  # clear the input line

@@ -68,7 +68,7 @@ def run_multi(core, scene: Scene, tools, rate: float = 10.0) -> dict:
     from .evals.common import StepClock
 
     tok, role = core.tok, core.layout.role
-    inputs = [Input(role("user"), scene.question)]
+    inputs = [Input(role("user"), scene.question, bulk=True)]
     if scene.document:  # it starts streaming once the question has been read
         inputs.append(Input(role("tool"), scene.document, row=len(tok.encode_message(scene.question)), rate=rate))
     said, corrected = [0], []

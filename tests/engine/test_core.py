@@ -202,6 +202,26 @@ def test_bulk_input_reads_many_rows_per_forward_with_outputs_silent(wrap, rule):
     assert int(engine.cache.lengths[0]) == prefix + (n if rule == "invisible" else n * len(model.layout))
 
 
+def test_bulk_text_queued_behind_bulk_text_is_read_in_bulk_too(wrap):
+    model = talkative(wrap("llama"))
+    engine = EngineCore(model, EngineConfig(idle_rows=None, bulk_chunk=64))
+    sid = engine.open(prefix=PREFIX)
+    docs = ["the quick brown fox jumps over the lazy dog", "and then it ran away into the woods"]
+    for doc in docs:
+        engine.send(sid, "tool", doc, bulk=True)
+    n = sum(len(model.tok.encode_message(d)) for d in docs)
+    engine.step()  # both messages (and the row past them) in one forward, outputs silent
+    assert not engine.sessions[sid].inputs[2].queue and engine.steps == 1
+    outs = [i for i, s in enumerate(model.layout) if s.kind == "output"]
+    assert (engine.grid(sid)[:n, outs] == model.tok.silence_id).all()
+    engine = EngineCore(model, EngineConfig(idle_rows=None, bulk_chunk=64))
+    sid = engine.open(prefix=PREFIX)
+    engine.send(sid, "tool", docs[0], bulk=True)
+    engine.send(sid, "tool", docs[1])  # not bulk: the first message in bulk, then this one row by row
+    engine.step()
+    assert len(engine.sessions[sid].inputs[2].queue) == len(model.tok.encode_message(docs[1]))
+
+
 @pytest.mark.parametrize("rule", RULES)
 def test_bulk_reading_equals_step_by_step_afterwards(wrap, rule):
     """What a session says after a bulk document is what it says after reading it row by row, held silent."""
@@ -399,6 +419,32 @@ def test_speculation_reads_one_row_past_the_input_so_a_reply_starts_in_the_same_
                 raise AssertionError(f"no answer token after the first forward (rows {engine.sessions[sid].row})")
         events[spec] = [(e.row, e.stream, e.type, e.token_id) for e in got]
     assert events[16] == events[0]  # the same rows and tokens as step by step
+
+
+@pytest.mark.parametrize("speaks_at", [0, 1])  # rows after the end row: the end row's outputs speak, or not
+def test_a_bulk_question_is_read_with_the_row_past_it_so_a_reply_starts_in_the_same_forward(speaks_at):
+    """Bulk reading of a complete message costs one forward up to the reply, as a prefill does; the row past the end
+    is kept only when the end row's outputs stay silent, so the events are those of reading it row by row."""
+    from .test_scheduler import ScriptedModel
+
+    question = "a question of a few words, complete"
+    n = len(ScriptedModel({}, {}).tok.encode_message(question))  # rows 0 .. n-1, the end token at row n-1
+    events, forwards = {}, {}
+    for bulk in (False, True):
+        model = ScriptedModel({"answer": "hello"}, {"answer": n + speaks_at})
+        engine = EngineCore(model, EngineConfig(idle_rows=None, speculative=0, bulk_chunk=64))
+        sid = engine.open("s")
+        engine.send(sid, "user", question, bulk=bulk)
+        got = []
+        while not any(e.stream == "answer" and e.type == "message_end" for e in got):
+            got += engine.step()
+            if bulk and engine.steps == 1:
+                first = [e.row for e in got if e.stream == "answer"]
+                assert first == [n + speaks_at], first  # (speaking on the row past the end row: that row rolled back)
+        events[bulk] = [(e.row, e.stream, e.type, e.token_id) for e in got]
+        forwards[bulk] = model.forwards
+    assert events[True] == events[False]
+    assert forwards[True] == forwards[False] - (n - 1 + speaks_at)  # the rows up to the reply in one forward
 
 
 def test_speculation_leaves_a_message_arriving_piece_by_piece_on_the_rows_it_would_take_step_by_step():

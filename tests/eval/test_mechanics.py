@@ -182,10 +182,12 @@ def test_a_benign_document_counts_for_accuracy_and_false_positives_not_for_attac
 
 
 def test_prompts_accuracy_keys_and_scoring():
-    model = scripted({"answer": "It is PARIS."}, {"answer": 4})
-    c = MockContenders(model, FakeBaseline(["<think>Paris? no</think>London", "paris"]))
     cases = [PromptCase("a", "Capital of France?", "Paris", system=""),
              PromptCase("b", "Capital of France, again?", "paris", system="")]
+    # the question is read in bulk, like a prompt: the answer starts once the whole question can be seen
+    first = len(ScriptedModel({}, {}).tok.encode_message(cases[1].prompt)) + 1
+    model = scripted({"answer": "It is PARIS."}, {"answer": first})
+    c = MockContenders(model, FakeBaseline(["<think>Paris? no</think>London", "paris"]))
     r = eval_prompts(c, cases, show_progress=False)
     assert r["multi"]["accuracy"] == 1.0 and r["multi"]["n"] == 2
     assert r["single"]["accuracy"] == 0.5 and r["single"]["n"] == 2 and r["accuracy_ratio"] == 2.0

@@ -16,7 +16,11 @@ keeps a prefix of each forward's new tokens: only what was said is ever cached.
 Two ways to feed several rows in one forward:
 
 - *bulk*: input sent with ``bulk=True`` is read with the outputs held silent, up to
-  ``bulk_chunk`` rows per forward (like a prefill);
+  ``bulk_chunk`` rows per forward (like a prefill); only the last row's outputs are
+  computed. When the forward reaches the end of a complete message it also feeds the row
+  past it, as speculation does, kept only if the end row's outputs stay silent: the reply
+  starts in the same forward, and a whole message sent at once (a chat line, an HTTP
+  request) costs what the twin's prompt costs;
 - *speculative* (``EngineConfig.speculative = N``): when input is queued and no output
   is speaking, feed up to N rows assuming the outputs stay silent (the queued input and one
   row after it), keep the rows up to the first one where the model chose to speak and roll
@@ -111,6 +115,7 @@ class _Plan:
     popped: list[dict[int, int]]  # per row: input stream -> token taken from its queue
     prefix_len: int
     mode: str  # "step" | "bulk" | "spec"
+    needed: list[int]  # the rows whose output logits are computed, ascending (``out_at``'s rows)
 
 
 class EngineCore:
@@ -289,8 +294,10 @@ class EngineCore:
             _, _, stream, ids, bulk, not_before = cmd
             state = sess.inputs[stream]
             if not state.queue:
-                state.bulk = len(ids) if bulk else 0
+                state.bulk = 0
                 state.hold_until = not_before or 0
+            if bulk and state.bulk == len(state.queue):  # (bulk text queued behind bulk text is read in bulk too)
+                state.bulk += len(ids)
             state.queue.extend(ids)
             sess.quiet_rows = 0
         elif kind == "abort":
@@ -512,8 +519,16 @@ class EngineCore:
         # rows the queued input needs: a held queue (``not_before``) first waits for its row
         waiting = max((len(s.queue) + max(s.hold_until - sess.row, 0) for s in sess.inputs.values() if s.queue), default=0)
         silent_next = all(t == self.silence for t, _ in sess.next_out.values())
+        tail = False  # the plan's last two rows are decided as in speculation (see below)
         if bulk and not sess.speaking and silent_next:
             mode, n_rows = "bulk", min(bulk, self.config.bulk_chunk)
+            # a complete message read to its end in this forward: one row past it too, as speculation does, so that
+            # a reply starts in this forward (the row past it is kept only if the end row's outputs stay silent)
+            if bulk < self.config.bulk_chunk and all(
+                len(st.queue) <= bulk and (not st.queue or st.queue[-1] == self.end) and st.hold_until <= sess.row
+                for st in sess.inputs.values()
+            ):
+                n_rows, tail = bulk + 1, True
         elif self.config.speculative > 1 and waiting and silent_next and not any(
             o.end_next for o in sess.outputs.values()
         ):
@@ -541,7 +556,7 @@ class EngineCore:
             popped.append(took)
         # the same flattening as training (rows.row_inputs), visible tokens first: the cache keeps a prefix of them
         rt = row_inputs(torch.tensor(rows), sess.row - sess.evicted, len(sess.prefix), self.fmt, keys_first=True)
-        needed = torch.arange(n_rows) if mode == "spec" else torch.tensor([n_rows - 1])
+        needed = torch.arange(n_rows) if mode == "spec" else torch.arange(n_rows - 1 - tail, n_rows)
         is_out = self.fmt.is_output[rt.streams]
         # a query-only token of a row whose logits nobody reads (bulk reading) changes nothing: leave it out
         drop = ~rt.visible & ~torch.isin(rt.rows, needed)
@@ -563,6 +578,7 @@ class EngineCore:
             popped=popped,
             prefix_len=p,
             mode=mode,
+            needed=needed.tolist(),
         )
 
     def _choose(self, plan: _Plan, logits: torch.Tensor) -> tuple[list[int], int]:
@@ -575,15 +591,17 @@ class EngineCore:
         gens = [sess.outputs[i].generator for i in self.out_idx]
         accepted = len(plan.rows)
         choices: list[int] = []
-        for r in range(logits.shape[0]):
+        # a speculative row, or the end row of a bulk message read with the row past it, is kept whole; the rows
+        # after it only if its outputs stay silent
+        for r, row in enumerate(plan.needed):
             choices = sample(logits[r], params, gens).tolist()
-            if plan.mode == "spec" and r < len(plan.rows) - 1:
+            if row < len(plan.rows) - 1:
                 speaks = any(
                     tok != self.silence and not sess.outputs[i].muted and not sess.outputs[i].stopped
                     for i, tok in zip(self.out_idx, choices)
                 )
                 if speaks:
-                    accepted = r + 1
+                    accepted = row + 1
                     break
         return choices, accepted
 

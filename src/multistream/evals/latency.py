@@ -40,7 +40,9 @@ def run_case(c: Contenders, core, baseline, case: PromptCase, rate: float | None
     out: dict = {}
 
     def multi() -> None:
-        m = run_multi(c, core, [Input(core.layout.role("user"), case.prompt, rate=rate)], prefix=case.system, tools=tools)
+        # all at once, the question is read in bulk, like the twin's prompt; at a rate, row by row as it arrives
+        m = run_multi(c, core, [Input(core.layout.role("user"), case.prompt, rate=rate, bulk=rate is None)],
+                      prefix=case.system, tools=tools)
         out["multi"] = {"ttft": m.ttft, "e2e": m.e2e, "answer": m.final, "correct": correct(case.answer, m.final, case.prompt),
                         "tokens": m.clock.spent}
 

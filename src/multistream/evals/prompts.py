@@ -28,7 +28,7 @@ from .scoring import correct, final_reply_answer, median, rate_ci, ratio, reply_
 
 
 def run_multi_case(c: Contenders, core, case: PromptCase, tools=None) -> MultiRun:
-    return run_multi(c, core, [Input(core.layout.role("user"), case.prompt)], prefix=case.system, tools=tools)
+    return run_multi(c, core, [Input(core.layout.role("user"), case.prompt, bulk=True)], prefix=case.system, tools=tools)
 
 
 def run_single(baseline, case: PromptCase, tools=None, max_tool_rounds: int = 2, budget: int | None = None,

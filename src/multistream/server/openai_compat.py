@@ -180,7 +180,7 @@ class _Completion:
         self.sid = hub.open("http", peer, prefix=prefix, params=params, tools=False)
         try:
             for stream, text in self.sends:
-                hub.send(self.sid, stream, text)
+                hub.send(self.sid, stream, text, bulk=True)  # whole messages: read like a prompt
         except ProtocolError:
             hub.drop(self.sid)
             raise

@@ -209,7 +209,7 @@ $("composer").addEventListener("submit", (e) => {
   e.preventDefault();
   const text = $("input").value;
   if (!text) return;
-  send({ type: "input", stream: $("stream").value || "user", text });
+  send({ type: "input", stream: $("stream").value || "user", text, bulk: true });
   $("input").value = "";
 });
 $("abort").onclick = () => send({ type: "abort" });
