@@ -27,8 +27,10 @@ def test_bench_step_runs_on_a_tiny_model_and_reports_every_column(wrap):
     from multistream.bench import bench_step
 
     r = bench_step(wrap("llama"), streams=(1, 2), rounds=2)
-    assert set(r["streams"]) == {"1", "2"}
+    assert set(r["streams"]) == {"1", "2"} and r["bare_decode_ms"] > 0 and r["bare_compiled_decode_ms"] > 0
+    assert set(r["compile_seconds"]) == {"bare", "1", "2"}
     for d in r["streams"].values():
-        assert d["bare_decode_ms"] > 0 and d["engine_step_ms"] > 0 and d["row_vs_decode"] > 0
+        assert d["eager_row_ms"] > 0 and d["compiled_row_ms"] > 0 and d["compiled_row_vs_decode"] > 0
+        assert d["eager_row_vs_decode"] > 0 and d["compiled_row_vs_compiled_decode"] > 0
     detok = r["detokenize_us_per_token"]
     assert set(detok) == {"100", "4000"} and all(v["incremental"] > 0 and v["whole_message"] > 0 for v in detok.values())

@@ -9,14 +9,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from engine.test_scheduler import ScriptedModel
 
 from multistream.engine.aio import AsyncEngine
 from multistream.engine.core import EngineConfig, EngineCore
 from multistream.engine.runner import Input, run_session
 from multistream.engine.tools import demo_tools
 from multistream.streams import DEFAULT_LAYOUT, Layout, LayoutError, Stream
-
-from engine.test_scheduler import ScriptedModel
 
 RENAMED = Layout.parse("sys:input,person:input:trusted:user,docs:input:untrusted:tool,"
                        "scratch:output:trusted:think,reply:output:trusted:answer,act:output:trusted:call")

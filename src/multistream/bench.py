@@ -52,8 +52,9 @@ def _load(args):
 
 # -- step ------------------------------------------------------------------------------------
 @torch.no_grad()
-def bench_step(model, streams=(1, 2, 4, 8), rounds: int = 20) -> dict:
-    """Row cost with C streams after a shared context (the same prefix tokens for every contender)."""
+def bench_step(model, streams=(1, 2, 4, 6, 8), rounds: int = 20, compiled: bool = True) -> dict:
+    """Row cost with C streams after a shared context (the same prefix tokens for every contender), eager and compiled,
+    against the bare model's one-token decode step (eager and compiled with a static cache), all in one run."""
     from transformers import DynamicCache
 
     from .engine.core import EngineConfig, EngineCore
@@ -73,50 +74,81 @@ def bench_step(model, streams=(1, 2, 4, 8), rounds: int = 20) -> dict:
         base(input_ids=one, position_ids=one_pos, past_key_values=bare_cache, use_cache=True)
         bare_cache.crop(-1)
 
+    contenders = {"bare_decode": bare_step}
+    compile_s = {}
+    if compiled:
+        contenders["bare_compiled_decode"], compile_s["bare"] = _compiled_bare_step(base, ctx)
     filler = tok.encode_text(DOC * 10)
-    results = {}
+    rows = {}
     for c in streams:
         # one input stream (fed a document) and C-1 outputs; with C = 1 a lone output stream
         spec = ",".join(["user:input"] + [f"out{i}:output" for i in range(c - 1)]) if c > 1 else "answer:output"
         wrapped = MultiStreamModel.wrap(base, tok.hf, Layout.parse(spec), base_ref="bench").eval()
-        core = EngineCore(wrapped, EngineConfig(idle_rows=None, max_rows=4 * rounds + 32))
-        sid = core.open("bench", prefix=prefix_text, start=True)
-        if c > 1:
-            core.send_tokens(sid, "user", filler[: 4 * rounds + 16])
-        core.step()  # the prefix and row 0
-
-        raw_cache = DynamicCache(config=base.config)
-        prefix_streams = torch.zeros_like(ctx)
-        wrapped(ctx, prefix_streams, torch.arange(p)[None], past_key_values=raw_cache, use_cache=True)
-        row_ids, row_streams, row_pos = torch.tensor([filler[:c]]), torch.arange(c)[None], torch.full((1, c), p)
-        keep = torch.zeros((1, c), dtype=torch.bool)
-        keep[0, 1 if c > 1 else 0 :] = True  # logits for the output streams, as the engine computes them
-
-        def raw_row():
-            wrapped(row_ids, row_streams, row_pos, past_key_values=raw_cache, past_positions=torch.arange(p)[None],
-                    past_streams=prefix_streams, use_cache=True, logits_to_keep=keep)
-            raw_cache.crop(-c)
-
-        bare, raw, eng = [], [], []
-        for _ in range(3):  # warm-up
-            bare_step(), raw_row(), core.step()
-        for _ in range(rounds):
-            bare.append(_timed(bare_step))
-            raw.append(_timed(raw_row))
-            eng.append(_timed(core.step))
-        results[str(c)] = {
-            "bare_decode_ms": _ms(bare), "raw_row_ms": _ms(raw), "engine_step_ms": _ms(eng),
-            "row_vs_decode": round(statistics.median(eng) / statistics.median(bare), 3),
-            "engine_vs_raw": round(statistics.median(eng) / statistics.median(raw), 3),
-        }
+        # room for every row of the run from the start: a compiled forward's shape includes the cache's capacity
+        capacity = 1 << (p + c * (rounds + 8)).bit_length()
+        for kind in ("eager", "compiled") if compiled else ("eager",):
+            config = EngineConfig(idle_rows=None, max_rows=8 * rounds + 64, capacity=capacity, compiled=kind == "compiled")
+            core = EngineCore(wrapped, config)
+            sid = core.open("bench", prefix=prefix_text, start=True)
+            if c > 1:
+                core.send_tokens(sid, "user", filler[: 8 * rounds + 48])
+            core.step()  # the prefix and row 0
+            t = time.perf_counter()
+            core.step()  # (compiled: the first row compiles)
+            if kind == "compiled":
+                compile_s[str(c)] = round(time.perf_counter() - t, 1)
+            rows[f"{kind}:{c}"] = core.step
+    timings = {k: [] for k in [*contenders, *rows]}
+    fns = {**contenders, **rows}
+    for _ in range(3):  # warm-up
+        for fn in fns.values():
+            fn()
+    for _ in range(rounds):  # interleaved, so that a noisy neighbour costs every contender alike
+        for k, fn in fns.items():
+            timings[k].append(_timed(fn))
+    bare = statistics.median(timings["bare_decode"])
+    result = {k: _ms(v) for k, v in timings.items() if k in contenders}
+    per_streams = {}
+    for c in streams:
+        d = {}
+        for kind in ("eager", "compiled") if compiled else ("eager",):
+            t = statistics.median(timings[f"{kind}:{c}"])
+            d[f"{kind}_row_ms"] = _ms(timings[f"{kind}:{c}"])
+            d[f"{kind}_row_vs_decode"] = round(t / bare, 3)
+        if compiled:
+            d["compiled_row_vs_compiled_decode"] = round(
+                statistics.median(timings[f"compiled:{c}"]) / statistics.median(timings["bare_compiled_decode"]), 3)
+        per_streams[str(c)] = d
     return {
         "context_tokens": p,
         "rounds": rounds,
         "threads": torch.get_num_threads(),
-        "streams": results,
+        "dtype": str(model.dtype).removeprefix("torch."),
+        **{f"{k}_ms": v for k, v in result.items()},
+        "streams": per_streams,
+        "compile_seconds": compile_s,
         "listening_kv_tokens_per_token_read": listening_cache(model),
         "detokenize_us_per_token": detokenize_cost(tok),
     }
+
+
+def _compiled_bare_step(base, ctx: torch.Tensor):
+    """The bare model's one-token decode step, compiled over transformers' static cache; returns (step, compile s)."""
+    from transformers import StaticCache
+
+    p = ctx.shape[1]
+    cache = StaticCache(config=base.config, max_cache_len=p + 8)
+    base(input_ids=ctx, cache_position=torch.arange(p), past_key_values=cache, use_cache=True)
+    one, one_pos, at = ctx[:, -1:], torch.tensor([[p]]), torch.tensor([p])
+
+    def forward(ids, pos, cache_position):
+        return base(input_ids=ids, position_ids=pos, cache_position=cache_position, past_key_values=cache,
+                    use_cache=True).logits
+
+    fn = torch.compile(forward, dynamic=False)
+    t = time.perf_counter()
+    fn(one, one_pos, at)  # the same cell is written at every step: the context stays p tokens
+    return (lambda: fn(one, one_pos, at)), round(time.perf_counter() - t, 1)
 
 
 def detokenize_cost(tok, lengths=(100, 4000), window: int = 100) -> dict:
@@ -698,7 +730,7 @@ def cmd_bench(args) -> int:
     args.model = args.model or "default"
     model = _load(args)
     if args.what == "step":
-        result = bench_step(model, rounds=args.rounds)
+        result = bench_step(model, rounds=args.rounds, compiled=not args.eager_only)
     elif args.what == "latency":
         from .engine.tools import demo_tools
         from .zoo import load_single
@@ -726,5 +758,6 @@ def register(sub) -> None:
     b.add_argument("--soak", type=int, default=2000, help="'serve': sessions opened and dropped abruptly (0: no soak)")
     b.add_argument("--soak-concurrency", type=int, default=32, help="'serve': soak sessions in flight at once")
     b.add_argument("--max-tokens", type=int, default=16, help="'serve': tokens each output stream may write")
+    b.add_argument("--eager-only", action="store_true", help="'step': skip the compiled columns (each compiles a minute)")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench)

@@ -9,6 +9,7 @@ from conftest import make_base, make_tokenizer
 
 from multistream.convert import Schedule
 from multistream.data.build import SyntheticConfig, build_from_chat, build_from_teacher, build_synthetic, check_file
+from multistream.data.retention import retention_items
 from multistream.data.skills import (
     ALL_TEMPLATES,
     ANSWER_HAZARD,
@@ -20,7 +21,6 @@ from multistream.data.skills import (
     held_out_templates,
     late_rows,
 )
-from multistream.data.retention import retention_items
 from multistream.data.twin import twin_messages, twin_pieces
 from multistream.rows import timeline_to_grid
 from multistream.streams import DEFAULT_LAYOUT

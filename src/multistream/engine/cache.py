@@ -141,6 +141,19 @@ class SlotKVCache:
         filled = torch.arange(span)[None, :] < start[:, None]
         return self.positions[slots, :span], self.streams[slots, :span], filled.to(self.device), write
 
+    def begin_static(self, positions: torch.Tensor, streams: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Prepare a forward of ``[slots, N]`` new tokens, one row for every slot, over the whole capacity (fixed
+        shapes, for a compiled forward that writes the cells itself); returns key (positions, streams, filled)
+        ``[slots, capacity]`` and the write index ``[slots, N]``."""
+        n = positions.shape[1]
+        self.ensure(self.slots, int(self.lengths.max()) + n)
+        write = self.lengths[:, None] + torch.arange(n)
+        rows = torch.arange(self.slots)[:, None]
+        self.positions[rows, write.to(self.device)] = positions.to(self.device)
+        self.streams[rows, write.to(self.device)] = streams.to(self.device)
+        filled = torch.arange(self.capacity)[None, :] < self.lengths[:, None]
+        return self.positions, self.streams, filled.to(self.device), write
+
     def update(self, key_states, value_states, layer_idx: int, cache_kwargs=None):
         rows, write, span = self._batch
         k, v = self.keys[layer_idx], self.values[layer_idx]

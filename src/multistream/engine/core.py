@@ -85,6 +85,10 @@ class EngineConfig:
     the oldest rows are evicted down to 3/4 of it and the rest moved back (see :mod:`.window`), so a session can
     run for hours in bounded memory (its row budget is ``max_rows``), forgetting what it read longer ago. A bulk
     chunk or a speculative run may be read past the window before the next eviction."""
+    compiled: bool = False
+    """Run ordinary rows (one row per session, no prefix) through a ``torch.compile``d forward over a fixed-shape
+    cache (:mod:`.compiled`): several times faster per row once compiled; the first row of each cache shape pays
+    the compilation. Prefixes, bulk and speculative reading stay eager."""
     max_pending_commands: int = 1024
     """Commands (send, abort, mute) of one session queued and not yet applied by a step; past it
     they are refused (``busy``): a caller that sends faster than the engine steps cannot grow
@@ -131,6 +135,11 @@ class EngineCore:
         self.cache = SlotKVCache.for_model(
             model.base, slots=1, capacity=self.config.capacity, max_tokens=self.config.max_kv_tokens
         )
+        self.compiled = None
+        if self.config.compiled:
+            from .compiled import CompiledRows
+
+            self.compiled = CompiledRows(model)
         self.rotation = None
         if self.config.window_rows is not None:
             from ..model import _unwrap
@@ -473,6 +482,11 @@ class EngineCore:
 
     def _forward(self, plans: list[_Plan]) -> list[torch.Tensor]:
         """The batched forward; per plan the logits of its output cells ``[rows needed, outputs, vocab]``."""
+        if self.compiled is not None and self.compiled.eligible(plans):
+            try:
+                return self.compiled(self.cache, plans, self.silence)
+            except KVCacheFull:  # the compiled forward writes a full row for every slot: the eager one may fit
+                pass
         n = max(len(p.ids) for p in plans)
         b = len(plans)
         ids = torch.full((b, n), self.silence, dtype=torch.long)

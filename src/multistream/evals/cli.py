@@ -10,11 +10,13 @@ import argparse
 import json
 import sys
 
+from ..engine.cli import add_compile_arg
+
 
 def _contenders(args):
     from .common import load_contenders
 
-    return load_contenders(args.model, args.single, args.dtype, args.max_tokens)
+    return load_contenders(args.model, args.single, args.dtype, args.max_tokens, compiled=args.compile)
 
 
 def _cases(args, kind: str):
@@ -141,7 +143,8 @@ def _skills(args) -> int:
 
     single = None if args.single == "none" else args.single
     r = evaluate_all(args.model, single, args.data, args.n, include_base=not args.no_base, parallel=not args.serial,
-                     max_tokens=args.max_tokens, dtype=args.dtype, show_progress=not args.no_progress)
+                     max_tokens=args.max_tokens, dtype=args.dtype, show_progress=not args.no_progress,
+                     compiled=args.compile)
     if args.json:
         out = r if args.details else {k: v for k, v in r.items() if not k.endswith("_records")}
         print(json.dumps(out, indent=2, ensure_ascii=False))
@@ -197,9 +200,7 @@ def cmd_plot(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .report import build_report
-
-    from .report import STAGES
+    from .report import STAGES, build_report
 
     stages = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
     bad = sorted(set(stages or ()) - set(STAGES[:-1]))
@@ -226,7 +227,8 @@ def cmd_report(args) -> int:
 def add_skills_args(p: argparse.ArgumentParser) -> None:
     """The options of the held-out skills report (``eval skills`` and ``evaluate-default``)."""
     p.add_argument("--data", help="held-out timelines, JSONL with meta (default: the synthetic test split, generated)")
-    p.add_argument("--n", type=int, default=100, help="held-out examples per skill, each a distinct case (default: the 100-case suite)")
+    p.add_argument("--n", type=int, default=100,
+                   help="held-out examples per skill, each a distinct case (default: the 100-case suite)")
     p.add_argument("--no-base", action="store_true", help="skip the untrained base model")
     p.add_argument("--serial", action="store_true",
                    help="run in this process, one model after the other (default: two one-thread worker processes)")
@@ -240,6 +242,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                    help="total token budget of a reply, the same for both: all output streams together (multi), "
                         "the reply with its thinking and tags (single)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_compile_arg(p)
 
 
 def register(sub) -> None:

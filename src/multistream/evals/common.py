@@ -34,11 +34,13 @@ class Contenders:
     max_rows: int = 192
     """Rows per multi-stream session."""
     speculative: int = 16
+    compiled: bool = False
+    """Run the multi-stream model's ordinary rows compiled (``EngineConfig.compiled``): the same tokens, faster."""
     model_name: str = "default"
     single_name: str = "default-single"
 
     def core(self, **config) -> EngineCore:
-        return EngineCore(self.multi, EngineConfig(**{"speculative": self.speculative, **config}))
+        return EngineCore(self.multi, EngineConfig(**{"speculative": self.speculative, "compiled": self.compiled, **config}))
 
     def params(self, budget: int | None = None) -> dict[str, StreamParams]:
         """Each output stream may spend the whole budget; :class:`StepClock` holds them to it together."""
@@ -57,14 +59,14 @@ class Contenders:
 
 
 def load_contenders(model: str = "default", single: str = "default-single", dtype: str = "float32",
-                    max_tokens: int = 144) -> Contenders:
+                    max_tokens: int = 144, compiled: bool = False) -> Contenders:
     import torch
 
     from ..zoo import load_model, load_single
 
     t = getattr(torch, dtype)
     return Contenders(load_model(model, dtype=t), load_single(single, dtype=t), max_tokens=max_tokens,
-                      model_name=model, single_name=single)
+                      compiled=compiled, model_name=model, single_name=single)
 
 
 def progress(items, desc: str, enabled: bool = True):

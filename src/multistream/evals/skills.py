@@ -358,7 +358,7 @@ def _per_skill(timelines: list[Timeline]) -> int:
 
 
 def _part(kind: str, ref: str | None, timelines: list[Timeline], max_tokens: int, dtype: str = "float32",
-          threads: int | None = 1, show_progress: bool = False) -> list[dict]:
+          threads: int | None = 1, show_progress: bool = False, compiled: bool = False) -> list[dict]:
     """One worker's share: load one model and run it on ``timelines``."""
     import torch
 
@@ -368,7 +368,8 @@ def _part(kind: str, ref: str | None, timelines: list[Timeline], max_tokens: int
     if kind == "multi":
         from ..zoo import load_model
 
-        return eval_multi(Contenders(load_model(str(ref), dtype=t), None, max_tokens=max_tokens), timelines,
+        return eval_multi(Contenders(load_model(str(ref), dtype=t), None, max_tokens=max_tokens, compiled=compiled),
+                          timelines,
                           show_progress=show_progress)
     from .twin import Twin
 
@@ -394,6 +395,7 @@ def evaluate_all(
     max_tokens: int = Contenders.max_tokens,
     dtype: str = "float32",
     show_progress: bool = False,
+    compiled: bool = False,
 ) -> dict:
     """The report for saved models: ``multi`` and ``single`` are model names or folders (:mod:`multistream.zoo`).
 
@@ -412,12 +414,13 @@ def evaluate_all(
         import multiprocessing
 
         with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [(kind, pool.submit(_part, kind, ref, tls, max_tokens, dtype)) for kind, ref, tls in jobs]
+            futures = [(kind, pool.submit(_part, kind, ref, tls, max_tokens, dtype, 1, False, compiled))
+                       for kind, ref, tls in jobs]
             for kind, f in futures:
                 records.setdefault(kind, []).extend(f.result())
     else:
         for kind, ref, tls in jobs:
-            records.setdefault(kind, []).extend(_part(kind, ref, tls, max_tokens, dtype, None, show_progress))
+            records.setdefault(kind, []).extend(_part(kind, ref, tls, max_tokens, dtype, None, show_progress, compiled))
     if "multi" in records:  # the halves back in the order of the test set
         order = {tl.id: k for k, tl in enumerate(timelines)}
         records["multi"].sort(key=lambda r: order.get(r["id"], 0))

@@ -6,6 +6,8 @@ import logging
 import os
 import time
 
+from ..engine.cli import add_compile_arg
+
 
 def cmd_serve(args) -> int:
     from ..engine.aio import AsyncEngine
@@ -35,6 +37,7 @@ def cmd_serve(args) -> int:
             speculative=args.speculative,
             max_kv_tokens=args.max_kv_tokens or None,
             window_rows=args.window_rows or None,
+            compiled=args.compile,
         ),
     )
     warm_up(core)
@@ -94,5 +97,6 @@ def register(sub) -> None:
     s.add_argument("--idle-timeout", type=float, default=300.0, help="seconds without traffic before a session is closed")
     s.add_argument("--speculative", type=int, default=16,
                    help="rows fed at once while reading input, assuming silent outputs (exact at temperature 0; 0: off)")
+    add_compile_arg(s)
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     s.set_defaults(func=cmd_serve)
