@@ -95,6 +95,7 @@ def test_generate_command_on_the_default_model():
            "--max-rows", "40", "--json"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
+    assert "multistream: compiled in" in res.stderr, "the compiled row forward is the default"
     out = json.loads(res.stdout)
     assert set(out) == {"streams", "rows", "first_output_row", "events"}
     assert set(out["streams"]) == {"think", "answer", "call"} and 0 < out["rows"] <= 40

@@ -81,7 +81,14 @@ class CompiledRows:
         """Whether every plan is one row with no prefix, whose output logits are all that is read."""
         return all(p.prefix_len == 0 and len(p.needed) == 1 and len(p.ids) <= self.width for p in plans)
 
-    def __call__(self, cache, plans, silence: int) -> list[torch.Tensor]:
+    def warm_up(self, cache, silence: int) -> float:
+        """Compile for the cache's present shape now, with no session (a row of padding in every slot, nothing
+        committed), so that the first real row does not wait; returns the seconds it took."""
+        t = time.perf_counter()
+        self(cache, [], silence, outputs=len(self.model.layout.outputs))
+        return time.perf_counter() - t
+
+    def __call__(self, cache, plans, silence: int, outputs: int | None = None) -> list[torch.Tensor]:
         """The plans' logits ``[1, outputs, vocab]`` each; writes every slot's new cells past its length, as the eager
         forward does (the engine commits what it keeps)."""
         w, slots = self.width, cache.slots
@@ -89,7 +96,7 @@ class CompiledRows:
         streams = torch.zeros((slots, w), dtype=torch.long)
         pos = torch.zeros((slots, w), dtype=torch.long)
         q_visible = torch.zeros((slots, w), dtype=torch.bool)
-        n_out = plans[0].out_at.shape[1]
+        n_out = plans[0].out_at.shape[1] if plans else outputs
         out_at = torch.zeros((slots, n_out), dtype=torch.long)
         for p in plans:
             s, k = p.session.slot, len(p.ids)

@@ -105,7 +105,7 @@ def _stage_meta(c: Contenders) -> dict:
 
     return {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), "machine": platform.machine(),
             "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "device": str(getattr(c.multi, "device", "cpu"))}
+            "device": str(getattr(c.multi, "device", "cpu")), "compiled": c.compiled}
 
 
 def build_report(c: Contenders, out_dir: str | Path, limit: int | None = None, rate: float = 10.0,

@@ -41,7 +41,8 @@ def cmd_serve(args) -> int:
         ),
     )
     warm_up(core)
-    log.info("model %r loaded and warmed up in %.1f s", args.model, time.perf_counter() - t0)
+    log.info("model %r loaded and warmed up in %.1f s (%s)", args.model, time.perf_counter() - t0,
+             f"row forward compiled in {core.compiled.compile_seconds:.1f} s" if core.compiled else "eager")
     api_key = args.api_key or os.environ.get("MULTISTREAM_API_KEY") or None
     app = create_app(
         AsyncEngine(core, demo_tools()),
