@@ -9,6 +9,13 @@ from multistream.engine.core import EngineConfig, EngineCore
 from .test_core import INPUTS, run_engine, talkative
 
 
+@pytest.fixture(autouse=True)
+def _fresh_dynamo():
+    """Each test compiles anew: dynamo falls back to eager past its cache limit, which other tests' models could fill
+    (the comparison would then hold trivially)."""
+    torch._dynamo.reset()
+
+
 def _pair(model, **config):
     eager = EngineCore(model, EngineConfig(idle_rows=None, **config))
     compiled = EngineCore(model, EngineConfig(idle_rows=None, compiled=True, **config))
@@ -29,6 +36,7 @@ def _same_cache(a: EngineCore, b: EngineCore) -> None:
 def test_compiled_rows_equal_eager_rows_with_a_prefix_and_several_streams(wrap, rule):
     model = talkative(wrap("llama", silence=rule))
     eager, compiled = _pair(model)
+    assert compiled.warm_up() > 0 and eager.warm_up() == 0  # compiling ahead commits nothing
     rows = 16
     expected = eager.grid(run_engine(eager, INPUTS, rows))
     got = compiled.grid(run_engine(compiled, INPUTS, rows))
