@@ -34,3 +34,21 @@ def test_bench_step_runs_on_a_tiny_model_and_reports_every_column(wrap):
         assert d["eager_row_vs_decode"] > 0 and d["compiled_row_vs_compiled_decode"] > 0
     detok = r["detokenize_us_per_token"]
     assert set(detok) == {"100", "4000"} and all(v["incremental"] > 0 and v["whole_message"] > 0 for v in detok.values())
+
+
+def test_compiled_bare_step_is_the_eager_decode_step_at_every_call(wrap):
+    """The bench's compiled one-token step decodes the same token at the same cell however often it runs (a cache
+    that kept counting would run past its end, or attend to more and more copies)."""
+    import torch
+
+    from multistream.bench import _compiled_bare_step
+    from multistream.model import _unwrap
+
+    torch._dynamo.reset()
+    base = _unwrap(wrap("llama").base)
+    ctx = torch.randint(0, base.config.vocab_size, (1, 12))
+    with torch.no_grad():
+        step, _ = _compiled_bare_step(base, ctx)
+        expected = base(input_ids=torch.cat([ctx, ctx[:, -1:]], dim=1)).logits[:, -1:]
+        for _ in range(12):
+            torch.testing.assert_close(step(), expected, rtol=1e-4, atol=1e-4)
