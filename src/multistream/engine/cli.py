@@ -37,15 +37,15 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
 def add_compile_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
                    help="run ordinary rows through a torch.compile'd forward (EngineConfig.compiled; default): the same "
-                        "tokens, several times faster per row; each cache shape compiles once (about a minute for "
-                        "SmolLM2 on CPU the first time, seconds once torch's compile cache holds it)")
+                        "tokens, faster per row; each cache shape compiles once (20-50 s for SmolLM2 on a CPU the "
+                        "first time, seconds once torch's compile cache holds it)")
 
 
 def warm_up(core) -> None:
     """Compile before the first input arrives, saying so on stderr (it takes a while the first time)."""
     if core.compiled is None:
         return
-    print("multistream: compiling the row forward (about a minute the first time, seconds later; --no-compile skips)",
+    print("multistream: compiling the row forward (20-50 s the first time, seconds later; --no-compile skips)",
           file=sys.stderr, flush=True)
     print(f"multistream: compiled in {core.warm_up():.1f} s", file=sys.stderr, flush=True)
 

@@ -63,7 +63,7 @@ class CompiledRows:
     ``compile_seconds`` adds up the time spent compiling (the first call per cache shape pays it).
     """
 
-    def __init__(self, model, mode: str | None = None):
+    def __init__(self, model, mode: str | None = None, freeze: bool = True):
         from ..model import _unwrap
 
         core = _unwrap(model.base)
@@ -71,7 +71,9 @@ class CompiledRows:
         self.body = core.get_decoder() if hasattr(core, "get_decoder") else core.model
         self.head = core.get_output_embeddings()
         self.width = len(model.layout)
-        self.fn = torch.compile(_row_forward, dynamic=False, mode=mode)
+        # freezing folds the weights into the graph, prepacked for the CPU's matrix units (oneDNN): about 1.5x
+        # faster per row than compiling without it; it needs the weights to stay as they are (see EngineConfig)
+        self.fn = torch.compile(_row_forward, dynamic=False, mode=mode, options={"freezing": freeze})
         self.shapes: set[tuple[int, int]] = set()
         self.compile_seconds = 0.0
         self.rows = 0
@@ -88,6 +90,7 @@ class CompiledRows:
         self(cache, [], silence, outputs=len(self.model.layout.outputs))
         return time.perf_counter() - t
 
+    @torch.no_grad()
     def __call__(self, cache, plans, silence: int, outputs: int | None = None) -> list[torch.Tensor]:
         """The plans' logits ``[1, outputs, vocab]`` each; writes every slot's new cells past its length, as the eager
         forward does (the engine commits what it keeps)."""

@@ -87,8 +87,9 @@ class EngineConfig:
     chunk or a speculative run may be read past the window before the next eviction."""
     compiled: bool = False
     """Run ordinary rows (one row per session, no prefix) through a ``torch.compile``d forward over a fixed-shape
-    cache (:mod:`.compiled`): several times faster per row once compiled; the first row of each cache shape pays
-    the compilation. Prefixes, bulk and speculative reading stay eager."""
+    cache (:mod:`.compiled`): the same tokens, faster per row; the first row of each cache shape pays the
+    compilation. Prefixes, bulk and speculative reading stay eager. The weights are folded into the compiled graph
+    (inductor's freezing): a model whose weights change in place must be loaded anew to be seen."""
     max_pending_commands: int = 1024
     """Commands (send, abort, mute) of one session queued and not yet applied by a step; past it
     they are refused (``busy``): a caller that sends faster than the engine steps cannot grow
