@@ -109,3 +109,23 @@ def test_report_in_parts_then_assembled_from_the_kept_results(tiny, tmp_path, mo
     assert set(report["meta"]["stages"]) == {"prompts", "injection", "interrupts", "latency", "listening"}
     with pytest.raises(ValueError, match="unknown stage"):
         build_report(tiny, tmp_path, stages=["figures"], **opts)
+
+
+def test_weights_stamp_follows_the_contents_not_the_copy(tmp_path):
+    """Kept suite results are reused for a copy of the same weights (a fresh clone) and not for retrained ones."""
+    import os
+    import shutil
+
+    from multistream.evals.report import _weights_stamp
+
+    a = tmp_path / "a"
+    a.mkdir()
+    (a / "adapter.safetensors").write_bytes(b"\x01" * 4096)
+    (a / "config.json").write_text("{}")
+    b = tmp_path / "b"
+    shutil.copytree(a, b)
+    os.utime(b / "adapter.safetensors", (1, 1))
+    assert _weights_stamp(str(a)) == _weights_stamp(str(b))
+    (b / "adapter.safetensors").write_bytes(b"\x01" * 4095 + b"\x02")  # retrained: same size, new contents
+    assert _weights_stamp(str(a)) != _weights_stamp(str(b))
+    assert _weights_stamp("not-a-folder") == "not-a-folder"

@@ -65,8 +65,9 @@ def summary(results: dict) -> dict:
 
 
 def _weights_stamp(name: str) -> str:
-    """Names, sizes and times of a model folder's files (``default`` and the like: the packaged weights), so that
-    retrained weights under the same name do not reuse old results."""
+    """A hash of a model folder's files, names and contents (``default`` and the like: the packaged weights), so
+    that retrained weights under the same name do not reuse old results, and a copy of the same weights (a fresh
+    clone, another checkout) does."""
     import hashlib
 
     from ..zoo import WEIGHTS
@@ -74,8 +75,14 @@ def _weights_stamp(name: str) -> str:
     folder = WEIGHTS / name if (WEIGHTS / name).is_dir() else Path(name)
     if not folder.is_dir():
         return name
-    files = sorted((str(f.relative_to(folder)), f.stat().st_size, f.stat().st_mtime_ns) for f in folder.rglob("*") if f.is_file())
-    return hashlib.sha1(json.dumps(files).encode()).hexdigest()
+    h = hashlib.sha1()
+    for f in sorted(f for f in folder.rglob("*") if f.is_file()):
+        h.update(str(f.relative_to(folder)).encode() + b"\0")
+        with open(f, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+        h.update(b"\0")
+    return h.hexdigest()
 
 
 def _dtype(model) -> str:
