@@ -82,3 +82,14 @@ def test_compiled_batched_sessions_of_different_lengths_and_speculative_rollback
     assert all((g[1:, outs] != model.tok.silence_id).any() for g in eager.values()), "a session never spoke"
     assert engines[1].compiled.rows > 5, "the compiled path did not run"
     _same_cache(*engines)
+
+
+@pytest.mark.gpu
+def test_compiled_rows_equal_eager_rows_on_cuda(wrap):
+    """The same comparison on a CUDA device: the cache, the mask and the padding built where the model is."""
+    model = talkative(wrap("llama")).to("cuda")
+    eager, compiled = _pair(model)
+    expected = eager.grid(run_engine(eager, INPUTS, 16))
+    assert torch.equal(compiled.grid(run_engine(compiled, INPUTS, 16)), expected)
+    assert compiled.compiled.rows >= 13
+    _same_cache(compiled, eager)

@@ -148,9 +148,9 @@ class SlotKVCache:
         n = positions.shape[1]
         self.ensure(self.slots, int(self.lengths.max()) + n)
         write = self.lengths[:, None] + torch.arange(n)
-        rows = torch.arange(self.slots)[:, None]
-        self.positions[rows, write.to(self.device)] = positions.to(self.device)
-        self.streams[rows, write.to(self.device)] = streams.to(self.device)
+        rows, cells = torch.arange(self.slots, device=self.device)[:, None], write.to(self.device)
+        self.positions[rows, cells] = positions.to(self.device)
+        self.streams[rows, cells] = streams.to(self.device)
         filled = torch.arange(self.capacity)[None, :] < self.lengths[:, None]
         return self.positions, self.streams, filled.to(self.device), write
 

@@ -109,16 +109,16 @@ class CompiledRows:
         # padding (and slots without a row) is valid for the mask, so that each of its queries sees at least itself
         # (a query that sees nothing would write NaN into the cache); nothing else sees it (not visible)
         k_pos, k_stream, filled, write = cache.begin_static(pos, streams)
-        rows = torch.arange(slots)[:, None]
+        dev = filled.device  # the cache's (and the model's) device; the plans' tensors are built on the CPU
+        rows, write = torch.arange(slots, device=dev)[:, None], write.to(dev)
         k_valid, k_visible = filled.clone(), filled.clone()
         k_valid[rows, write] = True
-        k_visible[rows, write] = q_visible
-        dev = self.model.device
+        k_visible[rows, write] = q_visible.to(dev)
         shape = (slots, cache.capacity)
         t = time.perf_counter()
         logits = self.fn(
             self.model, self.body, self.head, cache.keys, cache.values, ids.to(dev), streams.to(dev), pos.to(dev),
-            write.to(dev), k_pos, k_stream, k_valid.to(dev), k_visible.to(dev), out_at.to(dev),
+            write, k_pos, k_stream, k_valid, k_visible, out_at.to(dev),
         )
         self.rows += 1
         if shape not in self.shapes:
