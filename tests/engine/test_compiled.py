@@ -84,6 +84,22 @@ def test_compiled_batched_sessions_of_different_lengths_and_speculative_rollback
     _same_cache(*engines)
 
 
+def test_a_compiled_forward_that_fails_falls_back_to_eager_rows(wrap, caplog):
+    """A machine where inductor cannot compile (no C++ compiler, an op it cannot take) still gets the same tokens."""
+    model = talkative(wrap("llama"))
+    eager, compiled = _pair(model)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler")
+
+    compiled.compiled.fn = broken
+    expected = eager.grid(run_engine(eager, INPUTS, 12))
+    with caplog.at_level("WARNING"):
+        assert torch.equal(compiled.grid(run_engine(compiled, INPUTS, 12)), expected)
+    assert compiled.compiled is None and "no C++ compiler" in caplog.text
+    _same_cache(compiled, eager)
+
+
 @pytest.mark.gpu
 def test_compiled_rows_equal_eager_rows_on_cuda(wrap):
     """The same comparison on a CUDA device: the cache, the mask and the padding built where the model is."""

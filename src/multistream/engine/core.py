@@ -89,7 +89,10 @@ class EngineConfig:
     """Run ordinary rows (one row per session, no prefix) through a ``torch.compile``d forward over a fixed-shape
     cache (:mod:`.compiled`): the same tokens, faster per row; the first row of each cache shape pays the
     compilation. Prefixes, bulk and speculative reading stay eager. The weights are folded into the compiled graph
-    (inductor's freezing): a model whose weights change in place must be loaded anew to be seen."""
+    (inductor's freezing): a model whose weights change in place must be loaded anew to be seen. torch compiles at
+    most ``torch._dynamo.config.recompile_limit`` shapes (8) per process; past that rows run uncompiled over the whole
+    cache, slower than eager: a server whose session count swings widely should raise the limit or run eager. A
+    forward that fails to compile falls back to eager for good (logged)."""
     max_pending_commands: int = 1024
     """Commands (send, abort, mute) of one session queued and not yet applied by a step; past it
     they are refused (``busy``): a caller that sends faster than the engine steps cannot grow
@@ -493,6 +496,9 @@ class EngineCore:
                 return self.compiled(self.cache, plans, self.silence)
             except KVCacheFull:  # the compiled forward writes a full row for every slot: the eager one may fit
                 pass
+            except Exception as e:  # no compiler, an op inductor cannot take...: run eager (it commits nothing first)
+                log.warning("the compiled row forward failed (%s: %s); running eager from now on", type(e).__name__, e)
+                self.compiled = None
         n = max(len(p.ids) for p in plans)
         b = len(plans)
         ids = torch.full((b, n), self.silence, dtype=torch.long)

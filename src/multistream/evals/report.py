@@ -102,7 +102,8 @@ def _stage_key(c: Contenders, limit, rate, cases: dict) -> dict:
     return {"model": c.model_name, "weights": _weights_stamp(c.model_name), "single": c.single_name,
             "single_weights": _weights_stamp(c.single_name), "dtype": _dtype(c.multi),
             "single_dtype": _dtype(c.single[0]) if c.single else None, "limit": limit, "rate": rate,
-            "max_tokens": c.max_tokens, "max_rows": c.max_rows, "speculative": c.speculative, "version": __version__,
+            "max_tokens": c.max_tokens, "max_rows": c.max_rows, "speculative": c.speculative, "compiled": c.compiled,
+            "version": __version__,
             "cases": hashlib.sha1(content.encode()).hexdigest()}
 
 
