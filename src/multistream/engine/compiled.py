@@ -83,11 +83,19 @@ class CompiledRows:
         """Whether every plan is one row with no prefix, whose output logits are all that is read."""
         return all(p.prefix_len == 0 and len(p.needed) == 1 and len(p.ids) <= self.width for p in plans)
 
-    def warm_up(self, cache, silence: int) -> float:
-        """Compile for the cache's present shape now, with no session (a row of padding in every slot, nothing
-        committed), so that the first real row does not wait; returns the seconds it took."""
+    def warm_up(self, cache, silence: int, capacities: tuple[int, ...] = ()) -> float:
+        """Compile for the cache's present shape now, and for each of ``capacities`` (on a scratch cache of as many
+        slots), with no session (a row of padding in every slot, nothing committed), so that the first real row of
+        those shapes does not wait; returns the seconds it took."""
+        from .cache import SlotKVCache
+
         t = time.perf_counter()
-        self(cache, [], silence, outputs=len(self.model.layout.outputs))
+        outputs = len(self.model.layout.outputs)
+        self(cache, [], silence, outputs=outputs)
+        for capacity in capacities:
+            if capacity != cache.capacity:
+                scratch = SlotKVCache.for_model(self.model.base, slots=cache.slots, capacity=capacity)
+                self(scratch, [], silence, outputs=outputs)
         return time.perf_counter() - t
 
     @torch.no_grad()

@@ -484,10 +484,10 @@ class EngineCore:
         for p, e in failed:
             self._fail(p.session.id, e, events)
 
-    def warm_up(self) -> float:
-        """Compile the row forward for the present cache shape before the first session needs it (a no-op when the
-        engine runs eager); returns the seconds it took."""
-        return self.compiled.warm_up(self.cache, self.silence) if self.compiled is not None else 0.0
+    def warm_up(self, capacities: tuple[int, ...] = ()) -> float:
+        """Compile the row forward for the present cache shape, and for these cache capacities, before a session
+        needs them (a no-op when the engine runs eager); returns the seconds it took."""
+        return self.compiled.warm_up(self.cache, self.silence, capacities) if self.compiled is not None else 0.0
 
     def _forward(self, plans: list[_Plan]) -> list[torch.Tensor]:
         """The batched forward; per plan the logits of its output cells ``[rows needed, outputs, vocab]``."""
