@@ -1,12 +1,12 @@
 """A compiled row forward over the whole slotted KV cache, for the engine's ordinary rows.
 
-Eager PyTorch spends a decode step of a small model in Python and dispatch (30 layers of
-small kernels), not arithmetic. The engine's common forward, one row per session, is cheap to
-give fixed shapes: every slot of the cache takes part (``[slots, width]`` new tokens, ``width``
-the number of streams; slots without a row get padding that is never kept), attention runs over
-the cache's whole capacity (cells a slot has not filled are masked), and each slot's logits are
-read at its output streams. ``torch.compile`` then traces the base model's own code once per
-(slots, capacity) and replaces its many small kernels with a few fused ones.
+The engine's common forward, one row per session, is cheap to give fixed shapes: every slot of
+the cache takes part (``[slots, width]`` new tokens, ``width`` the number of streams; slots
+without a row get padding that is never kept), attention runs over the cache's whole capacity
+(cells a slot has not filled are masked), and each slot's logits are read at its output
+streams. ``torch.compile`` then traces the base model's own code once per (slots, capacity),
+fuses its small kernels and folds the weights in (freezing), which removes Python and dispatch;
+what remains on a CPU is reading the weights once per row.
 
 Plans that feed a prefix, several rows (bulk or speculative reading) or need several rows'
 logits keep the eager path: they are prefill-like, bound by arithmetic, and their shapes vary.
@@ -63,7 +63,7 @@ class CompiledRows:
     ``compile_seconds`` adds up the time spent compiling (the first call per cache shape pays it).
     """
 
-    def __init__(self, model, mode: str | None = None, freeze: bool = True):
+    def __init__(self, model):
         from ..model import _unwrap
 
         core = _unwrap(model.base)
@@ -73,7 +73,7 @@ class CompiledRows:
         self.width = len(model.layout)
         # freezing folds the weights into the graph, prepacked for the CPU's matrix units (oneDNN): about 1.5x
         # faster per row than compiling without it; it needs the weights to stay as they are (see EngineConfig)
-        self.fn = torch.compile(_row_forward, dynamic=False, mode=mode, options={"freezing": freeze})
+        self.fn = torch.compile(_row_forward, dynamic=False, options={"freezing": True})
         self.shapes: set[tuple[int, int]] = set()
         self.compile_seconds = 0.0
         self.rows = 0
