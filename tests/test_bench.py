@@ -52,3 +52,16 @@ def test_compiled_bare_step_is_the_eager_decode_step_at_every_call(wrap):
         expected = base(input_ids=torch.cat([ctx, ctx[:, -1:]], dim=1)).logits[:, -1:]
         for _ in range(12):
             torch.testing.assert_close(step(), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_stream_counts_parse_and_reject_nonsense():
+    import argparse
+
+    import pytest
+
+    from multistream.bench import _stream_counts
+
+    assert _stream_counts("1,6") == (1, 6) and _stream_counts("8") == (8,)
+    for bad in ("", "0", "1,x", "-2"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _stream_counts(bad)

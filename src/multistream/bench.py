@@ -21,6 +21,7 @@ because the machines are shared and noisy.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -38,16 +39,24 @@ def _ms(seconds: list[float]) -> float:
     return round(1000 * statistics.median(seconds), 2)
 
 
+def _sync() -> None:
+    """Wait for queued GPU work, so that a timing holds what it launched (a no-op on the CPU)."""
+    if torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def _timed(fn) -> float:
+    _sync()
     t = time.perf_counter()
     fn()
+    _sync()
     return time.perf_counter() - t
 
 
 def _load(args):
     from .zoo import load_model
 
-    return load_model(args.model, dtype=getattr(torch, args.dtype))
+    return load_model(args.model, dtype=getattr(torch, args.dtype)).to(args.device)
 
 
 # -- step ------------------------------------------------------------------------------------
@@ -64,11 +73,11 @@ def bench_step(model, streams=(1, 2, 4, 6, 8), rounds: int = 20, compiled: bool 
     base = _unwrap(model.base)
     tok = model.tok
     prefix_text = DOC * 5
-    ctx = torch.tensor([tok.encode_prefix(prefix_text)])
+    ctx = torch.tensor([tok.encode_prefix(prefix_text)], device=model.device)
     p = ctx.shape[1]
     bare_cache = DynamicCache(config=base.config)
     base(input_ids=ctx, past_key_values=bare_cache, use_cache=True)
-    one, one_pos = ctx[:, -1:], torch.tensor([[p]])
+    one, one_pos = ctx[:, -1:], torch.tensor([[p]], device=ctx.device)
 
     def bare_step():
         base(input_ids=one, position_ids=one_pos, past_key_values=bare_cache, use_cache=True)
@@ -83,7 +92,7 @@ def bench_step(model, streams=(1, 2, 4, 6, 8), rounds: int = 20, compiled: bool 
     for c in streams:
         # one input stream (fed a document) and C-1 outputs; with C = 1 a lone output stream
         spec = ",".join(["user:input"] + [f"out{i}:output" for i in range(c - 1)]) if c > 1 else "answer:output"
-        wrapped = MultiStreamModel.wrap(base, tok.hf, Layout.parse(spec), base_ref="bench").eval()
+        wrapped = MultiStreamModel.wrap(base, tok.hf, Layout.parse(spec), base_ref="bench").to(model.device).eval()
         # room for every row of the run from the start: a compiled forward's shape includes the cache's capacity
         capacity = 1 << (p + c * (rounds + 8)).bit_length()
         for kind in ("eager", "compiled") if compiled else ("eager",):
@@ -123,6 +132,7 @@ def bench_step(model, streams=(1, 2, 4, 6, 8), rounds: int = 20, compiled: bool 
         "context_tokens": p,
         "rounds": rounds,
         "threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name(model.device) if model.device.type == "cuda" else str(model.device),
         "dtype": str(model.dtype).removeprefix("torch."),
         **{f"{k}_ms": v for k, v in result.items()},
         "streams": per_streams,
@@ -138,8 +148,8 @@ def _compiled_bare_step(base, ctx: torch.Tensor):
 
     p = ctx.shape[1]
     cache = StaticCache(config=base.config, max_cache_len=p + 8)
-    base(input_ids=ctx, cache_position=torch.arange(p), past_key_values=cache, use_cache=True)
-    one, one_pos, at = ctx[:, -1:], torch.tensor([[p]]), torch.tensor([p])
+    base(input_ids=ctx, cache_position=torch.arange(p, device=ctx.device), past_key_values=cache, use_cache=True)
+    one, one_pos, at = ctx[:, -1:], torch.tensor([[p]], device=ctx.device), torch.tensor([p], device=ctx.device)
 
     def forward(ids, pos, cache_position):
         for layer in cache.layers:  # the cache counts what it holds: rewind it, so every step writes the same cell
@@ -732,12 +742,12 @@ def cmd_bench(args) -> int:
     args.model = args.model or "default"
     model = _load(args)
     if args.what == "step":
-        result = bench_step(model, rounds=args.rounds, compiled=not args.eager_only)
+        result = bench_step(model, streams=args.streams, rounds=args.rounds, compiled=not args.eager_only)
     elif args.what == "latency":
         from .engine.tools import demo_tools
         from .zoo import load_single
 
-        result = bench_latency(model, load_single(args.single, dtype=getattr(torch, args.dtype)), rate=args.rate,
+        result = bench_latency(model, load_single(args.single, dtype=getattr(torch, args.dtype)).to(args.device), rate=args.rate,
                                limit=args.limit, tools=demo_tools())
     else:
         result = bench_ingest(model, doc_tokens=args.doc_tokens)
@@ -746,12 +756,25 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def _stream_counts(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(c) for c in text.split(","))
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"expected stream counts like 1,2,6, got {text!r}")
+    return counts
+
+
 def register(sub) -> None:
     b = sub.add_parser("bench", help="speed benchmarks: step, latency, ingest, serve (ratios from one run)")
     b.add_argument("what", choices=["step", "latency", "ingest", "serve"])
     b.add_argument("--model", help="the model (default: 'default'; for 'serve': 'tiny', a random model built in-process)")
     b.add_argument("--single", default="default-single", help="single-stream baseline for 'latency'")
     b.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    b.add_argument("--device", default="cpu", help="where the model runs: cpu, cuda, cuda:1 ...")
+    b.add_argument("--streams", type=_stream_counts, default=(1, 2, 4, 6, 8),
+                   help="'step': the row widths to time, comma-separated (default 1,2,4,6,8)")
     b.add_argument("--rounds", type=int, default=20)
     b.add_argument("--rate", type=float, default=10.0, help="input arrival rate in tokens/s for 'latency'")
     b.add_argument("--limit", type=int, default=12, help="'latency': the first N built-in accuracy cases")

@@ -10,13 +10,6 @@ from __future__ import annotations
 
 import asyncio
 
-from prompt_toolkit.application import Application
-from prompt_toolkit.document import Document
-from prompt_toolkit.key_binding import KeyBindings
-from prompt_toolkit.layout import HSplit, Layout, VSplit, Window
-from prompt_toolkit.layout.controls import FormattedTextControl
-from prompt_toolkit.widgets import Frame, TextArea
-
 from .engine.aio import AsyncEngine
 from .engine.session import Event
 
@@ -25,6 +18,13 @@ HELP = "Enter: send to user · /tool TEXT · /system TEXT · /abort · /quit (or
 
 class ChatApp:
     def __init__(self, engine: AsyncEngine, prefix: str = "", params=None, **app_kwargs):
+        # imported here: the rest of the command line works without a terminal UI library
+        from prompt_toolkit.application import Application
+        from prompt_toolkit.key_binding import KeyBindings
+        from prompt_toolkit.layout import HSplit, Layout, VSplit, Window
+        from prompt_toolkit.layout.controls import FormattedTextControl
+        from prompt_toolkit.widgets import Frame, TextArea
+
         self.engine = engine
         self.prefix, self.params = prefix, params
         self.layout = engine.core.layout
@@ -97,6 +97,8 @@ class ChatApp:
     def _append(self, stream: str, text: str) -> None:
         self.texts[stream] += text
         lane = self.lanes[stream]
+        from prompt_toolkit.document import Document
+
         lane.buffer.set_document(Document(self.texts[stream], len(self.texts[stream])), bypass_readonly=True)
 
     async def run(self) -> None:

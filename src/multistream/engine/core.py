@@ -515,10 +515,11 @@ class EngineCore:
             keep[j, p.out_at.reshape(-1)] = True
         slots = torch.tensor([p.session.slot for p in plans])
         k_pos, k_stream, filled, write = self.cache.begin(slots, pos, streams)
+        dev_k = k_pos.device  # where the cache is (the plans are built on the CPU)
         k_valid, k_visible = filled.clone(), filled.clone()  # what the cache holds is visible
-        k_valid[torch.arange(b)[:, None], write] = q_valid
-        k_visible[torch.arange(b)[:, None], write] = q_valid & q_visible
-        dev_k = k_pos.device
+        rows = torch.arange(b, device=dev_k)[:, None]
+        k_valid[rows, write] = q_valid.to(dev_k)
+        k_visible[rows, write] = (q_valid & q_visible).to(dev_k)
         mask = stream_causal_mask(
             pos.to(dev_k), k_pos, streams.to(dev_k), k_stream, k_visible=k_visible, k_valid=k_valid
         )

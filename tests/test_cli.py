@@ -1,0 +1,41 @@
+import subprocess
+import sys
+import textwrap
+
+BLOCKER = textwrap.dedent(
+    """
+    import importlib.abc, sys
+    WEB_AND_UI = {"fastapi", "starlette", "uvicorn", "pydantic", "websockets", "prompt_toolkit"}
+
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name.split(".")[0] in WEB_AND_UI:
+                raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)")
+
+    sys.meta_path.insert(0, Block())
+    """
+)
+
+
+def test_the_command_line_starts_without_the_web_and_terminal_libraries():
+    """A training machine (a GPU box without FastAPI or prompt_toolkit) can still run `multistream train` and
+    `bench`: the server and the terminal chat load their libraries when they are used, not when the CLI parses."""
+    code = BLOCKER + textwrap.dedent(
+        """
+        from multistream.cli import build_parser
+        parser = build_parser()
+        for argv in (["train", "--recipe", "tiny"], ["bench", "step", "--device", "cpu", "--streams", "1,6"]):
+            parser.parse_args(argv)
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in WEB_AND_UI)
+        assert not loaded, loaded
+        """
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+
+
+def test_the_blocker_does_block():
+    """(The test above would pass vacuously if the blocker let the libraries in.)"""
+    code = BLOCKER + "import fastapi\n"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode != 0 and "blocked by the test" in run.stderr
