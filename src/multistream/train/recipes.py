@@ -229,7 +229,7 @@ def model_card(report: dict, mode: str) -> str:
         f"{train['tokens_per_s']} tokens/s, {train['seconds'] / 60:.1f} minutes, {train.get('processes', 1)} process, "
         f"{_threads(cfg.get('threads'))}, mixed precision {train.get('mixed_precision')}",
         f"- hardware: {report.get('hardware') or platform.machine() + ' CPU'} (both models trained side by side); "
-        f"recipe total {report.get('total_seconds', 0) / 60:.1f} minutes with data and evaluation",
+        f"data and training {report.get('train_seconds', 0) / 60:.1f} minutes",
     ]
     ev = report.get("eval", {}).get("multi" if mode == "multi" else "twin")
     if ev:
