@@ -243,8 +243,9 @@ def test_skills_commands_on_tiny_saved_models(tmp_path, capsys, command):
     data.write_text("".join(ex.timeline.to_json() + "\n" for s in short for ex in generate(s, 1, "test", 0, length_of)))
     argv = [*command, "--model", str(tmp_path / "multi"), "--single", f"base:{tmp_path / 'single'}", "--data", str(data),
             "--n", "1", "--no-base", "--serial", "--max-tokens", "4"]
-    if command[0] == "evaluate-default":
-        argv += ["--json", str(tmp_path / "out.json")]
+    if command[0] == "evaluate-default":  # and only some skills
+        argv += ["--json", str(tmp_path / "out.json"), "--skills", "interrupt,retention"]
+        short = ["retention", "interrupt"]
     assert main(argv) == 0
     out = capsys.readouterr().out
     r = json.loads(out) if command[0] == "eval" else json.loads((tmp_path / "out.json").read_text())
@@ -254,3 +255,18 @@ def test_skills_commands_on_tiny_saved_models(tmp_path, capsys, command):
         assert "held-out accuracy" in out and "multi_records" in r
     else:
         assert "multi_records" not in r  # per-case records with --details only
+
+
+def test_load_test_takes_the_named_skills_in_suite_order_and_names_an_unknown_one(tmp_path):
+    from multistream.data.skills import generate
+    from multistream.evals.skills import load_test
+    from multistream.text import StreamTokenizer
+
+    length_of = StreamTokenizer.wrap(make_tokenizer()).message_rows
+    data = tmp_path / "test.jsonl"
+    data.write_text("".join(ex.timeline.to_json() + "\n" for s in ("retention", "tool", "interrupt")
+                            for ex in generate(s, 2, "test", 0, length_of)))
+    got = load_test(data, 2, skills=("interrupt", "retention"))
+    assert [tl.meta["skill"] for tl in got] == ["retention", "retention", "interrupt", "interrupt"]
+    with pytest.raises(ValueError, match="unknown skill.*spelling"):
+        load_test(data, 2, skills=("spelling",))

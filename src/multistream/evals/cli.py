@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 
+from ..data.skills import SKILLS
 from ..engine.cli import add_compile_arg
 
 
@@ -144,7 +145,7 @@ def _skills(args) -> int:
     single = None if args.single == "none" else args.single
     r = evaluate_all(args.model, single, args.data, args.n, include_base=not args.no_base, parallel=not args.serial,
                      max_tokens=args.max_tokens, dtype=args.dtype, show_progress=not args.no_progress,
-                     compiled=args.compile)
+                     compiled=args.compile, skills=args.skills)
     if args.json:
         out = r if args.details else {k: v for k, v in r.items() if not k.endswith("_records")}
         print(json.dumps(out, indent=2, ensure_ascii=False))
@@ -224,11 +225,22 @@ def cmd_report(args) -> int:
     return 0
 
 
+def _skill_list(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in SKILLS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"unknown skill(s) {', '.join(unknown) or repr(text)}; "
+                                         f"the skills are {', '.join(SKILLS)}")
+    return names
+
+
 def add_skills_args(p: argparse.ArgumentParser) -> None:
     """The options of the held-out skills report (``eval skills`` and ``evaluate-default``)."""
     p.add_argument("--data", help="held-out timelines, JSONL with meta (default: the synthetic test split, generated)")
     p.add_argument("--n", type=int, default=100,
                    help="held-out examples per skill, each a distinct case (default: the 100-case suite)")
+    p.add_argument("--skills", type=_skill_list, default=SKILLS,
+                   help=f"only these skills, comma-separated (default: all of {','.join(SKILLS)})")
     p.add_argument("--no-base", action="store_true", help="skip the untrained base model")
     p.add_argument("--serial", action="store_true",
                    help="run in this process, one model after the other (default: two one-thread worker processes)")

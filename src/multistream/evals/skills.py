@@ -41,7 +41,7 @@ Rates are percentages, each with its 95% Wilson interval (``*_ci``, also in perc
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -72,15 +72,19 @@ SLACK_ROWS = 48
 
 
 def load_test(path: str | Path | None, n_per_skill: int, length_of: Callable[[str], int] | None = None,
-              tokenizer_ref: str = "default") -> list[Timeline]:
-    """The first ``n_per_skill`` held-out timelines of every skill, from a JSONL file or generated (the test split,
-    seed 0, rows placed with ``length_of``: by default the ``tokenizer_ref`` base model's tokenizer)."""
+              tokenizer_ref: str = "default", skills: Sequence[str] = SKILLS) -> list[Timeline]:
+    """The first ``n_per_skill`` held-out timelines of each of ``skills``, from a JSONL file or generated (the test
+    split, seed 0, rows placed with ``length_of``: by default the ``tokenizer_ref`` base model's tokenizer)."""
+    unknown = sorted(set(skills) - set(SKILLS))
+    if unknown:
+        raise ValueError(f"unknown skill(s) {', '.join(unknown)}; the skills are {', '.join(SKILLS)}")
+    skills = [s for s in SKILLS if s in skills]
     if path is None:
         from ..data.skills import generate
 
         if length_of is None:
             length_of = base_length_of(tokenizer_ref)
-        return [ex.timeline for s in SKILLS for ex in generate(s, n_per_skill, "test", 0, length_of)]
+        return [ex.timeline for s in skills for ex in generate(s, n_per_skill, "test", 0, length_of)]
     by_skill: dict[str, list[Timeline]] = {}
     for _, tl, problems in read_jsonl(path, DEFAULT_LAYOUT):
         if tl is None:
@@ -88,7 +92,7 @@ def load_test(path: str | Path | None, n_per_skill: int, length_of: Callable[[st
         if not tl.meta or "skill" not in tl.meta:
             raise ValueError(f"{path}: timeline {tl.id!r} has no meta.skill: not a held-out skills timeline")
         by_skill.setdefault(tl.meta["skill"], []).append(tl)
-    return [tl for s in SKILLS for tl in by_skill.get(s, [])[:n_per_skill]]
+    return [tl for s in skills for tl in by_skill.get(s, [])[:n_per_skill]]
 
 
 def base_length_of(tokenizer_ref: str = "default") -> Callable[[str], int]:
@@ -396,13 +400,15 @@ def evaluate_all(
     dtype: str = "float32",
     show_progress: bool = False,
     compiled: bool = False,
+    skills: Sequence[str] = SKILLS,
 ) -> dict:
-    """The report for saved models: ``multi`` and ``single`` are model names or folders (:mod:`multistream.zoo`).
+    """The report for saved models: ``multi`` and ``single`` are model names or folders (:mod:`multistream.zoo`),
+    on the held-out cases of ``skills``.
 
     With ``parallel``, in two one-thread worker processes; the multi-stream model, the slowest, is split
     in two halves so that both workers start on it. Otherwise in this process (progress bars with ``show_progress``).
     """
-    timelines = load_test(data, n_per_skill)
+    timelines = load_test(data, n_per_skill, skills=skills)
     halves = [timelines[0::2], timelines[1::2]] if parallel else [timelines]
     jobs = [("multi", str(multi), h) for h in halves if h]
     if single is not None:

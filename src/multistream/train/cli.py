@@ -47,7 +47,7 @@ def cmd_evaluate_default(args) -> int:
 
     single = None if args.single == "none" else args.single
     results = evaluate_all(args.model, single, args.data, args.n, include_base=not args.no_base, parallel=not args.serial,
-                           max_tokens=args.max_tokens, compiled=args.compile)
+                           max_tokens=args.max_tokens, compiled=args.compile, skills=args.skills)
     print(format_report(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
