@@ -24,7 +24,8 @@ def test_the_command_line_starts_without_the_web_and_terminal_libraries():
         """
         from multistream.cli import build_parser
         parser = build_parser()
-        for argv in (["train", "--recipe", "tiny"], ["bench", "step", "--device", "cpu", "--streams", "1,6"]):
+        for argv in (["train", "--recipe", "tiny"], ["bench", "step", "--device", "cpu", "--streams", "1,6"],
+                     ["bench", "train", "--variants", "invisible,visible"]):
             parser.parse_args(argv)
         loaded = sorted(m for m in sys.modules if m.split(".")[0] in WEB_AND_UI)
         assert not loaded, loaded

@@ -14,6 +14,8 @@
   WebSocket sessions at once, then N HTTP completions at once: sessions/s, generated
   tokens/s, whether every session answered and answered as it does alone, and the server
   process's RSS before, at its peak and after; then a soak of sessions dropped abruptly.
+- ``train``: the training step of several configurations (the silence rule, the base weights' dtype) on
+  the same data, round by round: tokens/s and timelines/s (:mod:`multistream.train.throughput`).
 
 Measurements alternate between the contenders, round by round, and report medians,
 because the machines are shared and noisy.
@@ -717,6 +719,22 @@ def _print_serve(r: dict) -> None:
         )
 
 
+def _print_train(r: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"training step, recipe {r['recipe']}: {r['batch_size']} x {r['seq_len']} tokens, "
+                        f"{r['mixed_precision']}, {r['threads']} threads, {r['device']}")
+    for col in ("variant", "changes", "steps", "s/step", "tokens/s", "timelines/s", "tokens/timeline",
+                f"tokens/s vs {r['reference']}", f"timelines/s vs {r['reference']}"):
+        table.add_column(col)
+    for name, v in r["variants"].items():
+        table.add_row(name, ", ".join(f"{k}={x}" for k, x in v["changes"].items()) or "(the recipe)", str(v["steps"]),
+                      f"{v['s_per_step_median']:.2f}", f"{v['tokens_per_s']:.0f}", f"{v['timelines_per_s']:.2f}",
+                      f"{v['tokens_per_timeline']:.0f}", f"{v['tokens_per_s_ratio']}x", f"{v['timelines_per_s_ratio']}x")
+    Console().print(table)
+
+
 # -- CLI -------------------------------------------------------------------------------------
 def _print(result: dict, as_json: bool) -> None:
     if as_json:
@@ -739,6 +757,16 @@ def cmd_bench(args) -> int:
         else:
             _print_serve(result)
         return 0 if all(m["answered"] == m["sessions"] for m in result["modes"].values()) else 1
+    if args.what == "train":
+        from .train.throughput import bench_train
+
+        result = bench_train(args.variants, steps=args.train_steps, per_skill=args.per_skill, cpu=args.device == "cpu",
+                             progress=not args.json)
+        if args.json:
+            print(json.dumps(result, indent=2))
+        else:
+            _print_train(result)
+        return 0
     args.model = args.model or "default"
     model = _load(args)
     if args.what == "step":
@@ -766,9 +794,20 @@ def _stream_counts(text: str) -> tuple[int, ...]:
     return counts
 
 
+def _variant_list(text: str) -> list[str]:
+    from .train.throughput import VARIANTS
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in VARIANTS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"unknown variant(s) {', '.join(unknown) or repr(text)}; "
+                                         f"the variants are {', '.join(VARIANTS)}")
+    return names
+
+
 def register(sub) -> None:
-    b = sub.add_parser("bench", help="speed benchmarks: step, latency, ingest, serve (ratios from one run)")
-    b.add_argument("what", choices=["step", "latency", "ingest", "serve"])
+    b = sub.add_parser("bench", help="speed benchmarks: step, latency, ingest, serve, train (ratios from one run)")
+    b.add_argument("what", choices=["step", "latency", "ingest", "serve", "train"])
     b.add_argument("--model", help="the model (default: 'default'; for 'serve': 'tiny', a random model built in-process)")
     b.add_argument("--single", default="default-single", help="single-stream baseline for 'latency'")
     b.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
@@ -783,6 +822,11 @@ def register(sub) -> None:
     b.add_argument("--soak", type=int, default=2000, help="'serve': sessions opened and dropped abruptly (0: no soak)")
     b.add_argument("--soak-concurrency", type=int, default=32, help="'serve': soak sessions in flight at once")
     b.add_argument("--max-tokens", type=int, default=16, help="'serve': tokens each output stream may write")
+    b.add_argument("--variants", type=_variant_list, default=None,
+                   help="'train': training configurations to compare, comma-separated, the first the reference "
+                        "(default: visible,invisible,invisible-bf16-base)")
+    b.add_argument("--train-steps", type=int, default=4, help="'train': timed optimizer steps per variant (after one untimed)")
+    b.add_argument("--per-skill", type=int, default=40, help="'train': synthetic timelines per skill to train on")
     b.add_argument("--eager-only", action="store_true", help="'step': skip the compiled columns (each compiles a minute)")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench)
