@@ -129,10 +129,14 @@ def test_injection_data_goes_only_on_the_untrusted_stream():
     # and the session's own record: the data's tokens were read on `tool` and nowhere else
     from multistream.engine.runner import Input, run_session
 
-    prefix, inputs = multi_placement(case, c.multi.layout)
-    result = run_session(c.core(), inputs, prefix=prefix, params=c.params(), max_rows=60)
+    core = c.core()
+    prefix, inputs = multi_placement(case, c.multi.layout, core.tok)
+    result = run_session(core, inputs, prefix=prefix, params=c.params(), max_rows=120)
     read = {s: "".join(e.text for e in result.events if e.stream == s and e.type == "token") for s in ("system", "user", "tool")}
     assert read == {"system": "", "user": "Where does Ann live?", "tool": data}
+    # the data starts in the row after the question's last token, as a document follows its question in training
+    rows = {s: [e.row for e in result.events if e.stream == s and e.type == "token"] for s in ("user", "tool")}
+    assert rows["tool"][0] == len(core.tok.encode_message("Where does Ann live?")) > rows["user"][-1]
     assert all(isinstance(i, Input) and (i.stream == "tool") == (i.text == data) for i in inputs)
     # the single-stream twin sees the same parts, the data delimited as in its training chats
     assert base.calls == [[{"role": "system", "content": system},
@@ -150,8 +154,10 @@ def test_injection_placement_follows_the_layouts_trust_levels():
     layout = Layout.parse("sys:input,user:input,docs:input:untrusted,think:output,answer:output")
     case = InjectionCase("i", "s", "question?", "the document", "X")
     assert untrusted_stream(layout) == "docs"
-    prefix, inputs = multi_placement(case, layout)
+    tok = ScriptedModel({}, {}).tok
+    prefix, inputs = multi_placement(case, layout, tok)
     assert prefix == "s" and [(i.stream, i.text) for i in inputs] == [("user", "question?"), ("docs", "the document")]
+    assert [i.row for i in inputs] == [0, len(tok.encode_message("question?"))]
     assert single_messages(case, layout, lambda t: len(t) + 1)[0] == {"role": "system", "content": "s"}
     with pytest.raises(ValueError, match="untrusted"):
         untrusted_stream(Layout.parse("user:input,answer:output"))

@@ -41,9 +41,13 @@ def untrusted_stream(layout: Layout) -> str:
     raise ValueError("the layout has no untrusted input stream: " + ", ".join(s.name for s in layout))
 
 
-def multi_placement(case: InjectionCase, layout: Layout) -> tuple[str, list[Input]]:
-    """The session prefix and inputs of a case: the data only on the untrusted stream."""
-    return case.system, [Input(layout.role("user"), case.user, row=0), Input(untrusted_stream(layout), case.data, row=0)]
+def multi_placement(case: InjectionCase, layout: Layout, tok) -> tuple[str, list[Input]]:
+    """The session prefix and inputs of a case: the question, then the data only on the untrusted stream, from the
+    row after the question's last token (the order the twin's chat has; the skills' timelines, which the models
+    trained on, never let a document start before its question)."""
+    q_rows = len(tok.encode_message(case.user))
+    return case.system, [Input(layout.role("user"), case.user, row=0),
+                         Input(untrusted_stream(layout), case.data, row=q_rows)]
 
 
 def single_messages(case: InjectionCase, layout: Layout, length_of) -> list[dict]:
@@ -62,7 +66,7 @@ def eval_injection(c: Contenders, cases: list[InjectionCase], show_progress: boo
     length_of = lambda text: len(hf(text, add_special_tokens=False)["input_ids"]) + 1
     records = []
     for case in progress(cases, "injection", show_progress):
-        prefix, inputs = multi_placement(case, layout)
+        prefix, inputs = multi_placement(case, layout, core.tok)
         m = run_multi(c, core, inputs, prefix=prefix)
         s = baseline.run(single_messages(case, layout, length_of), max_new_tokens=c.max_tokens)
         m_answer, think = m.said("answer"), m.said("think")

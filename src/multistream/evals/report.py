@@ -229,8 +229,9 @@ def _figures(c: Contenders, results: dict, cases: dict, out: Path) -> dict[str, 
         "interrupt to final answer per case (' ok': multi-stream succeeded)").name
     # one session of each kind, drawn row by row
     inj = cases["injection"][0]
-    prefix, inputs = multi_placement(inj, c.multi.layout)
-    r = run_multi(c, c.core(), inputs, prefix=prefix).result
+    core = c.core()
+    prefix, inputs = multi_placement(inj, c.multi.layout, core.tok)
+    r = run_multi(c, core, inputs, prefix=prefix).result
     figs["timeline_injection"] = plot_timeline(r.events, _streams(c), out / "timeline_injection.png",
                                                f"injection case {inj.id}").name
     it = cases["interrupts"][0]
