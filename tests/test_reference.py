@@ -1,13 +1,15 @@
 import pytest
 import torch
 
+from multistream.engine.sampling import greedy
 from multistream.reference import reference_decode
 from multistream.rows import RowGrid, pack_grid
 from multistream.timeline import Segment, Timeline
 
 
+@pytest.mark.parametrize("speak_rule", ["likely", "argmax"])
 @pytest.mark.parametrize("rule", ["invisible", "visible"])
-def test_reference_decoder_feeds_inputs_and_follows_its_own_argmax(wrap, rule):
+def test_reference_decoder_feeds_inputs_and_follows_its_own_greedy_choice(wrap, rule, speak_rule):
     model = wrap("llama", silence=rule)
     layout = model.layout
     timeline = Timeline(
@@ -15,7 +17,7 @@ def test_reference_decoder_feeds_inputs_and_follows_its_own_argmax(wrap, rule):
         [Segment("user", "What is 2+3?", start_row=0), Segment("tool", "doc text", start_row=4)],
         prefix="Be brief.",
     )
-    out = reference_decode(model, timeline, rows=12)
+    out = reference_decode(model, timeline, rows=12, speak_rule=speak_rule)
     tok = model.tok
     user = tok.encode_message("What is 2+3?")
     assert out.tokens[: len(user), layout.index("user")].tolist() == user
@@ -30,5 +32,6 @@ def test_reference_decoder_feeds_inputs_and_follows_its_own_argmax(wrap, rule):
     p = len(out.prefix_ids)
     for t in range(out.tokens.shape[0] - 1):
         at = (packed.position_ids == p + t) & torch.isin(packed.stream_ids, torch.tensor(outs))
-        assert logits[at].argmax(-1).tolist() == out.tokens[t + 1, outs].tolist()
+        silence = tok.silence_id if speak_rule == "likely" else None
+        assert greedy(logits[at], silence).tolist() == out.tokens[t + 1, outs].tolist()
     assert set(out.texts) == {"think", "answer", "call"}

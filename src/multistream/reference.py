@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .engine.sampling import greedy
 from .model import MultiStreamModel
 from .rows import RowGrid, pack_grid, timeline_to_grid
 from .timeline import Timeline
@@ -35,8 +36,10 @@ def grid_texts(model: MultiStreamModel, tokens: torch.Tensor, kind: str = "outpu
 
 
 @torch.no_grad()
-def reference_decode(model: MultiStreamModel, timeline: Timeline, rows: int | None = None) -> Decoded:
-    """Greedy decoding of all output streams for ``rows`` rows (default: the timeline's length)."""
+def reference_decode(model: MultiStreamModel, timeline: Timeline, rows: int | None = None,
+                     speak_rule: str = "likely") -> Decoded:
+    """Greedy decoding of all output streams for ``rows`` rows (default: the timeline's length), silence against
+    speech decided by ``speak_rule`` (:func:`multistream.engine.sampling.greedy`)."""
     layout = model.layout
     grid = timeline_to_grid(timeline, model.tok, layout, kinds=("input",))
     rows = rows or grid.rows
@@ -46,6 +49,7 @@ def reference_decode(model: MultiStreamModel, timeline: Timeline, rows: int | No
     fmt = model.row_format
     out_streams = fmt.is_output.nonzero().squeeze(1)
     p = grid.prefix_ids.shape[0]
+    silence = model.tok.silence_id if speak_rule == "likely" else None
     for t in range(rows - 1):
         packed = pack_grid(RowGrid(grid.prefix_ids, tokens[: t + 1], grid.prefix_stream), fmt)
         logits = model(
@@ -56,5 +60,5 @@ def reference_decode(model: MultiStreamModel, timeline: Timeline, rows: int | No
         ).logits[0]
         # the output cells of row t (outputs are always materialised, in stream order)
         at = ((packed.position_ids == p + t) & torch.isin(packed.stream_ids, out_streams)).nonzero().squeeze(1)
-        tokens[t + 1, out_streams] = logits[at.to(logits.device)].argmax(-1).cpu()
+        tokens[t + 1, out_streams] = greedy(logits[at.to(logits.device)], silence).cpu()
     return Decoded(tokens, grid.prefix_ids, grid_texts(model, tokens))

@@ -41,9 +41,9 @@ def run_engine(engine, inputs, rows, sid=None, prefix=PREFIX):
     return sid
 
 
-def reference(model, inputs, rows):
+def reference(model, inputs, rows, speak_rule="likely"):
     timeline = Timeline(model.layout.names, [Segment(s, t, start_row=r) for s, t, r in inputs], prefix=PREFIX)
-    return reference_decode(model, timeline, rows=rows).tokens
+    return reference_decode(model, timeline, rows=rows, speak_rule=speak_rule).tokens
 
 
 RULES = ["invisible", "visible"]
@@ -67,6 +67,34 @@ def test_engine_equals_reference_decoder(wrap, family, rule):
         assert kept == prefix + int((got[:-1] != model.tok.silence_id).sum())
     else:
         assert kept == prefix + got[:-1].numel()
+
+
+def test_engine_follows_the_reference_under_each_speak_rule(wrap):
+    """A hesitant model: its silence logit is set to all speech together (log-sum-exp) plus or minus 0.3, so
+    silence is every row's likeliest token, and likelier than all speech on about half of them: the argmax rule
+    never speaks, the likely rule speaks on the other half; the engine does what the reference does under both."""
+    model = wrap("llama")
+    sil = model.tok.silence_id
+
+    def hesitate(module, args, logits):
+        speech = logits.float().clone()
+        speech[..., sil] = float("-inf")
+        margin = torch.where(logits[..., 0] > logits[..., 1], 0.3, -0.3)
+        logits = logits.clone()
+        logits[..., sil] = (speech.logsumexp(-1) + margin).to(logits.dtype)
+        return logits
+
+    model.base.get_output_embeddings().register_forward_hook(hesitate)
+    rows, outs = 16, [i for i, s in enumerate(model.layout) if s.kind == "output"]
+    grids = {}
+    for speak_rule in ("likely", "argmax"):
+        engine = EngineCore(model, EngineConfig(idle_rows=None, speak_rule=speak_rule))
+        grids[speak_rule] = engine.grid(run_engine(engine, INPUTS, rows))
+        assert torch.equal(grids[speak_rule], reference(model, INPUTS, rows, speak_rule))
+    silent = {r: float((g[1:, outs] == model.tok.silence_id).float().mean()) for r, g in grids.items()}
+    assert silent["argmax"] == 1.0 and 0.1 < silent["likely"] < 0.9, silent
+    with pytest.raises(ValueError, match="speak_rule"):
+        EngineConfig(speak_rule="loudest")
 
 
 @pytest.mark.parametrize("rule", RULES)

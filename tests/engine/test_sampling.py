@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from multistream.engine.sampling import SamplingParams, sample
+from multistream.engine.sampling import SamplingParams, greedy, sample
 
 
 def fake_logits():
@@ -11,6 +11,22 @@ def fake_logits():
 def test_greedy_is_argmax():
     p = SamplingParams()
     assert sample(fake_logits(), [p, p], [None, None]).tolist() == [1, 0]
+
+
+def test_greedy_decides_silence_against_all_speech_together():
+    silence = 0
+    # silence 0.4; two openings 0.3 each: speech (0.6) is likelier, so the stream speaks its likeliest opening
+    split = torch.tensor([0.4, 0.3, 0.3, 0.0]).log()
+    # silence 0.55 outweighs all speech (0.45) however it is spread
+    quiet = torch.tensor([0.55, 0.3, 0.15, 0.0]).log()
+    # one spoken token alone beats silence: both rules speak it
+    sure = torch.tensor([0.2, 0.1, 0.7, 0.0]).log()
+    logits = torch.stack([split, quiet, sure])
+    assert greedy(logits, silence).tolist() == [1, 0, 2]
+    assert greedy(logits).tolist() == logits.argmax(-1).tolist() == [0, 0, 2]  # the argmax rule stays silent on `split`
+    p = SamplingParams()
+    assert sample(logits, [p] * 3, [None] * 3, silence=silence).tolist() == [1, 0, 2]
+    assert greedy(logits.bfloat16(), silence).tolist() == [1, 0, 2]
 
 
 def test_top_k_one_and_tiny_top_p_are_argmax_at_any_temperature():

@@ -31,10 +31,14 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--max-tokens", type=int, default=None, help="budget per output stream")
     p.add_argument("--speculative", type=int, default=16, help="rows fed at once while reading (0: off)")
-    add_compile_arg(p)
+    add_engine_args(p)
 
 
-def add_compile_arg(p: argparse.ArgumentParser) -> None:
+def add_engine_args(p: argparse.ArgumentParser) -> None:
+    """The engine's options shared by every command that runs the multi-stream model."""
+    p.add_argument("--speak-rule", choices=["likely", "argmax"], default="likely",
+                   help="greedy streams: speak when all spoken tokens together outweigh silence (likely; default) "
+                        "or only when one spoken token alone does (argmax)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
                    help="run ordinary rows through a torch.compile'd forward (EngineConfig.compiled; default): the same "
                         "tokens, faster per row; each cache shape compiles once (20-50 s for SmolLM2 on a CPU the "
@@ -59,7 +63,8 @@ def engine_from_args(args, **config):
     from .session import StreamParams
 
     model = load_model(args.model, dtype=getattr(torch, args.dtype))
-    core = EngineCore(model, EngineConfig(speculative=args.speculative, compiled=args.compile, **config))
+    core = EngineCore(model, EngineConfig(speculative=args.speculative, compiled=args.compile, speak_rule=args.speak_rule,
+                                          **config))
     warm_up(core)
     sampling = SamplingParams(args.temperature, args.top_k, args.top_p, args.seed)
     params = {s.name: StreamParams(sampling, args.max_tokens) for s in model.layout.outputs}

@@ -43,7 +43,7 @@ from ..model import MultiStreamModel
 from ..rows import row_inputs, stream_causal_mask
 from ..text import MessageText
 from .cache import KVCacheFull, SlotKVCache
-from .sampling import sample
+from .sampling import SPEAK_RULES, sample
 from .session import Event, InputState, OutputState, Session, StreamParams
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,10 @@ class EngineConfig:
     most ``torch._dynamo.config.recompile_limit`` shapes (8) per process; past that rows run uncompiled over the whole
     cache, slower than eager: a server whose session count swings widely should raise the limit or run eager. A
     forward that fails to compile falls back to eager for good (logged)."""
+    speak_rule: str = "likely"
+    """How a greedy output stream chooses between silence and speech (:func:`.sampling.greedy`): ``likely``
+    speaks when all spoken tokens together outweigh silence, ``argmax`` only when one spoken token alone does
+    (the rule before; the model then misses answers it is sure to give but split between phrasings)."""
     max_pending_commands: int = 1024
     """Commands (send, abort, mute) of one session queued and not yet applied by a step; past it
     they are refused (``busy``): a caller that sends faster than the engine steps cannot grow
@@ -104,6 +108,8 @@ class EngineConfig:
             raise ValueError(
                 "max_sessions >= 1, max_rows >= 2, bulk_chunk >= 1, speculative >= 0 and max_pending_commands >= 1 are required"
             )
+        if self.speak_rule not in SPEAK_RULES:
+            raise ValueError(f"speak_rule must be one of {', '.join(SPEAK_RULES)}, got {self.speak_rule!r}")
         if self.window_rows is not None and self.window_rows < 8:
             raise ValueError(f"window_rows must be at least 8 (or None), got {self.window_rows}")
         if self.max_kv_tokens is not None and self.max_kv_tokens < self.capacity:
@@ -621,7 +627,7 @@ class EngineCore:
         # a speculative row, or the end row of a bulk message read with the row past it, is kept whole; the rows
         # after it only if its outputs stay silent
         for r, row in enumerate(plan.needed):
-            choices = sample(logits[r], params, gens).tolist()
+            choices = sample(logits[r], params, gens, self.silence if self.config.speak_rule == "likely" else None).tolist()
             if row < len(plan.rows) - 1:
                 speaks = any(
                     tok != self.silence and not sess.outputs[i].muted and not sess.outputs[i].stopped

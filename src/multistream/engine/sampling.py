@@ -54,11 +54,33 @@ class SamplingParams:
         return g
 
 
+SPEAK_RULES = ("likely", "argmax")
+"""How a greedy output stream decides between silence and speech (:func:`greedy`)."""
+
+
+def greedy(logits: torch.Tensor, silence: int | None = None) -> torch.Tensor:
+    """The greedy token of each row of ``logits`` ``[..., V]``.
+
+    With ``silence`` (the rule ``likely``), silence against speech is decided first, as one binary choice: the
+    stream speaks when all spoken tokens together are likelier than silence, and then says its likeliest token.
+    A plain argmax (``silence`` None, the rule ``argmax``) weighs silence against each spoken token alone, so a
+    model sure that it must speak but split between two openings ("The ...", "From ...") stays silent.
+    """
+    if silence is None:
+        return logits.argmax(-1)
+    logits = logits.float()
+    spoken = logits.clone()
+    spoken[..., silence] = float("-inf")
+    speak = spoken.logsumexp(-1) > logits[..., silence]
+    return torch.where(speak, spoken.argmax(-1), torch.full_like(speak, silence, dtype=torch.long))
+
+
 def sample(
-    logits: torch.Tensor, params: list[SamplingParams], generators: list[torch.Generator | None]
+    logits: torch.Tensor, params: list[SamplingParams], generators: list[torch.Generator | None],
+    silence: int | None = None,
 ) -> torch.Tensor:
-    """One token per row of ``logits`` ``[N, V]`` under that row's parameters."""
-    out = logits.argmax(-1)
+    """One token per row of ``logits`` ``[N, V]`` under that row's parameters (greedy rows: :func:`greedy`)."""
+    out = greedy(logits, silence)
     for i, p in enumerate(params):
         if p.greedy:
             continue

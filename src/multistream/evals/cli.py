@@ -11,13 +11,14 @@ import json
 import sys
 
 from ..data.skills import SKILLS
-from ..engine.cli import add_compile_arg
+from ..engine.cli import add_engine_args
 
 
 def _contenders(args):
     from .common import load_contenders
 
-    return load_contenders(args.model, args.single, args.dtype, args.max_tokens, compiled=args.compile)
+    return load_contenders(args.model, args.single, args.dtype, args.max_tokens, compiled=args.compile,
+                           speak_rule=args.speak_rule)
 
 
 def _cases(args, kind: str):
@@ -145,7 +146,7 @@ def _skills(args) -> int:
     single = None if args.single == "none" else args.single
     r = evaluate_all(args.model, single, args.data, args.n, include_base=not args.no_base, parallel=not args.serial,
                      max_tokens=args.max_tokens, dtype=args.dtype, show_progress=not args.no_progress,
-                     compiled=args.compile, skills=args.skills)
+                     compiled=args.compile, skills=args.skills, speak_rule=args.speak_rule)
     if args.json:
         out = r if args.details else {k: v for k, v in r.items() if not k.endswith("_records")}
         print(json.dumps(out, indent=2, ensure_ascii=False))
@@ -254,7 +255,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                    help="total token budget of a reply, the same for both: all output streams together (multi), "
                         "the reply with its thinking and tags (single)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    add_compile_arg(p)
+    add_engine_args(p)
 
 
 def register(sub) -> None:

@@ -36,12 +36,15 @@ class Contenders:
     speculative: int = 16
     compiled: bool = False
     """Run the multi-stream model's ordinary rows compiled (``EngineConfig.compiled``): the same tokens, faster."""
+    speak_rule: str = "likely"
+    """How the multi-stream model's greedy streams choose between silence and speech (``EngineConfig.speak_rule``)."""
     model_name: str = "default"
     single_name: str = "default-single"
     _warm: bool = field(default=False, repr=False)
 
     def core(self, **config) -> EngineCore:
-        core = EngineCore(self.multi, EngineConfig(**{"speculative": self.speculative, "compiled": self.compiled, **config}))
+        core = EngineCore(self.multi, EngineConfig(**{"speculative": self.speculative, "compiled": self.compiled,
+                                                        "speak_rule": self.speak_rule, **config}))
         if self.compiled and not self._warm:  # compile the cache shapes a case reaches before any case is timed
             core.warm_up(capacities=(2 * core.cache.capacity,))
             self._warm = True
@@ -64,14 +67,14 @@ class Contenders:
 
 
 def load_contenders(model: str = "default", single: str = "default-single", dtype: str = "float32",
-                    max_tokens: int = 144, compiled: bool = False) -> Contenders:
+                    max_tokens: int = 144, compiled: bool = False, speak_rule: str = "likely") -> Contenders:
     import torch
 
     from ..zoo import load_model, load_single
 
     t = getattr(torch, dtype)
     return Contenders(load_model(model, dtype=t), load_single(single, dtype=t), max_tokens=max_tokens,
-                      compiled=compiled, model_name=model, single_name=single)
+                      compiled=compiled, speak_rule=speak_rule, model_name=model, single_name=single)
 
 
 def progress(items, desc: str, enabled: bool = True):

@@ -362,7 +362,8 @@ def _per_skill(timelines: list[Timeline]) -> int:
 
 
 def _part(kind: str, ref: str | None, timelines: list[Timeline], max_tokens: int, dtype: str = "float32",
-          threads: int | None = 1, show_progress: bool = False, compiled: bool = False) -> list[dict]:
+          threads: int | None = 1, show_progress: bool = False, compiled: bool = False,
+          speak_rule: str = "likely") -> list[dict]:
     """One worker's share: load one model and run it on ``timelines``."""
     import torch
 
@@ -372,7 +373,8 @@ def _part(kind: str, ref: str | None, timelines: list[Timeline], max_tokens: int
     if kind == "multi":
         from ..zoo import load_model
 
-        return eval_multi(Contenders(load_model(str(ref), dtype=t), None, max_tokens=max_tokens, compiled=compiled),
+        return eval_multi(Contenders(load_model(str(ref), dtype=t), None, max_tokens=max_tokens, compiled=compiled,
+                                     speak_rule=speak_rule),
                           timelines,
                           show_progress=show_progress)
     from .twin import Twin
@@ -401,6 +403,7 @@ def evaluate_all(
     show_progress: bool = False,
     compiled: bool = False,
     skills: Sequence[str] = SKILLS,
+    speak_rule: str = "likely",
 ) -> dict:
     """The report for saved models: ``multi`` and ``single`` are model names or folders (:mod:`multistream.zoo`),
     on the held-out cases of ``skills``.
@@ -420,13 +423,15 @@ def evaluate_all(
         import multiprocessing
 
         with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [(kind, pool.submit(_part, kind, ref, tls, max_tokens, dtype, 1, False, compiled))
+            futures = [(kind, pool.submit(_part, kind, ref, tls, max_tokens, dtype, 1, False, compiled,
+                                                     speak_rule))
                        for kind, ref, tls in jobs]
             for kind, f in futures:
                 records.setdefault(kind, []).extend(f.result())
     else:
         for kind, ref, tls in jobs:
-            records.setdefault(kind, []).extend(_part(kind, ref, tls, max_tokens, dtype, None, show_progress, compiled))
+            records.setdefault(kind, []).extend(_part(kind, ref, tls, max_tokens, dtype, None, show_progress, compiled,
+                                                               speak_rule))
     if "multi" in records:  # the halves back in the order of the test set
         order = {tl.id: k for k, tl in enumerate(timelines)}
         records["multi"].sort(key=lambda r: order.get(r["id"], 0))

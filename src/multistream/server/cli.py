@@ -6,7 +6,7 @@ import logging
 import os
 import time
 
-from ..engine.cli import add_compile_arg
+from ..engine.cli import add_engine_args
 
 
 def cmd_serve(args) -> int:
@@ -38,6 +38,7 @@ def cmd_serve(args) -> int:
             max_kv_tokens=args.max_kv_tokens or None,
             window_rows=args.window_rows or None,
             compiled=args.compile,
+            speak_rule=args.speak_rule,
         ),
     )
     warm_up(core)
@@ -98,6 +99,6 @@ def register(sub) -> None:
     s.add_argument("--idle-timeout", type=float, default=300.0, help="seconds without traffic before a session is closed")
     s.add_argument("--speculative", type=int, default=16,
                    help="rows fed at once while reading input, assuming silent outputs (exact at temperature 0; 0: off)")
-    add_compile_arg(s)
+    add_engine_args(s)
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     s.set_defaults(func=cmd_serve)
