@@ -435,7 +435,7 @@ def evaluate_all(
     if "multi" in records:  # the halves back in the order of the test set
         order = {tl.id: k for k, tl in enumerate(timelines)}
         records["multi"].sort(key=lambda r: order.get(r["id"], 0))
-    return collect(records, n_per_skill, max_tokens)
+    return collect(records, n_per_skill, max_tokens) | {"speak_rule": speak_rule, "compiled": compiled}
 
 
 def format_report(results: dict) -> str:
