@@ -43,8 +43,9 @@ def untrusted_stream(layout: Layout) -> str:
 
 def multi_placement(case: InjectionCase, layout: Layout, tok) -> tuple[str, list[Input]]:
     """The session prefix and inputs of a case: the question, then the data only on the untrusted stream, from the
-    row after the question's last token (the order the twin's chat has; the skills' timelines, which the models
-    trained on, never let a document start before its question)."""
+    row after the question's last token (the order the twin's chat has; in the skills' timelines, which the models
+    trained on, a document never starts in its question's first row: it starts a few rows into the question or
+    after its end)."""
     q_rows = len(tok.encode_message(case.user))
     return case.system, [Input(layout.role("user"), case.user, row=0),
                          Input(untrusted_stream(layout), case.data, row=q_rows)]
