@@ -178,7 +178,8 @@ def _record_row(model, inputs, rows, lo, seed):
     sil = model.tok.silence_id
     other = logits[at].clone()
     other[..., sil] = float("-inf")
-    margin = (other.max(-1).values - logits[at][..., sil]).max(-1).values
+    # the speak rule `likely`: a stream speaks once all speech together outweighs silence
+    margin = (other.float().logsumexp(-1) - logits[at][..., sil].float()).max(-1).values
     records = [t for t in range(lo, rows - 10) if margin[t] > margin[:t].max() + 1e-3]
     if not records:
         return None

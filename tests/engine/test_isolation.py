@@ -51,12 +51,12 @@ def test_a_failure_in_one_sessions_sampling_fails_that_session_alone(wrap, monke
     real_sample = core_module.sample
     calls = {"bad": 0}
 
-    def flaky(logits, params, generators):
+    def flaky(logits, params, generators, silence=None):
         if any(p.seed == BAD_SEED for p in params):
             calls["bad"] += 1
             if calls["bad"] == 3:  # fail mid-session, after it has advanced a few rows
                 raise RuntimeError("probability tensor contains either inf, nan or element < 0")
-        return real_sample(logits, params, generators)
+        return real_sample(logits, params, generators, silence)
 
     monkeypatch.setattr(core_module, "sample", flaky)
     engine = EngineCore(model, EngineConfig(idle_rows=None))

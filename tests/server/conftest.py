@@ -78,7 +78,7 @@ class EchoModel(nn.Module):
         k_id, k_stream, k_pos = (keys[:, 0, :, i].long() for i in range(3))
         b, n = ids.shape
         logits = torch.zeros(b, n, self.vocab)
-        logits[..., self.tok.silence_id] = 1.0
+        logits[..., self.tok.silence_id] = 20.0  # sure: silence outweighs all speech together
         silence, end, user = self.tok.silence_id, self.tok.end_id, self.idx[self.layout.role("user")]
         for j, q in logits_to_keep.nonzero().tolist():
             stream = self.role_of.get(self.layout.streams[int(streams[j, q])].name)
@@ -96,7 +96,7 @@ class EchoModel(nn.Module):
             mine = (sst == int(streams[j, q])) & (spos > end_row + 1) & (sid != silence)
             target = self._target(stream, message, int(mine.sum()))
             if target is not None:
-                logits[j, q, target] = 2.0
+                logits[j, q, target] = 40.0
         return SimpleNamespace(logits=logits[logits_to_keep])
 
 
