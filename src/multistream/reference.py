@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .engine.sampling import greedy
+from .engine.sampling import greedy, rule_silence
 from .model import MultiStreamModel
 from .rows import RowGrid, pack_grid, timeline_to_grid
 from .timeline import Timeline
@@ -49,7 +49,7 @@ def reference_decode(model: MultiStreamModel, timeline: Timeline, rows: int | No
     fmt = model.row_format
     out_streams = fmt.is_output.nonzero().squeeze(1)
     p = grid.prefix_ids.shape[0]
-    silence = model.tok.silence_id if speak_rule == "likely" else None
+    silence = rule_silence(speak_rule, model.tok.silence_id)
     for t in range(rows - 1):
         packed = pack_grid(RowGrid(grid.prefix_ids, tokens[: t + 1], grid.prefix_stream), fmt)
         logits = model(

@@ -43,7 +43,7 @@ from ..model import MultiStreamModel
 from ..rows import row_inputs, stream_causal_mask
 from ..text import MessageText
 from .cache import KVCacheFull, SlotKVCache
-from .sampling import SPEAK_RULES, sample
+from .sampling import SPEAK_RULES, rule_silence, sample
 from .session import Event, InputState, OutputState, Session, StreamParams
 
 log = logging.getLogger(__name__)
@@ -627,7 +627,7 @@ class EngineCore:
         # a speculative row, or the end row of a bulk message read with the row past it, is kept whole; the rows
         # after it only if its outputs stay silent
         for r, row in enumerate(plan.needed):
-            choices = sample(logits[r], params, gens, self.silence if self.config.speak_rule == "likely" else None).tolist()
+            choices = sample(logits[r], params, gens, rule_silence(self.config.speak_rule, self.silence)).tolist()
             if row < len(plan.rows) - 1:
                 speaks = any(
                     tok != self.silence and not sess.outputs[i].muted and not sess.outputs[i].stopped

@@ -58,6 +58,11 @@ SPEAK_RULES = ("likely", "argmax")
 """How a greedy output stream decides between silence and speech (:func:`greedy`)."""
 
 
+def rule_silence(speak_rule: str, silence_id: int) -> int | None:
+    """The ``silence`` argument of :func:`greedy` and :func:`sample` under ``speak_rule``."""
+    return silence_id if speak_rule == "likely" else None
+
+
 def greedy(logits: torch.Tensor, silence: int | None = None) -> torch.Tensor:
     """The greedy token of each row of ``logits`` ``[..., V]``.
 

@@ -150,6 +150,19 @@ def backward_step(model: nn.Module, micro: list[dict[str, torch.Tensor]], accele
     return accelerator.reduce(loss_total, "sum").item() / max(total_weight, 1e-9)
 
 
+def optimizer_step(cfg: TrainConfig, model: nn.Module, seqs: list[Packed], pid: int, silence_id: int | None,
+                   accelerator, params: dict[str, nn.Parameter], optimizer) -> float:
+    """One optimizer step over this process's packed sequences of the global batch (micro-batches, backward,
+    clipping, update); returns the global weighted mean token loss. The learning-rate schedule is the caller's."""
+    micro = [collate(seqs[i : i + cfg.micro_batch_size], pid) for i in range(0, len(seqs), cfg.micro_batch_size)]
+    loss = backward_step(model, micro, accelerator, silence_id, cfg.spoken_weight)
+    if cfg.grad_clip:
+        accelerator.clip_grad_norm_(list(params.values()), cfg.grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss
+
+
 def _trainable(model: nn.Module) -> dict[str, nn.Parameter]:
     return {n: p for n, p in model.named_parameters() if p.requires_grad}
 
@@ -276,13 +289,8 @@ def train(
     while step < cfg.max_steps:
         seqs = build_sequences(examples, plan.step(step))
         mine = seqs[rank * per_proc : (rank + 1) * per_proc]
-        micro = [collate(mine[i : i + cfg.micro_batch_size], pid) for i in range(0, per_proc, cfg.micro_batch_size)]
-        last_loss = backward_step(model, micro, accelerator, silence_id, cfg.spoken_weight)
-        if cfg.grad_clip:
-            accelerator.clip_grad_norm_(list(params.values()), cfg.grad_clip)
-        optimizer.step()
+        last_loss = optimizer_step(cfg, model, mine, pid, silence_id, accelerator, params, optimizer)
         scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
         tokens_seen += int(accelerator.reduce(torch.tensor(sum(len(s) for s in mine), device=accelerator.device), "sum").item())
         step += 1
         record = {

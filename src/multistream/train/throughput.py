@@ -17,9 +17,8 @@ from pathlib import Path
 
 import torch
 
-from ..rows import collate
 from .config import TrainConfig
-from .loop import _param_groups, _trainable, backward_step, build_model, load_examples, pad_id
+from .loop import _param_groups, _trainable, build_model, load_examples, optimizer_step, pad_id
 from .packing import StepPlan, build_sequences
 
 # name -> TrainConfig fields changed from the recipe; the first is the reference of the ratios
@@ -63,16 +62,11 @@ class _Run:
         self.timelines: list[int] = []
 
     def step(self, s: int, timed: bool) -> None:
-        cfg = self.cfg
         order = self.plan.step(s)
         t0 = time.perf_counter()
         seqs = build_sequences(self.examples, order)
-        micro = [collate(seqs[i : i + cfg.micro_batch_size], self.pid) for i in range(0, len(seqs), cfg.micro_batch_size)]
-        backward_step(self.model, micro, self.accelerator, self.silence_id, cfg.spoken_weight)
-        if cfg.grad_clip:
-            self.accelerator.clip_grad_norm_(list(self.params.values()), cfg.grad_clip)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        optimizer_step(self.cfg, self.model, seqs, self.pid, self.silence_id, self.accelerator, self.params,
+                       self.optimizer)
         if timed:
             self.seconds.append(time.perf_counter() - t0)
             self.tokens.append(sum(len(q) for q in seqs))
