@@ -31,6 +31,8 @@ import time
 
 import torch
 
+from .hardware import resolve_dtype
+
 SYSTEM = "You are a helpful assistant. Answer briefly."
 QUESTION = "What is the capital of France?"  # the listening session's question
 DOC = ("The committee met on Tuesday to review the budget for the coming year. Most members agreed that "
@@ -58,7 +60,7 @@ def _timed(fn) -> float:
 def _load(args):
     from .zoo import load_model
 
-    return load_model(args.model, dtype=getattr(torch, args.dtype)).to(args.device)
+    return load_model(args.model, dtype=resolve_dtype(args.dtype, args.device)).to(args.device)
 
 
 # -- step ------------------------------------------------------------------------------------
@@ -383,7 +385,7 @@ def _serve_child() -> None:
 
     model, dtype, max_sessions = sys.argv[1], sys.argv[2], int(sys.argv[3])
     logging.basicConfig(level=logging.WARNING)
-    core = EngineCore(load_model(model, dtype=getattr(torch, dtype)), EngineConfig(max_sessions=max_sessions))
+    core = EngineCore(load_model(model, dtype=resolve_dtype(dtype)), EngineConfig(max_sessions=max_sessions))
     warm_up(core)
     app = create_app(
         AsyncEngine(core, demo_tools()), limits=ServerLimits(max_sessions=max_sessions), model_name=SERVE_MODEL_NAME
@@ -775,8 +777,8 @@ def cmd_bench(args) -> int:
         from .engine.tools import demo_tools
         from .zoo import load_single
 
-        result = bench_latency(model, load_single(args.single, dtype=getattr(torch, args.dtype)).to(args.device), rate=args.rate,
-                               limit=args.limit, tools=demo_tools())
+        twin, twin_tok = load_single(args.single, dtype=resolve_dtype(args.dtype, args.device))
+        result = bench_latency(model, (twin.to(args.device), twin_tok), rate=args.rate, limit=args.limit, tools=demo_tools())
     else:
         result = bench_ingest(model, doc_tokens=args.doc_tokens)
     result["model"] = args.model
@@ -806,11 +808,13 @@ def _variant_list(text: str) -> list[str]:
 
 
 def register(sub) -> None:
+    from .engine.cli import add_dtype_arg
+
     b = sub.add_parser("bench", help="speed benchmarks: step, latency, ingest, serve, train (ratios from one run)")
     b.add_argument("what", choices=["step", "latency", "ingest", "serve", "train"])
     b.add_argument("--model", help="the model (default: 'default'; for 'serve': 'tiny', a random model built in-process)")
     b.add_argument("--single", default="default-single", help="single-stream baseline for 'latency'")
-    b.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    add_dtype_arg(b)
     b.add_argument("--device", default="cpu", help="where the model runs: cpu, cuda, cuda:1 ...")
     b.add_argument("--streams", type=_stream_counts, default=(1, 2, 4, 6, 8),
                    help="'step': the row widths to time, comma-separated (default 1,2,4,6,8)")

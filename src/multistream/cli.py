@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from .bases import BaseModelMissing
+from .engine.cli import add_dtype_arg
 from .streams import DEFAULT_LAYOUT, Layout, LayoutError
 
 
@@ -67,7 +68,7 @@ def cmd_demo(args) -> int:
     """Three scenes through the real-time engine, each beside the single-stream twin (see ``demo.py``)."""
     from .demo import run_demo
 
-    run_demo(args.model, args.single, rate=args.rate)
+    run_demo(args.model, args.single, rate=args.rate, dtype=args.dtype)
     return 0
 
 
@@ -91,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--model", default="default", help="'default', 'base[:REF]' or a saved model folder")
     d.add_argument("--single", default="default-single", help="the single-stream twin shown beside it")
     d.add_argument("--rate", type=float, default=10.0, help="tokens/s at which the listening scene's document arrives")
+    add_dtype_arg(d)
     d.set_defaults(func=cmd_demo)
 
     v = sub.add_parser("validate", help="check a timeline JSONL file")

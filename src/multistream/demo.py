@@ -137,17 +137,22 @@ def run_twin(baseline, scene: Scene, tools, rate: float = 10.0) -> dict:
     return {"answer": final, "time": waited + spent, "lines": lines, "doc_wait": waited}
 
 
-def run_demo(model_name: str = "default", single_name: str = "default-single", rate: float = 10.0) -> bool:
-    """Print the three scenes; returns whether every multi-stream answer was right."""
+def run_demo(model_name: str = "default", single_name: str = "default-single", rate: float = 10.0,
+             dtype: str = "auto") -> bool:
+    """Print the three scenes (both models in ``dtype``, see :func:`multistream.hardware.resolve_dtype`); returns
+    whether every multi-stream answer was right."""
     from .engine.baseline import SingleStreamBaseline
     from .engine.core import EngineConfig, EngineCore
     from .engine.tools import demo_tools
+    from .hardware import resolve_dtype
     from .zoo import load_model, load_single
 
     t0 = time.perf_counter()
-    model = load_model(model_name)
-    baseline = SingleStreamBaseline(*load_single(single_name), max_new_tokens=64)
-    print(f"loaded {model_name!r} and its twin {single_name!r} in {time.perf_counter() - t0:.1f} s; streams: "
+    t = resolve_dtype(dtype)
+    model = load_model(model_name, dtype=t)
+    baseline = SingleStreamBaseline(*load_single(single_name, dtype=t), max_new_tokens=64)
+    print(f"loaded {model_name!r} and its twin {single_name!r} ({str(t).removeprefix('torch.')}) in "
+          f"{time.perf_counter() - t0:.1f} s; streams: "
           + ", ".join(f"{s.name} ({s.kind}{', untrusted' if s.trust == 'untrusted' else ''})" for s in model.layout))
     core, tools = EngineCore(model, EngineConfig(speculative=16)), demo_tools()
     all_right = True

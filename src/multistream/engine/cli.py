@@ -21,7 +21,15 @@ def parse_input(spec: str):
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="default", help="'default', 'base[:REF]' or a saved model folder")
-    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    add_dtype_arg(p)
+
+
+def add_dtype_arg(p: argparse.ArgumentParser) -> None:
+    from ..hardware import DTYPES
+
+    p.add_argument("--dtype", choices=DTYPES, default="auto",
+                   help="the weights' dtype: auto (default) is bfloat16 where the CPU or GPU multiplies it natively "
+                        "(AMX, AVX-512 BF16), else float32")
 
 
 def add_sampling_args(p: argparse.ArgumentParser) -> None:
@@ -55,14 +63,13 @@ def warm_up(core) -> None:
 
 
 def engine_from_args(args, **config):
-    import torch
-
+    from ..hardware import resolve_dtype
     from ..zoo import load_model
     from .core import EngineConfig, EngineCore
     from .sampling import SamplingParams
     from .session import StreamParams
 
-    model = load_model(args.model, dtype=getattr(torch, args.dtype))
+    model = load_model(args.model, dtype=resolve_dtype(args.dtype))
     core = EngineCore(model, EngineConfig(speculative=args.speculative, compiled=args.compile, speak_rule=args.speak_rule,
                                           **config))
     warm_up(core)

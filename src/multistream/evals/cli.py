@@ -11,7 +11,7 @@ import json
 import sys
 
 from ..data.skills import SKILLS
-from ..engine.cli import add_engine_args
+from ..engine.cli import add_dtype_arg, add_engine_args
 
 
 def _contenders(args):
@@ -250,7 +250,7 @@ def add_skills_args(p: argparse.ArgumentParser) -> None:
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="default", help="multi-stream model: 'default', 'base[:REF]' or a saved folder")
     p.add_argument("--single", default="default-single", help="single-stream twin: default-single, base[:REF] or a folder")
-    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    add_dtype_arg(p)
     p.add_argument("--max-tokens", type=int, default=144,
                    help="total token budget of a reply, the same for both: all output streams together (multi), "
                         "the reply with its thinking and tags (single)")

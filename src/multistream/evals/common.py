@@ -66,13 +66,12 @@ class Contenders:
         return self.single[1]
 
 
-def load_contenders(model: str = "default", single: str = "default-single", dtype: str = "float32",
+def load_contenders(model: str = "default", single: str = "default-single", dtype: str = "auto",
                     max_tokens: int = 144, compiled: bool = False, speak_rule: str = "likely") -> Contenders:
-    import torch
-
+    from ..hardware import resolve_dtype
     from ..zoo import load_model, load_single
 
-    t = getattr(torch, dtype)
+    t = resolve_dtype(dtype)
     return Contenders(load_model(model, dtype=t), load_single(single, dtype=t), max_tokens=max_tokens,
                       compiled=compiled, speak_rule=speak_rule, model_name=model, single_name=single)
 

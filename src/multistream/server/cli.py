@@ -6,13 +6,14 @@ import logging
 import os
 import time
 
-from ..engine.cli import add_engine_args
+from ..engine.cli import add_dtype_arg, add_engine_args
 
 
 def cmd_serve(args) -> int:
     from ..engine.aio import AsyncEngine
     from ..engine.core import EngineConfig, EngineCore
     from ..engine.tools import demo_tools
+    from ..hardware import resolve_dtype
     from ..zoo import load_model
     from .app import create_app, warm_up
     from .limits import ServerLimits
@@ -28,7 +29,7 @@ def cmd_serve(args) -> int:
         idle_timeout_s=args.idle_timeout,
     )
     t0 = time.perf_counter()
-    model = load_model(args.model)
+    model = load_model(args.model, dtype=resolve_dtype(args.dtype))
     core = EngineCore(
         model,
         EngineConfig(
@@ -99,6 +100,7 @@ def register(sub) -> None:
     s.add_argument("--idle-timeout", type=float, default=300.0, help="seconds without traffic before a session is closed")
     s.add_argument("--speculative", type=int, default=16,
                    help="rows fed at once while reading input, assuming silent outputs (exact at temperature 0; 0: off)")
+    add_dtype_arg(s)
     add_engine_args(s)
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     s.set_defaults(func=cmd_serve)

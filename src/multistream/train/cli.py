@@ -47,7 +47,7 @@ def cmd_evaluate_default(args) -> int:
 
     single = None if args.single == "none" else args.single
     results = evaluate_all(args.model, single, args.data, args.n, include_base=not args.no_base, parallel=not args.serial,
-                           max_tokens=args.max_tokens, compiled=args.compile, skills=args.skills,
+                           max_tokens=args.max_tokens, dtype=args.dtype, compiled=args.compile, skills=args.skills,
                            speak_rule=args.speak_rule)
     print(format_report(results))
     if args.json:
@@ -74,7 +74,7 @@ def register(sub) -> None:
     t.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to output_dir/log.jsonl)")
     t.set_defaults(func=cmd_train)
 
-    from ..engine.cli import add_engine_args
+    from ..engine.cli import add_dtype_arg, add_engine_args
     from ..evals.cli import add_skills_args
 
     e = sub.add_parser("evaluate-default", help="held-out accuracy per skill: multi-stream model, its twin, the base model "
@@ -82,6 +82,7 @@ def register(sub) -> None:
     e.add_argument("--model", default="default", help="multi-stream model (name or folder)")
     e.add_argument("--single", default="default-single", help="single-stream twin (name or folder; 'none' to skip)")
     add_skills_args(e)
+    add_dtype_arg(e)
     add_engine_args(e)
     e.add_argument("--max-tokens", type=int, default=144,
                    help="total token budget of each contender on a case (all output streams together; all replies)")

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..hardware import cpu_has_bf16
 from ..rows import IGNORE, Packed, collate, stream_causal_mask
 from .config import TrainConfig
 from .examples import load_chats, load_timelines
@@ -196,15 +197,7 @@ def _mixed_precision(cfg: TrainConfig, cpu: bool) -> str:
         return cfg.mixed_precision
     if not cpu and torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if _cpu_has_bf16() else "no"
-
-
-def _cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
+    return "bf16" if cpu_has_bf16() else "no"
 
 
 def load_examples(cfg: TrainConfig, model: nn.Module, path: str) -> list[Packed]:
