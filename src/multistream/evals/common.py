@@ -66,7 +66,7 @@ class Contenders:
         return self.single[1]
 
 
-def load_contenders(model: str = "default", single: str = "default-single", dtype: str = "auto",
+def load_contenders(model: str = "default", single: str = "default-single", dtype: str = "float32",
                     max_tokens: int = 144, compiled: bool = False, speak_rule: str = "likely") -> Contenders:
     from ..hardware import resolve_dtype
     from ..zoo import load_model, load_single
