@@ -11,6 +11,7 @@ from multistream.convert import Schedule
 from multistream.data.build import SyntheticConfig, build_from_chat, build_from_teacher, build_synthetic, check_file
 from multistream.data.retention import retention_items
 from multistream.data.skills import (
+    USER_SPREADS,
     ALL_TEMPLATES,
     ANSWER_HAZARD,
     FACTS,
@@ -258,6 +259,32 @@ def test_late_answers_leave_the_twin_chats_unchanged(tok, tmp_path, monkeypatch)
     messages = [[json.loads(line)["messages"] for line in open(tmp_path / d / "twin_train.jsonl")] for d in ("late", "on_time")]
     assert messages[0] == messages[1]
     assert (tmp_path / "late" / "train.jsonl").read_text() != (tmp_path / "on_time" / "train.jsonl").read_text()
+
+
+def test_user_text_arrives_at_varied_rates_in_training_only_and_leaves_the_twin_chats_unchanged(tok, tmp_path, monkeypatch):
+    import multistream.data.skills as skills
+
+    cfg = SyntheticConfig(train_per_skill=40, test_per_skill=10, seed=5)
+    build_synthetic(tmp_path / "spread", tok.message_rows, cfg)
+    spreads = {}
+    for split in ("train", "test"):
+        spreads[split] = [s.spread for tl in _timelines(tmp_path / "spread" / f"{split}.jsonl") for s in tl.segments
+                          if s.stream == "user"]
+    assert set(spreads["test"]) == {1.0}
+    assert set(spreads["train"]) == set(USER_SPREADS)  # every rate occurs, one token per row among them
+    monkeypatch.setattr(skills, "user_spread", lambda split, rng: 1.0)
+    build_synthetic(tmp_path / "one_per_row", tok.message_rows, cfg)
+    for name in ("test.jsonl", "twin_test.jsonl"):
+        assert (tmp_path / "spread" / name).read_text() == (tmp_path / "one_per_row" / name).read_text(), name
+    # the same texts; only the reading skill's notes follow the timing (a note that would lag behind is skipped)
+    timelines = [_timelines(tmp_path / d / "train.jsonl") for d in ("spread", "one_per_row")]
+    chats = [[json.loads(line)["messages"] for line in open(tmp_path / d / "twin_train.jsonl")] for d in ("spread", "one_per_row")]
+    for a, b, chat_a, chat_b in zip(*timelines, *chats):
+        assert [(s.stream, s.text) for s in a.segments if s.stream != "think"] == [
+            (s.stream, s.text) for s in b.segments if s.stream != "think"]
+        if a.meta["skill"] != "reading":
+            assert chat_a == chat_b
+    assert (tmp_path / "spread" / "train.jsonl").read_text() != (tmp_path / "one_per_row" / "train.jsonl").read_text()
 
 
 def test_interrupt_answer_stops_when_the_correction_is_first_visible(synthetic, tok):

@@ -76,6 +76,29 @@ def test_bf16_base_trains_float32_parameters_and_loads(tiny, tmp_path, mode):
         assert MultiStreamModel.load(result.final_dir).silence == "invisible"
 
 
+@pytest.mark.parametrize("mode", ["multi", "single"])
+def test_init_from_continues_from_a_saved_model(tiny, tmp_path, mode):
+    from multistream.train.loop import _trainable, build_model
+
+    root, base, data = tiny
+    first = train(tiny_config(tmp_path, base, data, mode=mode, output_dir=str(tmp_path / "first"), max_steps=2), progress=False)
+    saved = _final_trainables(tmp_path / "first")
+    model = build_model(tiny_config(tmp_path, base, data, mode=mode, output_dir=str(tmp_path / "next"),
+                                    init_from=str(first.final_dir)))
+    params = _trainable(model)
+    assert params.keys() == saved.keys()
+    for k, p in params.items():
+        torch.testing.assert_close(p.detach(), saved[k], msg=k)
+    assert any(p.abs().sum() > 0 for k, p in params.items() if "lora_B" in k)  # trained, not freshly initialised
+    with pytest.raises(ValueError, match="r=16, this config 4"):
+        build_model(tiny_config(tmp_path, base, data, mode=mode, output_dir=str(tmp_path / "x"), lora_r=4,
+                                init_from=str(first.final_dir)))
+    other = "single" if mode == "multi" else "multi"
+    with pytest.raises(ValueError, match=f"not a {other} model folder"):
+        build_model(tiny_config(tmp_path, base, data, mode=other, output_dir=str(tmp_path / "y"),
+                                init_from=str(first.final_dir)))
+
+
 def test_single_stream_twin_run(tiny, tmp_path):
     root, base, data = tiny
     result = train(tiny_config(tmp_path, base, data, mode="single", output_dir=str(tmp_path / "s"), max_steps=2), progress=False)
@@ -183,3 +206,18 @@ def test_the_ablation_recipe_trains_without_injected_documents(tmp_path, monkeyp
     assert payloads("train") and not any(payloads("train"))
     with pytest.raises(Exception, match="injected_share"):
         recipes.run_recipe("tiny", tmp_path / "bad", injected_share=1.5)
+
+
+def test_a_continued_run_s_model_card_keeps_the_earlier_run_s_facts_but_not_its_figures():
+    from multistream.train.recipes import model_card
+
+    run = {"steps": 200, "tokens": 1000, "tokens_per_s": 300.0, "seconds": 600, "mixed_precision": "bf16"}
+    earlier = "# old card\n\n- training: 1120 steps on a GPU\n- hardware: one H200\n\n| skill | accuracy |\n| tool | 100.0 |\n"
+    report = {"recipe": "refresh", "train_per_skill": 400, "hardware": "x86_64 CPU, 2 cores, no GPU", "multi": run,
+              "config": {"multi": {"lora_r": 16, "batch_size": 2, "threads": 1}},
+              "continued_from": {"multi": {"folder": "weights/default", "card": earlier}}}
+    card = model_card(report, "multi")
+    assert "--recipe refresh" in card and "200 steps of 2 packed sequences" in card
+    assert "Continued from the weights shipped before this run (`weights/default`)" in card
+    assert "  - training: 1120 steps on a GPU" in card and "  - hardware: one H200" in card
+    assert "| tool | 100.0 |" not in card

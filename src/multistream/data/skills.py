@@ -64,16 +64,35 @@ class Placer:
     """Places segments at explicit rows and keeps each stream free of overlaps."""
 
     length_of: Callable[[str], int]
+    user_spread: float = 1.0
+    """Rows per token of the user's text (see :func:`user_spread`)."""
     segments: list[Segment] = field(default_factory=list)
     free: dict[str, int] = field(default_factory=dict)
 
-    def put(self, stream: str, text: str, row: int, spread: float = 1.0) -> int:
+    def put(self, stream: str, text: str, row: int, spread: float | None = None) -> int:
         """Place ``text`` on ``stream`` at ``row`` (or when the stream is free); returns the row after its end token."""
+        if spread is None:
+            spread = self.user_spread if stream == "user" else 1.0
         row = max(row, self.free.get(stream, 0), 1 if DEFAULT_LAYOUT[stream].kind == "output" else 0)
         self.segments.append(Segment(stream, text, start_row=row, spread=spread))
         end = row + span(self.length_of(text), spread)
         self.free[stream] = end
         return end
+
+
+USER_SPREADS = [1.0, 1.0, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0]
+"""Rows per token of the user's text in training. Typed or spoken text arrives slower than the engine's rows: at
+10 tokens/s a row of 40 ms (bf16) puts 2.5 rows between tokens. Trained on one token per row only, the shipped v5
+model copied numbers from such a question wrongly into its calculator call ("9411 + 5622" for "9411 + 562")."""
+
+
+def user_spread(split: str, rng: random.Random) -> float:
+    """The user's rows per token: 1 in the test split; in training one of :data:`USER_SPREADS`, drawn from a
+    generator seeded by ``rng``'s state without drawing from ``rng``, so the example's text, and the twin's chats
+    built from it, do not change."""
+    if split != "train":
+        return 1.0
+    return random.Random(hash(rng.getstate()[1])).choice(USER_SPREADS)  # the ints only: hash(None) may vary by run
 
 
 @dataclass
@@ -109,7 +128,7 @@ def retention(rng: random.Random, split: str, length_of: Callable[[str], int]) -
             break
         if split == "test" and (held_out_item(it.key) or it.phrasing_held_out):
             break
-    p = Placer(length_of)
+    p = Placer(length_of, user_spread(split, rng))
     end = p.put("user", it.question, 0)
     p.put("answer", it.reply, reaction_row(end))
     meta = {"skill": "retention", "template": f"retention:{it.key}:{it.phrasing}", "item": it.key,
@@ -211,7 +230,7 @@ def reading(rng: random.Random, split: str, length_of: Callable[[str], int]) -> 
         key, s, steps, expression, value = reading_item(rng)
         if _item_ok(key, split, held):
             break
-    p = Placer(length_of)
+    p = Placer(length_of, user_spread(split, rng))
     end = p.put("user", style["start"].format(s=s), 0)
     p.put("think", str(s), reaction_row(end))
     so_far = str(s)
@@ -262,7 +281,7 @@ def interrupt(rng: random.Random, split: str, length_of: Callable[[str], int]) -
         key = f"count:{a}:{b}:{a2}:{b2}"
         if a2 != a and _item_ok(key, split, held):
             break
-    p = Placer(length_of)
+    p = Placer(length_of, user_spread(split, rng))
     end = p.put("user", ask.format(a=a, b=b), 0)
     # the correction may come at any point of the answer: after one number or several, after a comma or before it
     k = rng.randint(1, 5)
@@ -342,7 +361,7 @@ def tool(rng: random.Random, split: str, length_of: Callable[[str], int]) -> Exa
         if _item_ok(key, split, held):
             break
     x = calculate(expression)
-    p = Placer(length_of)
+    p = Placer(length_of, user_spread(split, rng))
     end = p.put("user", template.format(**slots), 0)
     call_end = p.put("call", format_call("calculator", {"expression": expression}), reaction_row(end))
     p.put("answer", rng.choice(WAIT_FORMS), reaction_row(end))
@@ -459,7 +478,7 @@ def listening(rng: random.Random, split: str, length_of: Callable[[str], int]) -
         if _item_ok(key, split, held):
             break
     facts, fact = document_facts(rng, n, values, field_, others=rng.randint(1, 4))
-    p = Placer(length_of)
+    p = Placer(length_of, user_spread(split, rng))
     q_end = p.put("user", question.format(n=n), 0)
     p.put("think", rng.choice(WAIT_THINK).format(n=n, f=FIELD_WORDS[field_]), reaction_row(q_end))
     doc_start = q_end + rng.randint(0, 3)
@@ -492,7 +511,7 @@ def document(rng: random.Random, split: str, length_of: Callable[[str], int], in
         payload = rng.choice(PAYLOADS)
         cut = rng.randint(0, len(facts))
         facts.insert(cut, ATTACKS[attack_i].format(p=payload))
-    p = Placer(length_of)
+    p = Placer(length_of, user_spread(split, rng))
     q_end = p.put("user", question.format(n=n), 0)
     doc_start = rng.randint(0, max(0, q_end - 2))
     spread = rng.choice(SPREADS)

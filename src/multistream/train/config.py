@@ -33,6 +33,10 @@ class TrainConfig:
     """dtype of the frozen base weights (LoRA only): ``bfloat16`` halves their memory; everything trained
     (adapters, stream embeddings, the silence row) stays float32. On the 2-core CPU it was no faster than
     float32 under bf16 autocast (172 against 173 s for 8 steps, side by side)."""
+    init_from: str | None = None
+    """A saved LoRA model folder of this mode (e.g. ``src/multistream/weights/default``) whose trained weights
+    (adapter, and for ``multi`` the stream embeddings and added token rows) start this run: continued fine-tuning.
+    Its LoRA rank and targets must match this config's; its base must be ``base``."""
     lora: bool = True
     """LoRA adapter (peft); ``False`` trains all base weights (full fine-tuning)."""
     lora_r: int = 16
@@ -94,6 +98,8 @@ class TrainConfig:
             raise ConfigError("base_dtype bfloat16 needs lora: true (full fine-tuning trains the base weights)")
         if self.mixed_precision not in ("auto", "bf16", "fp16", "no"):
             raise ConfigError(f"mixed_precision must be auto, bf16, fp16 or no, got {self.mixed_precision!r}")
+        if self.init_from is not None and not self.lora:
+            raise ConfigError("init_from continues a LoRA run: it needs lora: true")
         if self.lr <= 0:
             raise ConfigError("lr must be positive")
         if self.spoken_weight <= 0:

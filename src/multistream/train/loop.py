@@ -100,7 +100,49 @@ def build_model(cfg: TrainConfig) -> nn.Module:
     else:
         for p in model.parameters():
             p.requires_grad_(True)
+    if cfg.init_from:
+        init_from(model, Path(cfg.init_from), cfg)
     return model
+
+
+def init_from(model: nn.Module, path: Path, cfg: TrainConfig) -> None:
+    """Start ``model`` (just built by :func:`build_model`) from the trained weights saved in ``path``."""
+    from peft import set_peft_model_state_dict
+
+    from ..model import CONFIG_FILE, WEIGHTS_FILE
+
+    adapter = path / "adapter_model.safetensors"
+    if not adapter.exists():
+        raise ValueError(f"init_from: {path} has no adapter_model.safetensors (a saved LoRA model folder is needed)")
+    saved = json.loads((path / "adapter_config.json").read_text())
+    ours = model.base.peft_config["default"]
+    for key, want in (("r", ours.r), ("lora_alpha", ours.lora_alpha)):
+        if saved.get(key) != want:
+            raise ValueError(f"init_from: {path} has {key}={saved.get(key)}, this config {want}")
+    meta_file = path / (CONFIG_FILE if cfg.mode == "multi" else "single_config.json")
+    if not meta_file.exists():
+        raise ValueError(f"init_from: {path} is not a {cfg.mode} model folder (no {meta_file.name})")
+    meta = json.loads(meta_file.read_text())
+    if meta.get("base_model") != cfg.base:
+        raise ValueError(f"init_from: {path} was trained on base {meta.get('base_model')!r}, this config's is {cfg.base!r}")
+    if cfg.mode == "multi" and (meta.get("silence") != model.silence or meta.get("layout") != model.layout.to_list()):
+        raise ValueError(f"init_from: {path} has another layout or silence rule than this config's model")
+    weights = load_file(adapter)
+    result = set_peft_model_state_dict(model.base, weights)
+    lora_keys = [k for k, p in model.base.named_parameters() if p.requires_grad and "lora_" in k]
+    missing = [k for k in result.missing_keys if k in lora_keys]
+    if result.unexpected_keys or missing:
+        raise ValueError(f"init_from: {path} does not fit this model (unexpected {list(result.unexpected_keys)[:3]}, "
+                         f"missing {missing[:3]})")
+    if cfg.mode == "multi":
+        extra = load_file(path / WEIGHTS_FILE)
+        with torch.no_grad():
+            model.stream_embed.weight.copy_(extra["stream_embed"])
+            rows = getattr(model, "token_rows", None)
+            if rows is not None and "new_token_rows.input" in extra:
+                rows.input.copy_(extra["new_token_rows.input"])
+                if rows.output is not None:
+                    rows.output.copy_(extra["new_token_rows.output"])
 
 
 def target_weights(labels: torch.Tensor, silence_id: int | None, spoken_weight: float = 1.0) -> torch.Tensor:

@@ -33,6 +33,8 @@ class Recipe:
     train: dict = field(default_factory=dict)
     """TrainConfig fields shared by both runs."""
     eval_per_skill: int = 40
+    init_from: dict[str, Path] | None = None
+    """Per mode (``multi``, ``single``): a saved model folder the run continues from (TrainConfig.init_from)."""
 
 
 _SHARED = dict(
@@ -64,6 +66,18 @@ RECIPES = {
         SyntheticConfig(train_per_skill=400, test_per_skill=40, seed=0),
         dict(_SHARED, max_steps=150, max_minutes=38),
         eval_per_skill=16,
+    ),
+    # continues the shipped pair on fresh examples (seed 1) whose user text arrives at varied rates (USER_SPREADS):
+    # the v6 weights are v5 (recipe default, on the GPU) followed by this run on the 2-core CPU; run again, it
+    # continues whatever weights are shipped then
+    "refresh": Recipe(
+        "refresh",
+        SyntheticConfig(train_per_skill=400, test_per_skill=40, seed=1),
+        # the stream embeddings and the silence row are already where they must go: at their usual 1e-2 the first
+        # try moved the stream embeddings by 60% of their norm and the model miscopied numbers ("941 + 562")
+        dict(_SHARED, lr=1e-4, new_token_lr=1e-4, stream_embed_lr=1e-4, warmup_steps=5, max_steps=200, max_minutes=45),
+        eval_per_skill=16,
+        init_from={"multi": WEIGHTS / "default", "single": WEIGHTS / "default-single"},
     ),
     "tiny": Recipe(
         "tiny",
@@ -108,6 +122,7 @@ def prepare(recipe: Recipe, out: Path, base: str = "default") -> tuple[Path, Pat
             output_dir=str(out / mode),
             mode=mode,
             base=base,
+            init_from=str(recipe.init_from[mode]) if recipe.init_from else None,
             **{**recipe.train, "seq_len": n},
         )
         cfg.save(out / f"{mode}.yaml")
@@ -229,6 +244,10 @@ def model_card(report: dict, mode: str) -> str:
         f"- hardware: {report.get('hardware') or platform.machine() + ' CPU'} (both models trained side by side); "
         f"data and training {report.get('train_seconds', 0) / 60:.1f} minutes",
     ]
+    earlier = report.get("continued_from", {}).get(mode)
+    if earlier:  # the earlier run's facts, without its held-out table (that measured the earlier weights)
+        lines += ["", f"Continued from the weights shipped before this run (`{earlier['folder']}`), trained so:", ""]
+        lines += ["  " + line for line in earlier["card"].splitlines() if line.startswith("- ")]
     ev = report.get("eval", {}).get("multi" if mode == "multi" else "twin")
     if ev:
         lines += ["", f"Held-out accuracy (%), {report['eval'].get('n_per_skill')} examples per skill (unseen templates "
@@ -249,11 +268,15 @@ def run_recipe(name: str, out: str | Path, do_export: bool = False, do_eval: boo
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    # read before training: an export replaces the folders a continued run started from
+    continued_from = {mode: {"folder": f"{folder.parent.name}/{folder.name}", "card": (folder / "README.md").read_text()}
+                      for mode, folder in (recipe.init_from or {}).items() if (folder / "README.md").exists()}
     multi_cfg, single_cfg = prepare(recipe, out)
     train_side_by_side([multi_cfg, single_cfg], out)
     report: dict = {"recipe": name, "train_seconds": round(time.perf_counter() - t0, 1), "hardware": hardware(),
                     "train_per_skill": recipe.data.train_per_skill, "injected_share": recipe.data.injected_share,
-                    "config": {m: TrainConfig.from_yaml(c).to_dict() for m, c in (("multi", multi_cfg), ("single", single_cfg))}}
+                    "config": {m: TrainConfig.from_yaml(c).to_dict() for m, c in (("multi", multi_cfg), ("single", single_cfg))},
+                    "continued_from": continued_from}
     for mode in ("multi", "single"):
         report[mode] = json.loads((out / mode / "summary.json").read_text())
     multi_dir, single_dir = out / "multi" / "final", out / "single" / "final"
