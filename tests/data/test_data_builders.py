@@ -11,12 +11,12 @@ from multistream.convert import Schedule
 from multistream.data.build import SyntheticConfig, build_from_chat, build_from_teacher, build_synthetic, check_file
 from multistream.data.retention import retention_items
 from multistream.data.skills import (
-    USER_SPREADS,
     ALL_TEMPLATES,
     ANSWER_HAZARD,
     FACTS,
     MAX_LATE_ROWS,
     SKILLS,
+    USER_SPREADS,
     generate,
     held_out_template_ids,
     held_out_templates,
