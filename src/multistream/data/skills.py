@@ -82,7 +82,7 @@ class Placer:
 
 USER_SPREADS = [1.0, 1.0, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0]
 """Rows per token of the user's text in training. Typed or spoken text arrives slower than the engine's rows: at
-10 tokens/s a row of 40 ms (bf16) puts 2.5 rows between tokens. Trained on one token per row only, the shipped v5
+10 tokens/s a row of 40 ms (bf16) puts 2.5 rows between tokens. Trained on one token per row only, the shipped v6
 model copied numbers from such a question wrongly into its calculator call ("9411 + 5622" for "9411 + 562")."""
 
 
