@@ -145,3 +145,28 @@ def test_demo_tools():
     now = clock()
     assert now.startswith(time.strftime("%Y-", time.gmtime())) and now.endswith("+0000")
     assert clock(utc_offset_hours=2).endswith("+0200")
+
+
+def test_a_silent_session_waits_for_the_rest_of_a_message_then_runs_on():
+    def user_rows(events):
+        return [e.row for e in events if e.stream == "user" and e.type in ("token", "message_end")]
+
+    async def main(wait: float):
+        core = EngineCore(ScriptedModel({}, {}), EngineConfig(idle_rows=None, input_wait=wait))
+        async with AsyncEngine(core) as engine:
+            sid = engine.open("s")
+            engine.send(sid, "user", "hello", end=False)
+            await asyncio.sleep(0.3)
+            rows_after_wait = core.sessions[sid].row
+            engine.send(sid, "user", " world")  # the rest of the message, and its end
+            events = await collect(engine, sid, lambda evs: any(e.type == "message_end" for e in evs))
+            engine.close(sid)
+            return user_rows(events), rows_after_wait
+
+    rows, _ = asyncio.run(main(5.0))
+    assert rows == list(range(rows[0], rows[0] + len(rows)))  # 300 ms apart, yet on consecutive rows: it waited
+    rows, rows_after_wait = asyncio.run(main(0.05))
+    n_hello = len(ScriptedModel({}, {}).tok.encode_text("hello"))
+    assert rows_after_wait > n_hello  # the wait ended: rows ran on without the rest of the message
+    assert rows_after_wait < 100  # one row per wait, not one per step
+    assert rows[-1] - rows[0] > len(rows)

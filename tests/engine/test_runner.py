@@ -34,12 +34,46 @@ def test_inputs_enter_at_their_rows_and_at_a_rate():
     tool_rows = [e.row for e in result.events if e.stream == "tool"]
     assert tool_rows[0] == 5
     # 20 tokens/s: a token every 50 ms, far longer than a step of the scripted model even on a loaded machine
-    slow = run_session(EngineCore(model, EngineConfig(idle_rows=None, max_rows=5000)), [Input("user", "hi there", rate=20)],
-                       max_rows=5000)
-    user_rows = [e.row for e in slow.events if e.stream == "user" and e.type == "token"]
-    assert user_rows[-1] - user_rows[0] > len(user_rows)  # silence rows in between: the text trickled in
     n = len(model.tok.encode_message("hi there"))
-    assert len(user_rows) == n - 1 and slow.input_done >= (n - 1) / 20  # all of it arrived, no faster than the rate
+    for wait in (0.0, 5.0):
+        slow = run_session(EngineCore(model, EngineConfig(idle_rows=None, max_rows=5000, input_wait=wait)),
+                           [Input("user", "hi there", rate=20)], max_rows=5000)
+        user_rows = [e.row for e in slow.events if e.stream == "user" and e.type == "token"]
+        assert len(user_rows) == n - 1 and slow.input_done >= (n - 1) / 20  # all of it arrived, no faster than the rate
+        if wait:  # the silent model waited for each next token: the message lies on consecutive rows, as in training
+            assert user_rows == list(range(user_rows[0], user_rows[0] + n - 1))
+        else:  # rows ran on without it: silence rows in between, the text trickled in
+            assert user_rows[-1] - user_rows[0] > len(user_rows)
+
+
+def test_a_silent_session_waits_for_the_rest_of_a_message_but_not_for_ever():
+    model = ScriptedModel({}, {})
+    # 4 tokens/s (a token every 250 ms) against a 20 ms wait: rows run on between the tokens
+    result = run_session(EngineCore(model, EngineConfig(idle_rows=None, max_rows=5000, input_wait=0.02)),
+                         [Input("user", "hi there", rate=4)], max_rows=5000)
+    user_rows = [e.row for e in result.events if e.stream == "user" and e.type == "token"]
+    assert user_rows[-1] - user_rows[0] > len(user_rows)
+    assert result.steps < 20 * len(user_rows)  # but it waited, not one row per millisecond
+
+
+def test_a_speaking_session_does_not_wait_for_input():
+    model = ScriptedModel({"answer": " ".join(["word"] * 600)}, {"answer": 1})
+    result = run_session(EngineCore(model, EngineConfig(idle_rows=None, max_rows=5000, input_wait=5.0)),
+                         [Input("user", "hi there, how are you", rate=100)], max_rows=5000)
+    answer_rows = {e.row for e in result.events if e.stream == "answer" and e.type == "token"}
+    user_rows = [e.row for e in result.events if e.stream == "user" and e.type == "token" and e.row in answer_rows]
+    # while the answer speaks, rows run at the engine's pace: the user's tokens arrive rows apart
+    assert len(user_rows) >= 2 and user_rows[-1] - user_rows[0] > len(user_rows)
+
+
+def test_a_session_scripted_by_rows_never_waits(monkeypatch):
+    core = EngineCore(ScriptedModel({}, {}), EngineConfig(idle_rows=None, input_wait=5.0))
+    opened = []
+    open_ = core.open
+    monkeypatch.setattr(core, "open", lambda *a, **k: opened.append(k.get("input_wait")) or open_(*a, **k))
+    run_session(core, [Input("user", "hi"), Input("tool", "a spread document", row=2, spread=2.0)], max_rows=60)
+    run_session(core, [Input("user", "hi", rate=50)], max_rows=60)
+    assert opened == [0.0, None]  # (None: the engine's own input_wait)
 
 
 @pytest.mark.parametrize("spread", [1.0, 1.5, 2.5, 3.0])
@@ -100,3 +134,11 @@ def test_generate_command_on_the_default_model():
     assert set(out) == {"streams", "rows", "first_output_row", "events"}
     assert set(out["streams"]) == {"think", "answer", "call"} and 0 < out["rows"] <= 40
     assert any(e["stream"] == "user" for e in out["events"])
+
+
+def test_input_wait_is_checked():
+    with pytest.raises(ValueError, match="input_wait"):
+        EngineConfig(input_wait=-1.0)
+    core = EngineCore(ScriptedModel({}, {}), EngineConfig())
+    with pytest.raises(ValueError, match="input_wait"):
+        core.open("s", input_wait="soon")

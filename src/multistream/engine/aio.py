@@ -147,7 +147,9 @@ class AsyncEngine:
             if not self.core.has_work():
                 self._wake.clear()
                 if not self.core.has_work():
-                    await self._wake.wait()
+                    # a session waiting for the rest of a message (input_wait) runs a row anyway when its wait ends
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self.core.next_wake())
                 continue
             try:
                 events = await loop.run_in_executor(self._executor, self.core.step)

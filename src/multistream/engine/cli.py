@@ -51,6 +51,10 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
                    help="run ordinary rows through a torch.compile'd forward (EngineConfig.compiled; default): the same "
                         "tokens, faster per row; each cache shape compiles once (20-50 s for SmolLM2 on a CPU the "
                         "first time, seconds once torch's compile cache holds it)")
+    p.add_argument("--input-wait", type=float, default=0.5, metavar="SECONDS",
+                   help="how long the model, silent part-way through an input message, waits for its next token before "
+                        "running a row without it (EngineConfig.input_wait; default 0.5, 0: never): text typed or "
+                        "streamed slower than rows run then lies on nearby rows, as in training")
 
 
 def warm_up(core) -> None:
@@ -71,7 +75,7 @@ def engine_from_args(args, **config):
 
     model = load_model(args.model, dtype=resolve_dtype(args.dtype))
     core = EngineCore(model, EngineConfig(speculative=args.speculative, compiled=args.compile, speak_rule=args.speak_rule,
-                                          **config))
+                                          input_wait=args.input_wait, **config))
     warm_up(core)
     sampling = SamplingParams(args.temperature, args.top_k, args.top_p, args.seed)
     params = {s.name: StreamParams(sampling, args.max_tokens) for s in model.layout.outputs}

@@ -34,6 +34,7 @@ import itertools
 import logging
 import queue
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -97,6 +98,14 @@ class EngineConfig:
     """How a greedy output stream chooses between silence and speech (:func:`.sampling.greedy`): ``likely``
     speaks when all spoken tokens together outweigh silence, ``argmax`` only when one spoken token alone does
     (the rule before; the model then misses answers it is sure to give but split between phrasings)."""
+    input_wait: float | None = 0.5
+    """Seconds a session may wait for the next token of an input message it is part-way through, while every
+    output is silent, before it runs a row without that token (None or 0: rows never wait). Training puts a
+    message's tokens on consecutive rows (1-4 rows apart); rows run faster than people type (25 rows/s against 10
+    tokens/s on this CPU in bf16), which spreads a message further apart than training ever did, and the model
+    then miscopies it. Waiting keeps a message's tokens on nearby rows and costs nothing while the model speaks
+    (a speaking session never waits). A session opened with ``input_wait`` overrides it (``run_session`` opens one
+    whose input is scripted by rows with 0)."""
     max_pending_commands: int = 1024
     """Commands (send, abort, mute) of one session queued and not yet applied by a step; past it
     they are refused (``busy``): a caller that sends faster than the engine steps cannot grow
@@ -112,6 +121,8 @@ class EngineConfig:
             raise ValueError(f"speak_rule must be one of {', '.join(SPEAK_RULES)}, got {self.speak_rule!r}")
         if self.window_rows is not None and self.window_rows < 8:
             raise ValueError(f"window_rows must be at least 8 (or None), got {self.window_rows}")
+        if self.input_wait is not None and not self.input_wait >= 0:
+            raise ValueError(f"input_wait must be a number of seconds >= 0 (or None), got {self.input_wait!r}")
         if self.max_kv_tokens is not None and self.max_kv_tokens < self.capacity:
             raise ValueError(f"max_kv_tokens ({self.max_kv_tokens}) must be at least capacity ({self.capacity})")
 
@@ -173,11 +184,13 @@ class EngineCore:
         params: dict[str, StreamParams] | None = None,
         start: bool = False,
         max_rows: int | None = None,
+        input_wait: float | None = None,
     ) -> str:
         """Open a session (validated now, applied at the next step); returns its id.
 
         A session starts stepping at its first input (that row is row 0), or at once with ``start``.
-        ``max_rows``: this session's row limit, at most ``EngineConfig.max_rows``.
+        ``max_rows``: this session's row limit, at most ``EngineConfig.max_rows``; ``input_wait``: this session's
+        (``EngineConfig.input_wait`` when None; 0 for a session whose input is scripted by rows, which must not wait).
         """
         sid = session_id or f"s{next(self._ids)}"
         if not isinstance(sid, str) or not sid:
@@ -197,6 +210,9 @@ class EngineCore:
                 raise EngineError(f"params[{name!r}] must be StreamParams, got {type(value).__name__}", "invalid_params")
         if max_rows is not None and (not isinstance(max_rows, int) or not 2 <= max_rows <= self.config.max_rows):
             raise EngineError(f"max_rows must be within [2, {self.config.max_rows}], got {max_rows!r}", "invalid_params")
+        if input_wait is not None and (isinstance(input_wait, bool) or not isinstance(input_wait, int | float)
+                                       or not input_wait >= 0):
+            raise EngineError(f"input_wait must be a number of seconds >= 0, got {input_wait!r}", "invalid_params")
         prefix_ids = self.tok.encode_prefix(prefix)
         if len(prefix_ids) > self.config.max_prefix_tokens:
             raise EngineError(
@@ -210,7 +226,8 @@ class EngineCore:
                 "out_of_memory",
             )
         self._live.add(sid)
-        self._commands.put(("open", sid, prefix_ids, params, start, max_rows or self.config.max_rows))
+        wait = self.config.input_wait if input_wait is None else input_wait
+        self._commands.put(("open", sid, prefix_ids, params, start, max_rows or self.config.max_rows, wait or 0.0))
         return sid
 
     def _check(self, session_id: str) -> None:
@@ -331,7 +348,8 @@ class EngineCore:
             self._close(sess, events, reason=cmd[3], code=cmd[2])
 
     def _open(
-        self, sid: str, prefix: list[int], params: dict[str, StreamParams], start: bool, max_rows: int | None = None
+        self, sid: str, prefix: list[int], params: dict[str, StreamParams], start: bool, max_rows: int | None = None,
+        input_wait: float = 0.0,
     ) -> None:
         outputs = {}
         for i in self.out_idx:  # first what can fail: then a failure leaves nothing behind
@@ -344,7 +362,7 @@ class EngineCore:
         self.sessions[sid] = Session(
             sid, slot, prefix, {i: InputState() for i in self.in_idx}, outputs,
             next_out={i: (self.silence, True) for i in self.out_idx}, wait_for_input=not start,
-            max_rows=max_rows or self.config.max_rows, history=deque(maxlen=self._rows_kept()),
+            max_rows=max_rows or self.config.max_rows, history=deque(maxlen=self._rows_kept()), input_wait=input_wait,
         )
 
     def _close(self, sess: Session, events: list[Event], reason: str = "closed", code: str = "closed") -> None:
@@ -385,14 +403,33 @@ class EngineCore:
         sess = self.sessions.get(session_id)
         if sess is None or not sess.started:
             return False
-        return not self._wants_step(sess) and self._commands.empty()
+        return not self._wants_step(sess) and not self._waiting_for(sess) and self._commands.empty()
 
-    def _wants_step(self, sess: Session) -> bool:
+    def _wants_step(self, sess: Session, now: float | None = None) -> bool:
         if not sess.started and sess.wait_for_input:
             return sess.pending_input
         if sess.pending_input or sess.speaking or any(t != self.silence for t, _ in sess.next_out.values()):
             return True
+        if self._waiting_for(sess, now) > 0:
+            return False
         return self.config.idle_rows is None or sess.quiet_rows < self.config.idle_rows
+
+    def _waiting_for(self, sess: Session, now: float | None = None) -> float:
+        """Seconds this session still waits for the rest of an input message (0: none; see ``input_wait``).
+
+        Only called for a started session with nothing queued and every output silent."""
+        if not sess.input_wait or not any(st.message.ids for st in sess.inputs.values()):
+            return 0.0
+        return max(0.0, sess.fed_at + sess.input_wait - (time.perf_counter() if now is None else now))
+
+    def next_wake(self) -> float | None:
+        """Seconds until a session that waits for input (``input_wait``) runs a row anyway (None: none waits).
+
+        A driver with no work (``has_work``) sleeps at most this long, or until new input comes."""
+        now = time.perf_counter()
+        waits = [w for s in self.sessions.values() if s.started and not self._wants_step(s, now)
+                 and (w := self._waiting_for(s, now)) > 0]
+        return min(waits, default=None)
 
     @torch.no_grad()
     def step(self) -> list[Event]:
@@ -669,6 +706,7 @@ class EngineCore:
                 events.append(Event(sess.id, "token", t, name, tok, state.message.push(tok, self.tok), True))
         sess.history.append(torch.tensor(row))
         sess.row += 1
+        sess.fed_at = time.perf_counter()
         busy = sess.pending_input or sess.speaking or any(tok != self.silence for tok in row)
         sess.quiet_rows = 0 if busy else sess.quiet_rows + 1
 

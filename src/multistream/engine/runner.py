@@ -85,19 +85,23 @@ def run_session(
     patience: int = 24,
     session_id: str | None = None,
     after_answer: int = 2,
+    input_wait: float | None = None,
 ) -> RunResult:
     """Step until the inputs are read and the outputs have finished (or ``max_rows``).
 
     ``answer_stream`` (default: the layout's ``answer`` role) times the first answer; with ``tools``, messages of
     the ``call`` stream run and their results enter the ``tool`` stream. Once an answer has ended the session
-    stops after ``after_answer`` quiet rows (``patience`` before any answer)."""
+    stops after ``after_answer`` quiet rows (``patience`` before any answer). ``input_wait``: how long the session
+    waits for the rest of a message arriving at a rate (``EngineConfig.input_wait``; None: the engine's setting);
+    a session with spread input runs on its rows and never waits."""
     if after_answer < 0 or patience < 0:
         raise ValueError("after_answer and patience must be >= 0")
     roles = core.layout.roles
     answer_stream = answer_stream or roles.get("answer")
     # tools run only where the layout has both a call stream and a stream for their results
     call_stream = roles.get("call") if tools is not None and "tool" in roles else None
-    sid = core.open(session_id, prefix=prefix, params=params)
+    scripted = any(i.spread is not None for i in inputs)
+    sid = core.open(session_id, prefix=prefix, params=params, input_wait=0.0 if scripted else input_wait)
     feeds = [_Feed(i, core.tok.encode_message(i.text)) for i in inputs]
     for f in feeds:
         if f.spec.spread is not None:
@@ -130,6 +134,12 @@ def run_session(
                 f.sent = due
                 if f.sent == len(f.ids):
                     input_done = max(input_done, now)
+        if sess is not None and sess.started and not core.has_work():
+            # it waits for the rest of a message (input_wait): sleep until its next token or the end of the wait
+            waits = [w for w in (core.next_wake(), _next_due(feeds, time.perf_counter() - t0)) if w is not None]
+            if waits:
+                time.sleep(min(waits))
+                continue
         step_events = core.step()
         steps += 1
         for ev in step_events:
@@ -167,6 +177,13 @@ def run_session(
             messages[name].append(text)
     streams = {name: "\n".join(m) for name, m in messages.items()}
     return RunResult(streams, rows, first, events, ttft, e2e, input_done, steps)
+
+
+def _next_due(feeds: list[_Feed], now: float) -> float | None:
+    """Seconds until the next token of an input arriving at a rate is due (None: no such token)."""
+    due = [f.started_at + f.sent / f.spec.rate - now for f in feeds
+           if f.spec.rate is not None and f.started_at is not None and f.sent < len(f.ids)]
+    return max(0.0, min(due)) if due else None
 
 
 def _run_tool(core: EngineCore, sid: str, tools: ToolRegistry, call: Event, events: list[Event]) -> None:

@@ -110,6 +110,10 @@ class Session:
     first_output_row: dict[str, int] = field(default_factory=dict)
     max_rows: int = 4096
     """Rows this session may run; at the limit it is closed (``row_limit``)."""
+    input_wait: float = 0.0
+    """Seconds it may wait for the rest of an input message before a row without it (``EngineConfig.input_wait``)."""
+    fed_at: float = 0.0
+    """When its last row was fed (``time.perf_counter``)."""
 
     @property
     def pending_input(self) -> bool:

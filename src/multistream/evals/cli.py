@@ -18,7 +18,7 @@ def _contenders(args):
     from .common import load_contenders
 
     return load_contenders(args.model, args.single, args.dtype, args.max_tokens, compiled=args.compile,
-                           speak_rule=args.speak_rule)
+                           speak_rule=args.speak_rule, input_wait=args.input_wait)
 
 
 def _cases(args, kind: str):

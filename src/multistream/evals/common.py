@@ -38,13 +38,16 @@ class Contenders:
     """Run the multi-stream model's ordinary rows compiled (``EngineConfig.compiled``): the same tokens, faster."""
     speak_rule: str = "likely"
     """How the multi-stream model's greedy streams choose between silence and speech (``EngineConfig.speak_rule``)."""
+    input_wait: float | None = 0.5
+    """Seconds the multi-stream model waits for the rest of a message arriving at a rate (``EngineConfig.input_wait``)."""
     model_name: str = "default"
     single_name: str = "default-single"
     _warm: bool = field(default=False, repr=False)
 
     def core(self, **config) -> EngineCore:
         core = EngineCore(self.multi, EngineConfig(**{"speculative": self.speculative, "compiled": self.compiled,
-                                                        "speak_rule": self.speak_rule, **config}))
+                                                        "speak_rule": self.speak_rule,
+                                                        "input_wait": self.input_wait, **config}))
         if self.compiled and not self._warm:  # compile the cache shapes a case reaches before any case is timed
             core.warm_up(capacities=(2 * core.cache.capacity,))
             self._warm = True
@@ -67,13 +70,15 @@ class Contenders:
 
 
 def load_contenders(model: str = "default", single: str = "default-single", dtype: str = "float32",
-                    max_tokens: int = 144, compiled: bool = False, speak_rule: str = "likely") -> Contenders:
+                    max_tokens: int = 144, compiled: bool = False, speak_rule: str = "likely",
+                    input_wait: float | None = 0.5) -> Contenders:
     from ..hardware import resolve_dtype
     from ..zoo import load_model, load_single
 
     t = resolve_dtype(dtype)
     return Contenders(load_model(model, dtype=t), load_single(single, dtype=t), max_tokens=max_tokens,
-                      compiled=compiled, speak_rule=speak_rule, model_name=model, single_name=single)
+                      compiled=compiled, speak_rule=speak_rule, input_wait=input_wait, model_name=model,
+                      single_name=single)
 
 
 def progress(items, desc: str, enabled: bool = True):

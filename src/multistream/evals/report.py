@@ -103,7 +103,7 @@ def _stage_key(c: Contenders, limit, rate, cases: dict) -> dict:
             "single_weights": _weights_stamp(c.single_name), "dtype": _dtype(c.multi),
             "single_dtype": _dtype(c.single[0]) if c.single else None, "limit": limit, "rate": rate,
             "max_tokens": c.max_tokens, "max_rows": c.max_rows, "speculative": c.speculative, "compiled": c.compiled,
-            "speak_rule": c.speak_rule, "version": __version__,
+            "speak_rule": c.speak_rule, "input_wait": c.input_wait, "version": __version__,
             "cases": hashlib.sha1(content.encode()).hexdigest()}
 
 
@@ -113,7 +113,8 @@ def _stage_meta(c: Contenders) -> dict:
 
     return {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), "machine": platform.machine(),
             "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "device": str(getattr(c.multi, "device", "cpu")), "compiled": c.compiled, "speak_rule": c.speak_rule}
+            "device": str(getattr(c.multi, "device", "cpu")), "compiled": c.compiled, "speak_rule": c.speak_rule,
+            "input_wait": c.input_wait}
 
 
 def build_report(c: Contenders, out_dir: str | Path, limit: int | None = None, rate: float = 10.0,

@@ -40,6 +40,7 @@ def cmd_serve(args) -> int:
             window_rows=args.window_rows or None,
             compiled=args.compile,
             speak_rule=args.speak_rule,
+            input_wait=args.input_wait,
         ),
     )
     warm_up(core)
