@@ -37,9 +37,9 @@ class SpyCore(EngineCore):
         self.sent: list[tuple[str, str]] = []
         self.prefixes: list[str] = []
 
-    def open(self, session_id=None, prefix="", params=None, start=False):
+    def open(self, session_id=None, prefix="", params=None, start=False, **kwargs):
         self.prefixes.append(prefix)
-        return super().open(session_id, prefix, params, start)
+        return super().open(session_id, prefix, params, start, **kwargs)
 
     def send_tokens(self, session_id, stream, ids, bulk=False, not_before=None):
         self.sent.append((stream, self.tok.decode(ids)))
