@@ -24,13 +24,13 @@ def test_unknown_dtype_is_named():
         hardware.resolve_dtype("float8")
 
 
-def test_cli_dtype_defaults_to_float32_and_refuses_others():
+def test_cli_dtype_defaults_to_auto_and_refuses_others():
     import argparse
 
     p = argparse.ArgumentParser()
     add_dtype_arg(p)
-    assert p.parse_args([]).dtype == "float32"
-    assert p.parse_args(["--dtype", "auto"]).dtype == "auto"
+    assert p.parse_args([]).dtype == "auto"
+    assert p.parse_args(["--dtype", "float32"]).dtype == "float32"
     assert p.parse_args(["--dtype", "bfloat16"]).dtype == "bfloat16"
     with pytest.raises(SystemExit):
         p.parse_args(["--dtype", "half"])

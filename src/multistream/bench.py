@@ -536,7 +536,7 @@ def bench_serve(
     soak: int = 2000,
     max_tokens: int = 16,
     soak_concurrency: int = 32,
-    dtype: str = "float32",
+    dtype: str = "auto",
     timeout: float = 120.0,
 ) -> dict:
     """The server under load, every figure from this one run (see the module docstring).

@@ -138,7 +138,7 @@ def run_twin(baseline, scene: Scene, tools, rate: float = 10.0) -> dict:
 
 
 def run_demo(model_name: str = "default", single_name: str = "default-single", rate: float = 10.0,
-             dtype: str = "float32") -> bool:
+             dtype: str = "auto") -> bool:
     """Print the three scenes (both models in ``dtype``, see :func:`multistream.hardware.resolve_dtype`); returns
     whether every multi-stream answer was right."""
     from .engine.baseline import SingleStreamBaseline

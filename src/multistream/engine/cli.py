@@ -27,9 +27,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 def add_dtype_arg(p: argparse.ArgumentParser) -> None:
     from ..hardware import DTYPES
 
-    p.add_argument("--dtype", choices=DTYPES, default="float32",
-                   help="the weights' dtype (default float32); auto is bfloat16 where the CPU or GPU multiplies it "
-                        "natively (AMX, AVX-512 BF16), else float32: faster rows, but see the README on input at a rate")
+    p.add_argument("--dtype", choices=DTYPES, default="auto",
+                   help="the weights' dtype (default auto: bfloat16 where the CPU or GPU multiplies it natively, "
+                        "AMX or AVX-512 BF16, for faster rows; else float32)")
 
 
 def add_sampling_args(p: argparse.ArgumentParser) -> None:

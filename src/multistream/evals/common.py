@@ -69,7 +69,7 @@ class Contenders:
         return self.single[1]
 
 
-def load_contenders(model: str = "default", single: str = "default-single", dtype: str = "float32",
+def load_contenders(model: str = "default", single: str = "default-single", dtype: str = "auto",
                     max_tokens: int = 144, compiled: bool = False, speak_rule: str = "likely",
                     input_wait: float | None = 0.5) -> Contenders:
     from ..hardware import resolve_dtype

@@ -361,7 +361,7 @@ def _per_skill(timelines: list[Timeline]) -> int:
     return max(counts, default=0)
 
 
-def _part(kind: str, ref: str | None, timelines: list[Timeline], max_tokens: int, dtype: str = "float32",
+def _part(kind: str, ref: str | None, timelines: list[Timeline], max_tokens: int, dtype: str = "auto",
           threads: int | None = 1, show_progress: bool = False, compiled: bool = False,
           speak_rule: str = "likely") -> list[dict]:
     """One worker's share: load one model and run it on ``timelines``."""
@@ -401,7 +401,7 @@ def evaluate_all(
     include_base: bool = True,
     parallel: bool = True,
     max_tokens: int = Contenders.max_tokens,
-    dtype: str = "float32",
+    dtype: str = "auto",
     show_progress: bool = False,
     compiled: bool = False,
     skills: Sequence[str] = SKILLS,

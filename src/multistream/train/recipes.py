@@ -69,7 +69,8 @@ RECIPES = {
     ),
     # continues the shipped pair on fresh examples (seed 1) whose user text arrives at varied rates (USER_SPREADS),
     # whatever weights are shipped when it runs; tried on the shipped v6 pair (2-core CPU, 200 steps): rate-10
-    # accuracy in bf16 rose from 58% to 90% but calculator calls miscopied more (tool 93 vs 100), so it was not shipped
+    # accuracy in bf16 rose from 58% to 90% but calculator calls miscopied more (tool 93 vs 100), so it was not shipped;
+    # the engine's input_wait (the session waits for the rest of a message) since gives 94% with the shipped weights
     "refresh": Recipe(
         "refresh",
         SyntheticConfig(train_per_skill=400, test_per_skill=40, seed=1),
