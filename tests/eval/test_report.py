@@ -126,6 +126,8 @@ def test_weights_stamp_follows_the_contents_not_the_copy(tmp_path):
     shutil.copytree(a, b)
     os.utime(b / "adapter.safetensors", (1, 1))
     assert _weights_stamp(str(a)) == _weights_stamp(str(b))
+    (b / "README.md").write_text("# a model card with new figures")
+    assert _weights_stamp(str(a)) == _weights_stamp(str(b))
     (b / "adapter.safetensors").write_bytes(b"\x01" * 4095 + b"\x02")  # retrained: same size, new contents
     assert _weights_stamp(str(a)) != _weights_stamp(str(b))
     assert _weights_stamp("not-a-folder") == "not-a-folder"

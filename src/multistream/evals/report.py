@@ -67,7 +67,7 @@ def summary(results: dict) -> dict:
 def _weights_stamp(name: str) -> str:
     """A hash of a model folder's files, names and contents (``default`` and the like: the packaged weights), so
     that retrained weights under the same name do not reuse old results, and a copy of the same weights (a fresh
-    clone, another checkout) does."""
+    clone, another checkout) does. The model card (``README.md``) is left out: new figures in it change no weight."""
     import hashlib
 
     from ..zoo import WEIGHTS
@@ -76,7 +76,7 @@ def _weights_stamp(name: str) -> str:
     if not folder.is_dir():
         return name
     h = hashlib.sha1()
-    for f in sorted(f for f in folder.rglob("*") if f.is_file()):
+    for f in sorted(f for f in folder.rglob("*") if f.is_file() and f.name != "README.md"):
         h.update(str(f.relative_to(folder)).encode() + b"\0")
         with open(f, "rb") as fh:
             while chunk := fh.read(1 << 20):
