@@ -6,7 +6,7 @@ from engine.test_scheduler import ScriptedModel
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
-from multistream.chat import ChatApp
+from multistream.chat import ChatApp, chat_lines
 from multistream.engine.aio import AsyncEngine
 from multistream.engine.core import EngineConfig, EngineCore
 
@@ -44,3 +44,24 @@ def test_chat_sends_typed_text_and_shows_streams_then_quits_cleanly():
     assert app.texts["tool"].strip() == "some result"
     assert status.startswith("error: unknown input stream 'nosuchstream'")
     assert not app.app.is_running
+
+
+def test_chat_without_a_terminal_reads_lines_and_prints_whole_messages():
+    n = len(ScriptedModel({}, {}).tok.encode_message("hi"))
+    model = ScriptedModel({"answer": "hello there, friend", "think": "greeting"}, {"answer": n + 1, "think": n})
+    lines = ["hi\n", "\n", "/nosuchstream x\n", "/tool some result\n", "/quit\n", "never sent\n"]
+    out: list[str] = []
+    sent = []
+
+    class Recording(AsyncEngine):
+        def send(self, session_id, stream, text, bulk=False, end=True):
+            super().send(session_id, stream, text, bulk=bulk, end=end)
+            sent.append((stream, text))
+
+    core = EngineCore(model, EngineConfig(idle_rows=4))
+    asyncio.run(asyncio.wait_for(chat_lines(Recording(core), lines, out.append, settle_timeout=30), 60))
+    assert out[:2] == ["think: greeting", "answer: hello there, friend"]  # each message once, when complete
+    assert out[2].startswith("error: unknown input stream 'nosuchstream'")  # a bad line does not end the chat
+    assert len(out) == 3
+    assert sent == [("user", "hi"), ("tool", "some result")]  # nothing after /quit
+    assert core.sessions == {}  # closed

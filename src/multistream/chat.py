@@ -4,11 +4,18 @@ One lane per stream fills as tokens are fed or written; type at the bottom at an
 moment, also while the model writes (Enter sends to the ``user`` stream: an interrupt
 if the model is answering). Commands: ``/tool TEXT`` or ``/system TEXT`` send to that
 input stream, ``/abort`` stops the outputs, ``/quit`` (or Ctrl-C, Ctrl-D) leaves cleanly.
+
+Input that is not a terminal (``echo "What is 2 plus 3?" | multistream chat``) runs in
+lines (:func:`chat_lines`): each line is sent as if typed, the model's messages are
+printed as ``stream: text`` once complete, and the next line goes in once the model has
+settled.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
+from collections.abc import Callable, Iterable
 
 from .engine.aio import AsyncEngine
 from .engine.session import Event
@@ -54,17 +61,12 @@ class ChatApp:
         text = buf.text.strip()
         if not text:
             return False
+        if text in ("/quit", "/exit"):
+            self.quit()
+            return False
         try:
-            if text in ("/quit", "/exit"):
-                self.quit()
-            elif text == "/abort":
-                self.engine.abort(self.sid)
+            if send_line(self.engine, self.sid, text) == "aborted":
                 self.status = "outputs aborted"
-            elif text.startswith("/"):  # /STREAM TEXT: to any input stream
-                stream, _, body = text[1:].partition(" ")
-                self.engine.send(self.sid, stream, body, bulk=True)
-            else:  # a whole line at once: read in bulk, like a prompt (the reply can start in the same forward)
-                self.engine.send(self.sid, self.engine.core.layout.role("user"), text, bulk=True)
         except Exception as e:  # a bad command must not end the chat
             self.status = f"error: {e}"
         return False  # clear the input line
@@ -115,6 +117,73 @@ class ChatApp:
             pump_task.cancel()
 
 
+def send_line(engine: AsyncEngine, sid: str, text: str) -> str:
+    """One typed line (not ``/quit``): ``/abort``, ``/STREAM TEXT`` or text for the user; says which it was."""
+    if text == "/abort":
+        engine.abort(sid)
+        return "aborted"
+    if text.startswith("/"):  # /STREAM TEXT: to any input stream
+        stream, _, body = text[1:].partition(" ")
+        engine.send(sid, stream, body, bulk=True)
+        return stream
+    # a whole line at once: read in bulk, like a prompt (the reply can start in the same forward)
+    engine.send(sid, engine.core.layout.role("user"), text, bulk=True)
+    return "user"
+
+
+async def chat_lines(engine: AsyncEngine, lines: Iterable[str], write: Callable[[str], None] = print,
+                     prefix: str = "", params=None, settle_timeout: float = 120.0) -> None:
+    """The chat without a terminal: each line of ``lines`` as if typed, then wait until the model has settled
+    (idle, no tool call running; at most ``settle_timeout`` seconds); every complete output message and tool
+    result is written as ``stream: text``."""
+    async with engine:
+        sid = engine.open(prefix=prefix, params=params)
+        outputs = {s.name for s in engine.core.layout if s.kind == "output"}
+        parts: dict[str, str] = {}
+
+        async def pump():
+            async for ev in engine.events(sid):
+                if ev.type == "token" and ev.stream in outputs:
+                    parts[ev.stream] = parts.get(ev.stream, "") + ev.text
+                elif ev.type == "message_end" and ev.stream in outputs:
+                    if text := parts.pop(ev.stream, "").strip():
+                        write(f"{ev.stream}: {text}")
+                elif ev.type == "tool_result":
+                    write(f"{ev.stream}: {ev.text}")
+                elif ev.type == "error":
+                    write(f"error: {ev.text}")
+
+        pump_task = asyncio.create_task(pump())
+        for line in lines:
+            text = line.strip()
+            if not text:
+                continue
+            if text in ("/quit", "/exit"):
+                break
+            try:
+                send_line(engine, sid, text)
+            except Exception as e:  # a bad line is reported and the chat goes on
+                write(f"error: {e}")
+                continue
+            await _settle(engine, sid, settle_timeout, write)
+        engine.close(sid)
+        await asyncio.wait_for(pump_task, 10)
+        for stream, text in parts.items():  # cut off by the end of the input
+            if text.strip():
+                write(f"{stream}: {text.strip()} [unfinished]")
+
+
+async def _settle(engine: AsyncEngine, sid: str, timeout: float, write: Callable[[str], None]) -> None:
+    loop = asyncio.get_running_loop()
+    deadline, quiet = loop.time() + timeout, 0
+    while quiet < 3:  # settled on three checks in a row: a tool result may be on its way between them
+        if loop.time() > deadline:
+            write(f"(still writing after {timeout:.0f} s; the next line goes in now)")
+            return
+        await asyncio.sleep(0.05)
+        quiet = quiet + 1 if engine.settled(sid) else 0
+
+
 async def chat(engine: AsyncEngine, prefix: str = "", params=None, **app_kwargs) -> ChatApp:
     async with engine:
         app = ChatApp(engine, prefix, params, **app_kwargs)
@@ -131,7 +200,11 @@ def cmd_chat(args) -> int:
 
     window = {"window_rows": args.window_rows, "max_rows": LONG_SESSION_ROWS} if args.window_rows else {}
     core, params = engine_from_args(args, **window)
-    asyncio.run(chat(AsyncEngine(core, None if args.no_tools else demo_tools()), prefix=args.prefix, params=params))
+    engine = AsyncEngine(core, None if args.no_tools else demo_tools())
+    if sys.stdin.isatty():
+        asyncio.run(chat(engine, prefix=args.prefix, params=params))
+    else:
+        asyncio.run(chat_lines(engine, sys.stdin, prefix=args.prefix, params=params))
     return 0
 
 

@@ -129,6 +129,10 @@ class AsyncEngine:
         """True when the session is paused and will say nothing more until it gets input."""
         return self.core.idle(session_id)
 
+    def settled(self, session_id: str) -> bool:
+        """Idle, with none of its tool calls running: nothing more comes until it gets input."""
+        return self.core.idle(session_id) and not self._calls.get(session_id)
+
     async def events(self, session_id: str) -> AsyncIterator[Event]:
         """This session's events as they happen, ending after its ``closed`` event."""
         q = self._queues.get(session_id)
