@@ -23,8 +23,8 @@ def test_bench_latency_is_the_evaluations_latency_benchmark(wrap, tokenizer):
         assert {"accuracy", "accuracy_ci", "ttft_median", "e2e_median_both_correct"} <= set(d["multi"])
 
 
-def test_bench_step_runs_on_a_tiny_model_and_reports_every_column(wrap):
-    from multistream.bench import bench_step
+def test_bench_step_runs_on_a_tiny_model_and_reports_every_column(wrap, capsys, monkeypatch):
+    from multistream.bench import _print_step, bench_step
 
     r = bench_step(wrap("llama"), streams=(1, 2), rounds=2)
     assert set(r["streams"]) == {"1", "2"} and r["bare_decode_ms"] > 0 and r["bare_compiled_decode_ms"] > 0
@@ -34,6 +34,11 @@ def test_bench_step_runs_on_a_tiny_model_and_reports_every_column(wrap):
         assert d["eager_row_vs_decode"] > 0 and d["compiled_row_vs_compiled_decode"] > 0
     detok = r["detokenize_us_per_token"]
     assert set(detok) == {"100", "4000"} and all(v["incremental"] > 0 and v["whole_message"] > 0 for v in detok.values())
+    monkeypatch.setenv("COLUMNS", "200")  # a wide terminal: cells unwrapped
+    _print_step(r)  # the table a user sees: a line per step, ms and ratios
+    shown = capsys.readouterr().out
+    assert "bare model, one token" in shown and "engine row, 2 streams" in shown
+    assert f"{r['streams']['2']['compiled_row_ms']:.1f}" in shown and "4000-token message" in shown
 
 
 def test_compiled_bare_step_is_the_eager_decode_step_at_every_call(wrap):

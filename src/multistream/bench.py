@@ -721,6 +721,37 @@ def _print_serve(r: dict) -> None:
         )
 
 
+def _print_step(r: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"a row of C streams after {r['context_tokens']} tokens of context, {r['dtype']}, {r['device']}, "
+                        f"{r['threads']} threads, median of {r['rounds']} rounds")
+    for col in ("step", "eager ms", "vs eager decode", "compiled ms", "vs eager decode", "vs compiled decode",
+                "compile s"):
+        table.add_column(col, justify="left" if col == "step" else "right")
+    compiled = r.get("bare_compiled_decode_ms")
+    compile_s = r.get("compile_seconds", {})
+    table.add_row("bare model, one token", f"{r['bare_decode_ms']:.1f}", "1.0x",
+                  f"{compiled:.1f}" if compiled else "-", f"{compiled / r['bare_decode_ms']:.3f}x" if compiled else "-",
+                  "1.0x" if compiled else "-", str(compile_s.get("bare", "-")))
+    for c, v in r["streams"].items():
+        table.add_row(f"engine row, {c} stream{'s' if c != '1' else ''}", f"{v['eager_row_ms']:.1f}",
+                      f"{v['eager_row_vs_decode']}x", f"{v['compiled_row_ms']:.1f}" if "compiled_row_ms" in v else "-",
+                      f"{v['compiled_row_vs_decode']}x" if "compiled_row_vs_decode" in v else "-",
+                      f"{v['compiled_row_vs_compiled_decode']}x" if "compiled_row_vs_compiled_decode" in v else "-",
+                      str(compile_s.get(c, "-")))
+    console.print(table)
+    kv = r.get("listening_kv_tokens_per_token_read")
+    if kv:
+        console.print(f"KV cache entries per document token read: {kv['invisible']} with invisible silence, "
+                      f"{kv['visible']} if silences were kept ({kv['read']} tokens over {kv['rows']} rows)")
+    for n, d in r.get("detokenize_us_per_token", {}).items():
+        console.print(f"text of a {n}-token message, per token: {d['incremental']} us incremental, "
+                      f"{d['whole_message']} us re-decoding the message")
+
+
 def _print_train(r: dict) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -782,7 +813,10 @@ def cmd_bench(args) -> int:
     else:
         result = bench_ingest(model, doc_tokens=args.doc_tokens)
     result["model"] = args.model
-    _print(result, args.json)
+    if args.what == "step" and not args.json:
+        _print_step(result)
+    else:
+        _print(result, args.json)
     return 0
 
 
