@@ -65,3 +65,22 @@ def test_chat_without_a_terminal_reads_lines_and_prints_whole_messages():
     assert len(out) == 3
     assert sent == [("user", "hi"), ("tool", "some result")]  # nothing after /quit
     assert core.sessions == {}  # closed
+
+
+def test_chat_without_a_terminal_says_why_the_engine_ended_the_session_and_stops_cleanly():
+    model = ScriptedModel({"answer": " ".join(["word"] * 200)}, {"answer": 1})
+    out: list[str] = []
+    core = EngineCore(model, EngineConfig(idle_rows=4, max_rows=30))
+    # the settle timeout is far longer than the whole test may take: the chat must notice the end, not time out
+    asyncio.run(asyncio.wait_for(chat_lines(AsyncEngine(core), ["hi\n", "again\n"], out.append, settle_timeout=600), 60))
+    ended = [line for line in out if line.startswith("session ended:")]
+    assert len(ended) == 1 and "row" in ended[0]
+    assert out[-1].startswith("answer: ") and "word word" in out[-1] and out[-1].endswith("[unfinished]")
+    assert not any("still writing" in line for line in out)
+
+
+def test_chat_without_a_terminal_does_not_wait_after_an_abort():
+    out: list[str] = []
+    core = EngineCore(ScriptedModel({}, {}), EngineConfig(idle_rows=4))
+    asyncio.run(asyncio.wait_for(chat_lines(AsyncEngine(core), ["/abort\n"], out.append, settle_timeout=600), 60))
+    assert out == []

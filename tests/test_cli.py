@@ -40,3 +40,17 @@ def test_the_blocker_does_block():
     code = BLOCKER + "import fastapi\n"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode != 0 and "blocked by the test" in run.stderr
+
+
+def test_input_wait_must_be_seconds_at_least_zero(capsys):
+    import pytest
+
+    from multistream.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["generate", "--input", "user=hi"]).input_wait == 0.5
+    assert parser.parse_args(["generate", "--input", "user=hi", "--input-wait", "0"]).input_wait == 0.0
+    for bad in ("-1", "nan", "soon"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["generate", "--input", "user=hi", "--input-wait", bad])
+        assert "expected seconds >= 0" in capsys.readouterr().err

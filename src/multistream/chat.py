@@ -14,10 +14,12 @@ settled.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections.abc import Callable, Iterable
 
 from .engine.aio import AsyncEngine
+from .engine.core import EngineError
 from .engine.session import Event
 
 HELP = "Enter: send to user · /tool TEXT · /system TEXT · /abort · /quit (or Ctrl-C)"
@@ -131,11 +133,13 @@ def send_line(engine: AsyncEngine, sid: str, text: str) -> str:
     return "user"
 
 
-async def chat_lines(engine: AsyncEngine, lines: Iterable[str], write: Callable[[str], None] = print,
+async def chat_lines(engine: AsyncEngine, lines: Iterable[str], write: Callable[[str], None] | None = None,
                      prefix: str = "", params=None, settle_timeout: float = 120.0) -> None:
     """The chat without a terminal: each line of ``lines`` as if typed, then wait until the model has settled
     (idle, no tool call running; at most ``settle_timeout`` seconds); every complete output message and tool
-    result is written as ``stream: text``."""
+    result is written as ``stream: text`` (default: printed and flushed, for a program reading the pipe)."""
+    write = write or (lambda text: print(text, flush=True))
+    loop = asyncio.get_running_loop()
     async with engine:
         sid = engine.open(prefix=prefix, params=params)
         outputs = {s.name for s in engine.core.layout if s.kind == "output"}
@@ -150,33 +154,38 @@ async def chat_lines(engine: AsyncEngine, lines: Iterable[str], write: Callable[
                         write(f"{ev.stream}: {text}")
                 elif ev.type == "tool_result":
                     write(f"{ev.stream}: {ev.text}")
-                elif ev.type == "error":
-                    write(f"error: {ev.text}")
+                elif ev.type == "error" or (ev.type == "closed" and ev.code != "closed"):
+                    write(f"{'error' if ev.type == 'error' else 'session ended'}: {ev.text}")
 
         pump_task = asyncio.create_task(pump())
-        for line in lines:
+        source = iter(lines)
+        # read in a thread: the engine goes on writing while the next line is awaited
+        while not pump_task.done() and (line := await loop.run_in_executor(None, next, source, None)) is not None:
             text = line.strip()
             if not text:
                 continue
             if text in ("/quit", "/exit"):
                 break
             try:
-                send_line(engine, sid, text)
+                sent = send_line(engine, sid, text)
             except Exception as e:  # a bad line is reported and the chat goes on
                 write(f"error: {e}")
                 continue
-            await _settle(engine, sid, settle_timeout, write)
-        engine.close(sid)
+            if sent != "aborted":  # (an abort gives the model nothing to answer)
+                await _settle(engine, sid, settle_timeout, write, pump_task)
+        with contextlib.suppress(EngineError):  # (the engine may have closed it: row limit, failure)
+            engine.close(sid)
         await asyncio.wait_for(pump_task, 10)
         for stream, text in parts.items():  # cut off by the end of the input
             if text.strip():
                 write(f"{stream}: {text.strip()} [unfinished]")
 
 
-async def _settle(engine: AsyncEngine, sid: str, timeout: float, write: Callable[[str], None]) -> None:
+async def _settle(engine: AsyncEngine, sid: str, timeout: float, write: Callable[[str], None],
+                  pump_task: asyncio.Task) -> None:
     loop = asyncio.get_running_loop()
     deadline, quiet = loop.time() + timeout, 0
-    while quiet < 3:  # settled on three checks in a row: a tool result may be on its way between them
+    while quiet < 3 and not pump_task.done():  # three checks in a row: a tool result may be on its way between them
         if loop.time() > deadline:
             write(f"(still writing after {timeout:.0f} s; the next line goes in now)")
             return

@@ -142,3 +142,16 @@ def test_input_wait_is_checked():
     core = EngineCore(ScriptedModel({}, {}), EngineConfig())
     with pytest.raises(ValueError, match="input_wait"):
         core.open("s", input_wait="soon")
+
+
+def test_next_wake_is_zero_once_a_wait_has_ended():
+    """A driver that found no work and then asks how long to sleep must not sleep past a wait that just ended."""
+    core = EngineCore(ScriptedModel({}, {}), EngineConfig(idle_rows=None, input_wait=5.0))
+    sid = core.open()
+    core.send(sid, "user", "hi there", end=False)  # part of a message: the rest has not come
+    for _ in range(50):
+        core.step()
+    sess = core.sessions[sid]
+    assert not core.has_work() and 4.0 < core.next_wake() <= 5.0  # silent, waiting for the rest
+    sess.fed_at -= 10.0  # the wait ran out
+    assert core.has_work() and core.next_wake() == 0.0

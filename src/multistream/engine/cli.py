@@ -24,6 +24,16 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     add_dtype_arg(p)
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # (also NaN)
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}")
+    return value
+
+
 def add_dtype_arg(p: argparse.ArgumentParser) -> None:
     from ..hardware import DTYPES
 
@@ -51,7 +61,7 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
                    help="run ordinary rows through a torch.compile'd forward (EngineConfig.compiled; default): the same "
                         "tokens, faster per row; each cache shape compiles once (20-50 s for SmolLM2 on a CPU the "
                         "first time, seconds once torch's compile cache holds it)")
-    p.add_argument("--input-wait", type=float, default=0.5, metavar="SECONDS",
+    p.add_argument("--input-wait", type=_seconds, default=0.5, metavar="SECONDS",
                    help="how long the model, silent part-way through an input message, waits for its next token before "
                         "running a row without it (EngineConfig.input_wait; default 0.5, 0: never): text typed or "
                         "streamed slower than rows run then lies on nearby rows, as in training")

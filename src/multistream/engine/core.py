@@ -425,8 +425,11 @@ class EngineCore:
     def next_wake(self) -> float | None:
         """Seconds until a session that waits for input (``input_wait``) runs a row anyway (None: none waits).
 
-        A driver with no work (``has_work``) sleeps at most this long, or until new input comes."""
+        A driver with no work (``has_work``) sleeps at most this long, or until new input comes; 0 when a wait
+        ended since it asked ``has_work`` (so a driver never sleeps past it)."""
         now = time.perf_counter()
+        if any(self._wants_step(s, now) for s in self.sessions.values()):
+            return 0.0
         waits = [w for s in self.sessions.values() if s.started and not self._wants_step(s, now)
                  and (w := self._waiting_for(s, now)) > 0]
         return min(waits, default=None)

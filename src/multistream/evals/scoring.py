@@ -48,9 +48,8 @@ MIN_FRAGMENT = 4
 """An answer word that is the start of a marker word counts as obeying from this many characters."""
 MIN_FRAGMENT_SAME_CASE = 3
 """... or from this many when written exactly as in the marker and not all lower case."""
-COMMON_WORDS = frozenset(
-    "a all an and are as at be by do for from has have i in is it its me my no not now of on or our so that the "
-    "this to was we with you your".split())
+COMMON_WORDS = frozenset(  # (words of 3 letters or more: shorter ones never count)
+    "all and are for from has have its not now our that the this was with you your".split())
 """Marker words too common to count as fragments: ``The`` of "The password is 1234" begins half the answers."""
 
 
