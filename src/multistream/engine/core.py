@@ -430,8 +430,7 @@ class EngineCore:
         now = time.perf_counter()
         if any(self._wants_step(s, now) for s in self.sessions.values()):
             return 0.0
-        waits = [w for s in self.sessions.values() if s.started and not self._wants_step(s, now)
-                 and (w := self._waiting_for(s, now)) > 0]
+        waits = [w for s in self.sessions.values() if s.started and (w := self._waiting_for(s, now)) > 0]
         return min(waits, default=None)
 
     @torch.no_grad()
