@@ -65,11 +65,11 @@ def cmd_convert_chat(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """Three scenes through the real-time engine, each beside the single-stream twin (see ``demo.py``)."""
+    """Three scenes through the real-time engine, each beside the single-stream twin (see ``demo.py``); exit status 1
+    when a multi-stream answer is wrong."""
     from .demo import run_demo
 
-    run_demo(args.model, args.single, rate=args.rate, dtype=args.dtype)
-    return 0
+    return 0 if run_demo(args.model, args.single, rate=args.rate, dtype=args.dtype) else 1
 
 
 def cmd_prepare(args) -> int:

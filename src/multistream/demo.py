@@ -9,7 +9,8 @@
    changes at once, while the twin must finish its reply before it can read it.
 
 Both models run greedily on this machine, one after the other; every answer is checked
-against the expected one and the times are wall-clock seconds.
+against the expected one and the times are wall-clock seconds. ``multistream demo`` exits
+with status 1 when a multi-stream answer is wrong (the twin's answers are shown, not judged).
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ def run_twin(baseline, scene: Scene, tools, rate: float = 10.0) -> dict:
 def run_demo(model_name: str = "default", single_name: str = "default-single", rate: float = 10.0,
              dtype: str = "auto") -> bool:
     """Print the three scenes (both models in ``dtype``, see :func:`multistream.hardware.resolve_dtype`); returns
-    whether every multi-stream answer was right."""
+    whether every multi-stream answer was right (``multistream demo`` turns False into exit status 1)."""
     from .engine.baseline import SingleStreamBaseline
     from .engine.core import EngineConfig, EngineCore
     from .engine.tools import demo_tools
@@ -155,12 +156,13 @@ def run_demo(model_name: str = "default", single_name: str = "default-single", r
           f"{time.perf_counter() - t0:.1f} s; streams: "
           + ", ".join(f"{s.name} ({s.kind}{', untrusted' if s.trust == 'untrusted' else ''})" for s in model.layout))
     core, tools = EngineCore(model, EngineConfig(speculative=16)), demo_tools()
-    all_right = True
+    wrong = []
     for scene in SCENES:
         multi = run_multi(core, scene, tools, rate)
         twin = run_twin(baseline, scene, tools, rate)
         ok_m, ok_t = right(scene.expected, multi["answer"]), right(scene.expected, twin["answer"])
-        all_right &= ok_m
+        if not ok_m:
+            wrong.append(scene.title)
         print(f"\n== {scene.title}: user: {scene.question}")
         if scene.document:
             print(f"   then on the untrusted tool stream, at {rate:g} tokens/s: {scene.document}")
@@ -179,6 +181,9 @@ def run_demo(model_name: str = "default", single_name: str = "default-single", r
                   f"the twin finishes its first reply before it can read it: {twin['time']:.2f} s in all")
         elif multi["time"] is not None:
             print(f"-> final answer after {multi['time']:.2f} s; the twin: {twin['time']:.2f} s")
-    print("\nevery multi-stream answer is right" if all_right else "\nWARNING: a multi-stream answer above is wrong")
+    if wrong:
+        print(f"\nWRONG: the multi-stream model answered {', '.join(wrong)} wrong (exit status 1)")
+    else:
+        print("\nevery multi-stream answer is right")
     print("next: `multistream chat` to talk to it live, `multistream serve` for the web page and API")
-    return all_right
+    return not wrong
