@@ -28,7 +28,7 @@ DESIGN_TABLE = [
 
 @pytest.mark.parametrize("rule", ["visible", "invisible"])
 def test_mask_matches_design_example(rule):
-    # DESIGN.md section 1: 2 streams (U input, A output), 3 rows, no prefix, nothing silent: both rules agree.
+    # docs/design.md, "The attention mask": 2 streams (U input, A output), 3 rows, no prefix, nothing silent: both rules agree.
     grid = RowGrid(torch.tensor([], dtype=torch.long), torch.arange(6).view(3, 2), prefix_stream=0)
     assert torch.equal(full_mask(pack_grid(grid, fmt([False, True], rule))), torch.tensor(DESIGN_TABLE))
 

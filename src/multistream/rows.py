@@ -72,7 +72,7 @@ class RowFormat:
     """Per stream of the layout: True for output streams."""
     silence_id: int
     silence: str = "invisible"
-    """The silence rule (DESIGN.md section 1): ``invisible`` (silence is never a key; input
+    """The silence rule (docs/design.md, "Silence"): ``invisible`` (silence is never a key; input
     silence is not materialised, output silence is a query only) or ``visible`` (the
     paper's original form: every cell of every row is a token that later rows see)."""
 

@@ -27,7 +27,7 @@ class TrainConfig:
     base: str = "default"
     """Base model: ``default`` (SmolLM2-135M-Instruct from the wheel) or a local folder."""
     silence: str = "invisible"
-    """The silence rule of a new multi-stream model (DESIGN.md section 1): ``invisible`` (silence is never
+    """The silence rule of a new multi-stream model (docs/design.md, "Silence"): ``invisible`` (silence is never
     attended to; input silence is not materialised) or ``visible`` (the paper's original form)."""
     base_dtype: str = "float32"
     """dtype of the frozen base weights (LoRA only): ``bfloat16`` halves their memory; everything trained
