@@ -71,10 +71,10 @@ def bench_step(model, streams=(1, 2, 4, 6, 8), rounds: int = 20, compiled: bool 
     from transformers import DynamicCache
 
     from .engine.core import EngineConfig, EngineCore
-    from .model import MultiStreamModel, _unwrap
+    from .model import MultiStreamModel, unwrap_base
     from .streams import Layout
 
-    base = _unwrap(model.base)
+    base = unwrap_base(model.base)
     tok = model.tok
     prefix_text = DOC * 5
     ctx = torch.tensor([tok.encode_prefix(prefix_text)], device=model.device)
@@ -242,11 +242,11 @@ def bench_latency(model, single, rate: float = 10.0, limit: int = 12, max_tokens
 @torch.no_grad()
 def bench_ingest(model, doc_tokens: int = 1000, step_rows: int = 48, chunk: int = 128) -> dict:
     from .engine.core import EngineConfig, EngineCore
-    from .model import _unwrap
+    from .model import unwrap_base
 
     tok = model.tok
     doc = tok.encode_text(DOC * (doc_tokens // 30 + 2))[: doc_tokens - 1]
-    base = _unwrap(model.base)
+    base = unwrap_base(model.base)
 
     ids = torch.tensor([doc + [tok.end_id]])
     prefills = [_timed(lambda: base(input_ids=ids))]

@@ -36,7 +36,7 @@ class ChatApp:
 
         self.engine = engine
         self.prefix, self.params = prefix, params
-        self.layout = engine.core.layout
+        self.layout = engine.layout
         self.lanes = {s.name: TextArea(read_only=True, wrap_lines=True, focusable=False) for s in self.layout}
         self.texts = {s.name: "" for s in self.layout}
         self.row = 0
@@ -129,7 +129,7 @@ def send_line(engine: AsyncEngine, sid: str, text: str) -> str:
         engine.send(sid, stream, body, bulk=True)
         return stream
     # a whole line at once: read in bulk, like a prompt (the reply can start in the same forward)
-    engine.send(sid, engine.core.layout.role("user"), text, bulk=True)
+    engine.send(sid, engine.layout.role("user"), text, bulk=True)
     return "user"
 
 
@@ -142,7 +142,7 @@ async def chat_lines(engine: AsyncEngine, lines: Iterable[str], write: Callable[
     loop = asyncio.get_running_loop()
     async with engine:
         sid = engine.open(prefix=prefix, params=params)
-        outputs = {s.name for s in engine.core.layout if s.kind == "output"}
+        outputs = {s.name for s in engine.layout if s.kind == "output"}
         parts: dict[str, str] = {}
 
         async def pump():

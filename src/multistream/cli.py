@@ -3,35 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 
 from .bases import BaseModelMissing
 from .engine.cli import add_dtype_arg
 from .streams import DEFAULT_LAYOUT, Layout, LayoutError
-
-
-def _layout_and_tokenizer(model_ref: str, layout_spec: str | None):
-    """Layout and stream tokenizer of a multistream model folder or a base model reference."""
-    from transformers import AutoTokenizer
-
-    from .bases import resolve_base
-    from .model import CONFIG_FILE
-    from .text import StreamTokenizer
-
-    folder = Path(model_ref)
-    if (folder / CONFIG_FILE).exists():
-        cfg = json.loads((folder / CONFIG_FILE).read_text())
-        layout = Layout.from_list(cfg["layout"])
-        tok = StreamTokenizer.wrap(AutoTokenizer.from_pretrained(folder), cfg["silence_token"], cfg["end_token"])
-    else:
-        layout = DEFAULT_LAYOUT
-        tok = StreamTokenizer.wrap(AutoTokenizer.from_pretrained(resolve_base(model_ref)))
-    if layout_spec:
-        layout = Layout.parse(layout_spec)
-    return layout, tok
 
 
 def cmd_validate(args) -> int:
@@ -40,7 +17,9 @@ def cmd_validate(args) -> int:
     if args.structure_only:
         layout, length_of = Layout.parse(args.layout) if args.layout else DEFAULT_LAYOUT, None
     else:
-        layout, tok = _layout_and_tokenizer(args.model, args.layout)
+        from .zoo import layout_and_tokenizer
+
+        layout, tok = layout_and_tokenizer(args.model, args.layout)
         length_of = tok.message_rows
     n_ok, rows, errors = validate_file(args.file, layout, length_of, args.max_rows)
     for e in errors:
@@ -112,13 +91,22 @@ def build_parser() -> argparse.ArgumentParser:
     cc.add_argument("--k", type=int, default=3, help="rows to wait after the user message starts (wait-k)")
     cc.add_argument("--layout", help="layout spec (default: the default layout)")
     cc.set_defaults(func=cmd_convert_chat)
-    __import__("multistream.train.cli", fromlist=["register"]).register(sub)
-    __import__("multistream.data.cli", fromlist=["register"]).register(sub)
-    __import__("multistream.server.cli", fromlist=["register"]).register(sub)
-    __import__("multistream.engine.cli", fromlist=["register"]).register(sub)
-    __import__("multistream.bench", fromlist=["register"]).register(sub)
-    __import__("multistream.chat", fromlist=["register"]).register(sub)
-    __import__("multistream.evals.cli", fromlist=["register"]).register(sub)
+    from . import bench, chat
+    from .data import cli as data_cli
+    from .engine import cli as engine_cli
+    from .evals import cli as evals_cli
+    from .server import cli as server_cli
+    from .train import cli as train_cli
+
+    # `train --compare-silence` trains and then evaluates: the evaluation's command, handed down (train imports no evals)
+    train_cli.register(sub, compare_silence=evals_cli.cmd_compare_silence)
+    evals_cli.register_evaluate_default(sub)
+    data_cli.register(sub)
+    server_cli.register(sub)
+    engine_cli.register(sub)
+    bench.register(sub)
+    chat.register(sub)
+    evals_cli.register(sub)
     return p
 
 

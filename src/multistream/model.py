@@ -171,7 +171,7 @@ class MultiStreamModel(nn.Module):
         """Write the folder described in the module docstring. ``save_base`` stores full base weights too."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        core = _unwrap(self.base)
+        core = unwrap_base(self.base)
         tensors = {"stream_embed": self.stream_embed.weight.detach().contiguous()}
         if self.new_token_ids:
             ids = torch.tensor(self.new_token_ids)
@@ -247,7 +247,7 @@ class MultiStreamModel(nn.Module):
         return model.train(trainable)
 
 
-def _unwrap(base: nn.Module) -> nn.Module:
+def unwrap_base(base: nn.Module) -> nn.Module:
     """The plain transformers model under a PEFT wrapper (if any)."""
     return base.get_base_model() if hasattr(base, "get_base_model") else base
 

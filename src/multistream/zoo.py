@@ -17,6 +17,7 @@ import torch
 
 from .bases import DEFAULT
 from .model import CONFIG_FILE, MultiStreamModel
+from .streams import DEFAULT_LAYOUT
 
 WEIGHTS = Path(__file__).parent / "weights"
 log = logging.getLogger(__name__)
@@ -26,6 +27,30 @@ def model_folder(name: str) -> Path | None:
     """The folder a name refers to, if it is a saved multistream model."""
     folder = WEIGHTS / name if name in ("default",) else Path(name)
     return folder if (folder / CONFIG_FILE).exists() else None
+
+
+def layout_and_tokenizer(model_ref: str, layout_spec: str | None = None):
+    """Layout and stream tokenizer of a multistream model folder or a base model reference (``layout_spec``,
+    if given, replaces the layout), without loading any weights."""
+    import json
+
+    from transformers import AutoTokenizer
+
+    from .bases import resolve_base
+    from .streams import Layout
+    from .text import StreamTokenizer
+
+    folder = Path(model_ref)
+    if (folder / CONFIG_FILE).exists():
+        cfg = json.loads((folder / CONFIG_FILE).read_text())
+        layout = Layout.from_list(cfg["layout"])
+        tok = StreamTokenizer.wrap(AutoTokenizer.from_pretrained(folder), cfg["silence_token"], cfg["end_token"])
+    else:
+        layout = DEFAULT_LAYOUT
+        tok = StreamTokenizer.wrap(AutoTokenizer.from_pretrained(resolve_base(model_ref)))
+    if layout_spec:
+        layout = Layout.parse(layout_spec)
+    return layout, tok
 
 
 def load_model(ref: str = "default", dtype: torch.dtype = torch.float32, merge: bool = True) -> MultiStreamModel:
@@ -65,8 +90,6 @@ def tiny_model(seed: int = 0, vocab_size: int = 400) -> MultiStreamModel:
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    from .streams import DEFAULT_LAYOUT
 
     raw = Tokenizer(models.BPE())
     raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

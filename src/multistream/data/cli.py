@@ -7,9 +7,9 @@ import sys
 
 
 def _tokenizer(model_ref: str):
-    from ..cli import _layout_and_tokenizer
+    from ..zoo import layout_and_tokenizer
 
-    return _layout_and_tokenizer(model_ref, None)
+    return layout_and_tokenizer(model_ref)
 
 
 def cmd_synthetic(args) -> int:

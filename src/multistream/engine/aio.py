@@ -8,7 +8,7 @@ call, the tool runs as a task and its result streams into that session's ``tool`
 stream while the model keeps going.
 
 This is the interface servers and UIs use: ``open``, ``send``, ``abort``, ``close`` and
-``events``.
+``events``, and what they read of the engine: ``layout``, ``tok`` and ``limits()``.
 
 Everything waiting here is bounded. A session's event queue holds at most ``max_events``
 events: a reader that falls that far behind gets an ``error`` and its session is closed
@@ -29,6 +29,8 @@ import logging
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
+from ..streams import Layout
+from ..text import StreamTokenizer
 from .core import EngineCore, EngineError
 from .session import Event, StreamParams
 from .tools import RESULT_DELAY_ROWS, ToolRegistry
@@ -101,6 +103,21 @@ class AsyncEngine:
             await asyncio.sleep(0.01)
 
     # -- the client interface ------------------------------------------------------------
+    @property
+    def layout(self) -> Layout:
+        """The model's streams."""
+        return self.core.layout
+
+    @property
+    def tok(self) -> StreamTokenizer:
+        """The model's stream tokenizer."""
+        return self.core.tok
+
+    def limits(self) -> dict:
+        """``max_rows`` per session, ``max_kv_tokens`` (None: no ceiling), ``window_rows`` (None: every row kept) and
+        ``kv_bytes_per_token`` (:meth:`EngineCore.limits`)."""
+        return self.core.limits()
+
     def open(self, session_id: str | None = None, prefix: str = "", params: dict[str, StreamParams] | None = None,
              tools: bool = True, max_rows: int | None = None) -> str:
         sid = self.core.open(session_id, prefix, params, max_rows=max_rows)

@@ -64,9 +64,9 @@ class CompiledRows:
     """
 
     def __init__(self, model):
-        from ..model import _unwrap
+        from ..model import unwrap_base
 
-        core = _unwrap(model.base)
+        core = unwrap_base(model.base)
         self.model = model
         self.body = core.get_decoder() if hasattr(core, "get_decoder") else core.model
         self.head = core.get_output_embeddings()

@@ -163,11 +163,11 @@ class EngineCore:
             self.compiled = CompiledRows(model)
         self.rotation = None
         if self.config.window_rows is not None:
-            from ..model import _unwrap
+            from ..model import unwrap_base
             from .window import KeyRotation
 
-            self.rotation = KeyRotation(_unwrap(model.base))
-            self.rotation.check(_unwrap(model.base))
+            self.rotation = KeyRotation(unwrap_base(model.base))
+            self.rotation.check(unwrap_base(model.base))
         self.sessions: dict[str, Session] = {}
         self._commands: queue.SimpleQueue = queue.SimpleQueue()
         self._pending: dict[str, int] = {}  # session -> its send/abort/mute commands in ``_commands``
@@ -279,6 +279,12 @@ class EngineCore:
         self._check(session_id)
         self._live.discard(session_id)
         self._commands.put(("close", session_id, code, reason or code))
+
+    def limits(self) -> dict:
+        """The bounds a caller may tell its clients: rows per session, the KV-cache ceiling in tokens over all sessions
+        (None: none), the rows a session keeps in the cache (None: every row) and the cache's bytes per token."""
+        return {"max_rows": self.config.max_rows, "max_kv_tokens": self.config.max_kv_tokens,
+                "window_rows": self.config.window_rows, "kv_bytes_per_token": self.cache.bytes_per_token}
 
     def pending_commands(self, session_id: str) -> int:
         """The session's send, abort and mute commands not yet applied (at most ``max_pending_commands``)."""

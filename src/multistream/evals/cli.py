@@ -321,3 +321,42 @@ def register(sub) -> None:
                    "OUT/stages/ by a run with the same models, options and cases)")
     _model_args(r)
     r.set_defaults(func=cmd_report)
+
+
+def cmd_evaluate_default(args) -> int:
+    """The held-out skills report (:mod:`multistream.evals.skills`; also ``multistream eval skills``)."""
+    from pathlib import Path
+
+    from .skills import evaluate_all, format_report
+
+    single = None if args.single == "none" else args.single
+    results = evaluate_all(args.model, single, args.data, args.n, include_base=not args.no_base, parallel=not args.serial,
+                           max_tokens=args.max_tokens, dtype=args.dtype, compiled=args.compile, skills=args.skills,
+                           speak_rule=args.speak_rule)
+    print(format_report(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    return 0
+
+
+def register_evaluate_default(sub) -> None:
+    e = sub.add_parser("evaluate-default", help="held-out accuracy per skill: multi-stream model, its twin, the base model "
+                       "(the same as `multistream eval skills`)")
+    e.add_argument("--model", default="default", help="multi-stream model (name or folder)")
+    e.add_argument("--single", default="default-single", help="single-stream twin (name or folder; 'none' to skip)")
+    add_skills_args(e)
+    add_dtype_arg(e)
+    add_engine_args(e)
+    e.add_argument("--max-tokens", type=int, default=144,
+                   help="total token budget of each contender on a case (all output streams together; all replies)")
+    e.add_argument("--json", help="also write the results here")
+    e.set_defaults(func=cmd_evaluate_default)
+
+
+def cmd_compare_silence(args) -> int:
+    """``multistream train --compare-silence`` (:mod:`.silence`): both silence rules trained side by side, then compared."""
+    from .silence import compare_silence, format_comparison
+
+    report = compare_silence(args.out or "runs/compare-silence", minutes=args.minutes, n_per_skill=args.n)
+    print(format_comparison(report))
+    return 0

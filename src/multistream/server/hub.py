@@ -40,8 +40,8 @@ class Hub:
         self.engine = engine
         self.limits = limits
         self.model_name = model_name
-        self.layout = engine.core.layout
-        self.tok = engine.core.tok
+        self.layout = engine.layout
+        self.tok = engine.tok
         self.sessions: dict[str, SessionInfo] = {}
         self.closing = False
         self.done: dict[str, asyncio.Event] = {}
@@ -51,17 +51,17 @@ class Hub:
     @property
     def max_rows(self) -> int:
         """Rows per session: the server's limit, within the engine's (the engine enforces it)."""
-        return min(self.limits.max_rows, self.engine.core.config.max_rows)
+        return min(self.limits.max_rows, self.engine.limits()["max_rows"])
 
     def public_limits(self) -> dict:
         """What a client is told of the limits (``opened.limits``)."""
-        cache = self.engine.core.cache
+        engine = self.engine.limits()
         return {
             **self.limits.public(),
             "max_rows": self.max_rows,
-            "max_kv_tokens": self.engine.core.config.max_kv_tokens,
-            "window_rows": self.engine.core.config.window_rows,
-            "kv_bytes_per_token": cache.bytes_per_token,
+            "max_kv_tokens": engine["max_kv_tokens"],
+            "window_rows": engine["window_rows"],
+            "kv_bytes_per_token": engine["kv_bytes_per_token"],
         }
 
     @property
@@ -98,7 +98,7 @@ class Hub:
             raise ProtocolError(
                 "input_too_long", f"text has {len(text)} characters; max_input_chars is {self.limits.max_input_chars}"
             )
-        self._check_stream(stream, "input")
+        self.check_stream(stream, "input")
         try:
             self.engine.send(sid, stream, text, bulk=bulk, end=end)
         except EngineError as e:
@@ -106,14 +106,14 @@ class Hub:
 
     def abort(self, sid: str, stream: str | None = None) -> None:
         if stream is not None:
-            self._check_stream(stream, "output")
+            self.check_stream(stream, "output")
         try:
             self.engine.abort(sid, stream)
         except EngineError as e:
             raise ProtocolError(_code(e), str(e)) from None
 
     def mute(self, sid: str, stream: str, muted: bool) -> None:
-        self._check_stream(stream, "output")
+        self.check_stream(stream, "output")
         try:
             self.engine.mute(sid, stream, muted)
         except EngineError as e:
@@ -127,7 +127,8 @@ class Hub:
         with contextlib.suppress(EngineError):
             self.engine.close(sid)
 
-    def _check_stream(self, stream: str, kind: str) -> None:
+    def check_stream(self, stream: str, kind: str) -> None:
+        """Refuse (``unknown_stream``) a name that is not one of the layout's streams of this kind."""
         if stream not in self.layout or self.layout[stream].kind != kind:
             names = ", ".join(s.name for s in self.layout if s.kind == kind)
             raise ProtocolError("unknown_stream", f"unknown {kind} stream {stream!r}; {kind}s: {names}")

@@ -156,7 +156,7 @@ class WsSession:
             stream = msg.stream or self.hub.layout.roles.get("user")  # (no stream: the user's)
             if stream is None:
                 raise ProtocolError("invalid_value", "this model has no user stream: name the input's 'stream'")
-            self.hub._check_stream(stream, "input")
+            self.hub.check_stream(stream, "input")
             pending = self.backlog.get(stream, 0)
             cost = len(msg.text) + msg.end  # the end of a message is a token to read too (an empty input is not free)
             if pending + cost > self.limits.max_backlog_chars:
@@ -182,7 +182,7 @@ class WsSession:
             raise ProtocolError("layout_mismatch", f"the model's streams are {layout.names}, not {list(msg.layout)}")
         params: dict[str, StreamParams] = {}
         for name, settings in msg.streams.items():
-            self.hub._check_stream(name, "output")
+            self.hub.check_stream(name, "output")
             try:
                 params[name] = settings.to_params()
             except ValueError as e:

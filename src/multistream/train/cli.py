@@ -1,19 +1,22 @@
-"""CLI: ``multistream train`` and ``multistream evaluate-default``."""
+"""CLI: ``multistream train``.
+
+``--compare-silence`` trains and then evaluates, so its command comes from the evaluations
+(``multistream.evals.cli.cmd_compare_silence``), handed to :func:`register` by the top-level
+command line: training imports nothing of the evaluations.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 
 def cmd_train(args) -> int:
     if args.compare_silence:
-        from .compare import compare_silence, format_comparison
-
-        report = compare_silence(args.out or "runs/compare-silence", minutes=args.minutes, n_per_skill=args.n)
-        print(format_comparison(report))
-        return 0
+        if args.compare_silence_command is None:
+            print("multistream train: --compare-silence is not available here", file=sys.stderr)
+            return 2
+        return args.compare_silence_command(args)
     if args.recipe:
         from .recipes import run_recipe
 
@@ -41,21 +44,8 @@ def cmd_train(args) -> int:
     return 0
 
 
-def cmd_evaluate_default(args) -> int:
-    """The held-out skills report (:mod:`multistream.evals.skills`; also ``multistream eval skills``)."""
-    from ..evals.skills import evaluate_all, format_report
-
-    single = None if args.single == "none" else args.single
-    results = evaluate_all(args.model, single, args.data, args.n, include_base=not args.no_base, parallel=not args.serial,
-                           max_tokens=args.max_tokens, dtype=args.dtype, compiled=args.compile, skills=args.skills,
-                           speak_rule=args.speak_rule)
-    print(format_report(results))
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
-    return 0
-
-
-def register(sub) -> None:
+def register(sub, compare_silence=None) -> None:
+    """Add ``train``; ``compare_silence(args) -> exit code`` runs ``train --compare-silence`` (None: not offered)."""
     t = sub.add_parser("train", help="supervised fine-tuning (multi-stream or single-stream) from a YAML config or a recipe")
     t.add_argument("config", nargs="?", help="YAML file with TrainConfig fields")
     t.add_argument("--recipe", choices=["default", "quick", "refresh", "tiny"],
@@ -73,19 +63,4 @@ def register(sub) -> None:
     t.add_argument("--n", type=int, default=24, help="--compare-silence: held-out examples per skill")
     t.add_argument("--output-dir", help="override output_dir of the config")
     t.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to output_dir/log.jsonl)")
-    t.set_defaults(func=cmd_train)
-
-    from ..engine.cli import add_dtype_arg, add_engine_args
-    from ..evals.cli import add_skills_args
-
-    e = sub.add_parser("evaluate-default", help="held-out accuracy per skill: multi-stream model, its twin, the base model "
-                       "(the same as `multistream eval skills`)")
-    e.add_argument("--model", default="default", help="multi-stream model (name or folder)")
-    e.add_argument("--single", default="default-single", help="single-stream twin (name or folder; 'none' to skip)")
-    add_skills_args(e)
-    add_dtype_arg(e)
-    add_engine_args(e)
-    e.add_argument("--max-tokens", type=int, default=144,
-                   help="total token budget of each contender on a case (all output streams together; all replies)")
-    e.add_argument("--json", help="also write the results here")
-    e.set_defaults(func=cmd_evaluate_default)
+    t.set_defaults(func=cmd_train, compare_silence_command=compare_silence)

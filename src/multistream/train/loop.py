@@ -84,7 +84,7 @@ def build_model(cfg: TrainConfig) -> nn.Module:
     from peft import get_peft_model
 
     from ..bases import load_base
-    from ..model import MultiStreamModel, _unwrap
+    from ..model import MultiStreamModel, unwrap_base
 
     dtype = getattr(torch, cfg.base_dtype)
     if cfg.mode == "multi":
@@ -96,7 +96,7 @@ def build_model(cfg: TrainConfig) -> nn.Module:
     if cfg.lora:
         model.base = get_peft_model(model.base, _lora_config(cfg))
         if cfg.mode == "multi" and cfg.train_new_tokens and model.new_token_ids:
-            model.token_rows = TrainableRows(_unwrap(model.base), model.new_token_ids)
+            model.token_rows = TrainableRows(unwrap_base(model.base), model.new_token_ids)
     else:
         for p in model.parameters():
             p.requires_grad_(True)
@@ -288,9 +288,9 @@ def train(
     if cfg.mode == "multi" and getattr(model, "silence", cfg.silence) != cfg.silence:
         raise ValueError(f"the model was made with silence={model.silence!r}, the config says {cfg.silence!r}")
     if cfg.gradient_checkpointing:
-        from ..model import _unwrap
+        from ..model import unwrap_base
 
-        _unwrap(model.base).gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        unwrap_base(model.base).gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     examples = load_examples(cfg, model, cfg.train_file)
     evals = load_examples(cfg, model, cfg.eval_file) if cfg.eval_file else []

@@ -6,7 +6,8 @@ same TrainConfig but for ``silence``, stopped by the same wall-clock cap), then 
 on the held-out split: tokens per timeline under each rule, training tokens/s, steps
 and examples seen, held-out cross-entropy on all output targets and on *spoken* targets
 only (silence targets are many and easy), and greedy held-out accuracy per skill
-(:mod:`multistream.evals.skills`, through the engine).
+(:mod:`multistream.evals.skills`, through the engine). An evaluation of training, so it lives with the
+evaluations (training imports nothing of them).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import torch
 
 from ..data.build import SyntheticConfig, build_synthetic
 from ..rows import SILENCE_RULES
-from .config import TrainConfig
-from .recipes import RECIPES, train_side_by_side
+from ..train.config import TrainConfig
+from ..train.recipes import RECIPES, train_side_by_side
 
 
 def prepare(out: Path, minutes: float, base: str = "default", recipe: str = "default") -> list[Path]:
@@ -54,7 +55,7 @@ def prepare(out: Path, minutes: float, base: str = "default", recipe: str = "def
 def heldout_loss(model, path: Path, limit: int = 200) -> dict:
     """Mean cross-entropy on all output targets and on spoken (non-silence) targets of ``limit`` held-out timelines."""
     from ..rows import IGNORE, collate
-    from .examples import load_timelines
+    from ..train.examples import load_timelines
 
     packs = load_timelines(path, model.tok, model.layout, model.silence)
     packs = packs[:: max(1, len(packs) // limit)][:limit]
@@ -76,9 +77,9 @@ def heldout_loss(model, path: Path, limit: int = 200) -> dict:
 
 def _measure(rule: str, out: str, n_per_skill: int) -> dict:
     """One worker: the rule's trained model, its held-out losses and accuracy."""
-    from ..evals.common import Contenders
-    from ..evals.skills import eval_multi, load_test, summarise
     from ..zoo import load_model
+    from .common import Contenders
+    from .skills import eval_multi, load_test, summarise
 
     torch.set_num_threads(1)
     out_dir = Path(out)
@@ -95,7 +96,7 @@ def tokens_per_timeline(path: Path, base: str = "default") -> dict:
     from ..rows import IGNORE
     from ..streams import DEFAULT_LAYOUT
     from ..text import StreamTokenizer
-    from .examples import load_timelines
+    from ..train.examples import load_timelines
 
     tok = StreamTokenizer.wrap(AutoTokenizer.from_pretrained(resolve_base(base)))
     out = {}
