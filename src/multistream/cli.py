@@ -111,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .runtime import configure
+
+    configure()  # the process as the command line runs it (offline hub, quiet peft); library imports leave it alone
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -14,7 +14,6 @@ tokenizer files, and a PEFT adapter (``adapter_config.json`` +
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import torch
@@ -25,9 +24,6 @@ from .bases import DEFAULT, load_base
 from .rows import SILENCE_RULES, RowFormat, stream_causal_mask
 from .streams import DEFAULT_LAYOUT, Layout, LayoutError
 from .text import SILENCE_TOKEN, StreamTokenizer
-
-# peft's adapter loading trips a transformers deprecation warning on every load; it says nothing to our users.
-warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 CONFIG_FILE = "multistream_config.json"
 WEIGHTS_FILE = "multistream.safetensors"

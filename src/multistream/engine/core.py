@@ -267,6 +267,15 @@ class EngineCore:
         self._check(session_id)
         self._queue(("abort", session_id, stream))
 
+    def resume(self, session_id: str, stream: str | None = None) -> None:
+        """Let an output stream stopped by ``abort`` (or one that spent its ``max_tokens``) speak again, or every
+        output when ``stream`` is None: e.g. the next turn of a conversation whose last turn was cut. A stream still
+        over its own ``max_tokens`` stops again at its next token."""
+        if stream is not None and (stream not in self.layout or self.layout[stream].kind != "output"):
+            raise EngineError(f"unknown output stream {stream!r}", "unknown_stream")
+        self._check(session_id)
+        self._queue(("resume", session_id, stream))
+
     def mute(self, session_id: str, stream: str, muted: bool = True) -> None:
         """Hold an output stream silent (its message pauses) until unmuted."""
         if stream not in self.layout or self.layout[stream].kind != "output":
@@ -287,7 +296,7 @@ class EngineCore:
                 "window_rows": self.config.window_rows, "kv_bytes_per_token": self.cache.bytes_per_token}
 
     def pending_commands(self, session_id: str) -> int:
-        """The session's send, abort and mute commands not yet applied (at most ``max_pending_commands``)."""
+        """The session's send, abort, resume and mute commands not yet applied (at most ``max_pending_commands``)."""
         return self._pending.get(session_id, 0)
 
     def queued(self, session_id: str, stream: str) -> int:
@@ -314,7 +323,7 @@ class EngineCore:
                 cmd = self._commands.get_nowait()
             except queue.Empty:
                 return
-            if cmd[0] in ("send", "abort", "mute"):
+            if cmd[0] in ("send", "abort", "resume", "mute"):
                 with self._pending_lock:
                     n = self._pending.pop(cmd[1], 1) - 1
                     if n > 0:
@@ -348,6 +357,9 @@ class EngineCore:
                 o = sess.outputs[self.layout.index(name)]
                 o.stopped = True
                 o.end_next = bool(o.message)
+        elif kind == "resume":
+            for name in [cmd[2]] if cmd[2] else [self.layout.streams[i].name for i in self.out_idx]:
+                sess.outputs[self.layout.index(name)].stopped = False
         elif kind == "mute":
             sess.outputs[self.layout.index(cmd[2])].muted = cmd[3]
         elif kind == "close":

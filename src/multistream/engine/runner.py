@@ -156,7 +156,7 @@ def run_session(
                     answered = True
                     e2e = e2e if e2e is not None else ev_time
                 if call_stream is not None and ev.stream == call_stream and ev.text.strip():
-                    _run_tool(core, sid, tools, ev, events)
+                    run_call(core, sid, tools, ev, events)
         sess = core.sessions.get(sid)
         if sess is None:  # closed at the row limit
             break
@@ -186,7 +186,10 @@ def _next_due(feeds: list[_Feed], now: float) -> float | None:
     return max(0.0, min(due)) if due else None
 
 
-def _run_tool(core: EngineCore, sid: str, tools: ToolRegistry, call: Event, events: list[Event]) -> None:
+def run_call(core: EngineCore, sid: str, tools: ToolRegistry, call: Event, events: list[Event]) -> None:
+    """Run the tool call that ``call`` (a ``message_end`` of the ``call`` stream) ended, note it and its result in
+    ``events`` and send the result to the session's ``tool`` stream, :data:`.tools.RESULT_DELAY_ROWS` rows after
+    the call's end token (a driver that steps a session itself runs its tools so, as :func:`run_session` does)."""
     row = core.sessions[sid].row  # the row of the call's end token
     result = tools.run_all(call.text)
     tool_stream = core.layout.role("tool")

@@ -71,7 +71,7 @@ class OutputState:
     message: MessageText = field(default_factory=MessageText)
     muted: bool = False
     stopped: bool = False
-    """Aborted or out of budget: silent for the rest of the session."""
+    """Aborted or out of budget: silent for the rest of the session (or until ``EngineCore.resume``)."""
     end_next: bool = False
     """End the current message at the next row (abort, budget, stop string)."""
 

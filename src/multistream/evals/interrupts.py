@@ -15,8 +15,13 @@ when the first reply had written ``interrupt_after_rows`` tokens after its first
 (interpolated between its first and last token times; at the reply's end when it is
 shorter), so its latency is the rest of the first reply plus the whole second one.
 
-Success: :func:`.scoring.interrupt_ok` on the final answer (it claims the corrected answer
-and states no value of the stale task). Budget: each contender may write twice the total
+Success: :func:`.scoring.interrupt_ok` on the final answer (it claims the corrected answer,
+or one the case accepts, and states no value of the stale task).
+
+A case marked ``tools`` (an arithmetic correction: the model was trained to leave arithmetic to
+the calculator) gives both contenders the evaluation's tools: the engine runs the multi-stream
+model's calls; each twin reply's calls are answered in new turns (:func:`.prompts.tool_loop`),
+within the reply's budget. Budget: each contender may write twice the total
 budget (the stale start and the corrected answer): the twin ``max_tokens`` per reply, the
 multi-stream model ``2 * max_tokens`` over all its output streams.
 """
@@ -26,12 +31,13 @@ from __future__ import annotations
 from ..engine.runner import Input
 from .cases import InterruptCase
 from .common import Contenders, StepClock, progress, run_multi, single_system
+from .prompts import tool_loop
 from .scoring import final_reply_answer, interrupt_ok, median, rate_ci, ratio
 
 NOT_YET = 1 << 30  # the interrupt's row until the answer has started
 
 
-def run_multi_case(c: Contenders, core, case: InterruptCase) -> dict:
+def run_multi_case(c: Contenders, core, case: InterruptCase, tools=None) -> dict:
     """One case through the engine; the interrupt enters ``interrupt_after_rows`` rows after the answer starts."""
     user, answer = core.layout.role("user"), core.layout.role("answer")
     interrupt = Input(user, case.interrupt, row=NOT_YET)
@@ -47,7 +53,7 @@ def run_multi_case(c: Contenders, core, case: InterruptCase) -> dict:
                 return
 
     run = run_multi(c, core, [Input(user, case.user, row=0), interrupt], prefix=case.system, after_step=schedule,
-                    budget=2 * c.max_tokens)
+                    budget=2 * c.max_tokens, tools=tools if case.tools else None)
     result, clock = run.result, run.clock
     user_end = next((e.row for e in result.events if e.stream == user and e.type == "message_end"), None)
     int_row = next((e.row for e in result.events if e.stream == user and e.type == "token"
@@ -64,12 +70,12 @@ def run_multi_case(c: Contenders, core, case: InterruptCase) -> dict:
             "tokens": clock.spent, "result": result}
 
 
-def run_single(baseline, case: InterruptCase, budget: int | None = None) -> dict:
+def run_single(baseline, case: InterruptCase, budget: int | None = None, tools=None) -> dict:
+    tools = tools if case.tools else None
     first_msgs = single_system(case.system) + [{"role": "user", "content": case.user}]
-    r1 = baseline.run(first_msgs, max_new_tokens=budget)
+    r1, added = tool_loop(baseline, first_msgs, tools, budget=budget)
     reply1 = r1.streams["answer"]
-    r2 = baseline.run(first_msgs + [{"role": "assistant", "content": reply1}, {"role": "user", "content": case.interrupt}],
-                      max_new_tokens=budget)
+    r2, _ = tool_loop(baseline, first_msgs + added + [{"role": "user", "content": case.interrupt}], tools, budget=budget)
     k = case.interrupt_after_rows
     if r1.ttft is None or r1.steps <= k:
         arrives = r1.e2e
@@ -80,16 +86,22 @@ def run_single(baseline, case: InterruptCase, budget: int | None = None) -> dict
             "latency": (r1.e2e - arrives) + r2.e2e}
 
 
-def eval_interrupts(c: Contenders, cases: list[InterruptCase], show_progress: bool = True) -> dict:
+def eval_interrupts(c: Contenders, cases: list[InterruptCase], show_progress: bool = True, tools=None) -> dict:
+    """Success and latency of both contenders; ``tools`` (default: the demo tools, where a case needs them) serve
+    the cases marked ``tools``."""
+    if tools is None and any(case.tools for case in cases):
+        from ..engine.tools import demo_tools
+
+        tools = demo_tools()
     core, baseline = c.core(idle_rows=None, max_rows=c.max_rows + 1), c.baseline()
     records = []
     for case in progress(cases, "interrupts", show_progress):
-        m = run_multi_case(c, core, case)
+        m = run_multi_case(c, core, case, tools)
         m.pop("result")
-        s = run_single(baseline, case, c.max_tokens)
-        m["success"] = m["interrupt_row"] is not None and interrupt_ok(m["final"], case.answer, case.stale_answer,
+        s = run_single(baseline, case, c.max_tokens, tools)
+        m["success"] = m["interrupt_row"] is not None and interrupt_ok(m["final"], case.answers, case.stale_answer,
                                                                        case.user)
-        s["success"] = interrupt_ok(s["final"], case.answer, case.stale_answer, case.user)
+        s["success"] = interrupt_ok(s["final"], case.answers, case.stale_answer, case.user)
         records.append({"id": case.id, "user": case.user, "interrupt": case.interrupt,
                         "interrupt_after_rows": case.interrupt_after_rows, "expected": case.answer,
                         "stale_answer": case.stale_answer, "multi": m, "single": s})

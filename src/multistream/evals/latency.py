@@ -27,7 +27,7 @@ from ..engine.runner import Input
 from .cases import PromptCase
 from .common import Contenders, progress, run_multi
 from .prompts import run_single
-from .scoring import correct, final_reply_answer, rate_ci, ratio
+from .scoring import correct_any, final_reply_answer, rate_ci, ratio
 from .twin import last_token_at
 
 MEASURES = ("ttft", "e2e")
@@ -43,14 +43,14 @@ def run_case(c: Contenders, core, baseline, case: PromptCase, rate: float | None
         # all at once, the question is read in bulk, like the twin's prompt; at a rate, row by row as it arrives
         m = run_multi(c, core, [Input(core.layout.role("user"), case.prompt, rate=rate, bulk=rate is None)],
                       prefix=case.system, tools=tools)
-        out["multi"] = {"ttft": m.ttft, "e2e": m.e2e, "answer": m.final, "correct": correct(case.answer, m.final, case.prompt),
-                        "tokens": m.clock.spent}
+        out["multi"] = {"ttft": m.ttft, "e2e": m.e2e, "answer": m.final,
+                        "correct": correct_any(case.answers, m.final, case.prompt), "tokens": m.clock.spent}
 
     def single() -> None:
         s = run_single(baseline, case, tools, budget=c.max_tokens, arrive_at=arrive_at)
         final = final_reply_answer(s.streams["answer"])
         out["single"] = {"ttft": s.ttft, "e2e": s.e2e, "answer": final, "reply": s.streams["answer"],
-                         "correct": correct(case.answer, final, case.prompt), "tokens": s.steps}
+                         "correct": correct_any(case.answers, final, case.prompt), "tokens": s.steps}
 
     for run in ((single, multi) if single_first else (multi, single)):
         run()

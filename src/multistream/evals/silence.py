@@ -76,12 +76,12 @@ def heldout_loss(model, path: Path, limit: int = 200) -> dict:
 
 
 def _measure(rule: str, out: str, n_per_skill: int) -> dict:
-    """One worker: the rule's trained model, its held-out losses and accuracy."""
+    """One worker (one thread, :func:`multistream.runtime.one_thread_worker`): the rule's trained model, its held-out
+    losses and accuracy."""
     from ..zoo import load_model
     from .common import Contenders
     from .skills import eval_multi, load_test, summarise
 
-    torch.set_num_threads(1)
     out_dir = Path(out)
     model = load_model(str(out_dir / rule / "final"))
     loss = heldout_loss(model, out_dir / "data" / "test.jsonl")
@@ -128,7 +128,10 @@ def compare_silence(out: str | Path, minutes: float = 25.0, n_per_skill: int = 2
         curve = [(r["step"], r["seconds"], r["eval_loss"]) for r in log if "eval_loss" in r]
         report[rule] = {"train": s, "eval_loss_curve": curve}
         report[rule]["train"]["timelines_seen"] = round(s["tokens"] / report["per_timeline"][rule]["tokens"])
-    with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
+    from ..runtime import one_thread_worker
+
+    with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=one_thread_worker) as pool:
         futures = {rule: pool.submit(_measure, rule, str(out), n_per_skill) for rule in SILENCE_RULES}
         for rule, f in futures.items():
             report[rule] |= f.result()

@@ -362,15 +362,10 @@ def _per_skill(timelines: list[Timeline]) -> int:
 
 
 def _part(kind: str, ref: str | None, timelines: list[Timeline], max_tokens: int, dtype: str = "auto",
-          threads: int | None = 1, show_progress: bool = False, compiled: bool = False,
-          speak_rule: str = "likely") -> list[dict]:
+          show_progress: bool = False, compiled: bool = False, speak_rule: str = "likely") -> list[dict]:
     """One worker's share: load one model and run it on ``timelines``."""
-    import torch
-
     from ..hardware import resolve_dtype
 
-    if threads:
-        torch.set_num_threads(threads)
     t = resolve_dtype(dtype)
     if kind == "multi":
         from ..zoo import load_model
@@ -424,15 +419,17 @@ def evaluate_all(
     if parallel:
         import multiprocessing
 
-        with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [(kind, pool.submit(_part, kind, ref, tls, max_tokens, dtype, 1, False, compiled,
-                                                     speak_rule))
+        from ..runtime import one_thread_worker
+
+        with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=one_thread_worker) as pool:
+            futures = [(kind, pool.submit(_part, kind, ref, tls, max_tokens, dtype, False, compiled, speak_rule))
                        for kind, ref, tls in jobs]
             for kind, f in futures:
                 records.setdefault(kind, []).extend(f.result())
     else:
         for kind, ref, tls in jobs:
-            records.setdefault(kind, []).extend(_part(kind, ref, tls, max_tokens, dtype, None, show_progress, compiled,
+            records.setdefault(kind, []).extend(_part(kind, ref, tls, max_tokens, dtype, show_progress, compiled,
                                                                speak_rule))
     if "multi" in records:  # the halves back in the order of the test set
         order = {tl.id: k for k, tl in enumerate(timelines)}

@@ -28,12 +28,14 @@ def cmd_train(args) -> int:
     if not args.config:
         print("multistream train: give a CONFIG.yaml or --recipe", file=sys.stderr)
         return 2
+    from ..runtime import configure
     from .config import TrainConfig
     from .loop import train
 
     cfg = TrainConfig.from_yaml(args.config)
     if args.output_dir:
         cfg.output_dir = args.output_dir
+    configure(threads=cfg.threads)  # this process is the run's: its torch threads are the config's
     result = train(cfg, progress=not args.no_progress)
     print(
         f"trained {result.steps} steps in {result.seconds:.0f} s ({result.tokens_per_s:.0f} tokens/s): "

@@ -80,7 +80,8 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     threads: int | None = None
-    """``torch.set_num_threads`` for this process (two one-thread jobs use a 2-core CPU best)."""
+    """``torch.set_num_threads`` for the process of ``multistream train`` (two one-thread jobs use a 2-core CPU best);
+    :func:`.loop.train` called from a program leaves the program's threads alone."""
     max_minutes: float | None = None
     """Stop early (checkpoint and save) once this much wall time has passed."""
 

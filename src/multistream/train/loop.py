@@ -271,8 +271,6 @@ def train(
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     out_dir = Path(cfg.output_dir)
     if accelerator is None:
         cpu = not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
