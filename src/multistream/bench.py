@@ -31,6 +31,7 @@ import time
 
 import torch
 
+from .defaults import ARRIVAL_RATE, EVAL_MAX_TOKENS
 from .hardware import resolve_dtype
 
 SYSTEM = "You are a helpful assistant. Answer briefly."
@@ -224,7 +225,8 @@ def listening_cache(model, doc_tokens: int = 1000) -> dict:
 
 
 # -- latency ---------------------------------------------------------------------------------
-def bench_latency(model, single, rate: float = 10.0, limit: int = 12, max_tokens: int = 144, tools=None) -> dict:
+def bench_latency(model, single, rate: float = ARRIVAL_RATE, limit: int = 12, max_tokens: int = EVAL_MAX_TOKENS,
+                  tools=None) -> dict:
     """The evaluation's latency benchmark (:mod:`multistream.evals.latency`: the same arrival clock for both, a
     warm-up, alternating order, TTFT of the answer, e2e of the final answer) on the first ``limit`` built-in
     accuracy cases (``tools`` serving both, as in the report), so the bench and the report measure one way."""
@@ -853,7 +855,7 @@ def register(sub) -> None:
     b.add_argument("--streams", type=_stream_counts, default=(1, 2, 4, 6, 8),
                    help="'step': the row widths to time, comma-separated (default 1,2,4,6,8)")
     b.add_argument("--rounds", type=int, default=20)
-    b.add_argument("--rate", type=float, default=10.0, help="input arrival rate in tokens/s for 'latency'")
+    b.add_argument("--rate", type=float, default=ARRIVAL_RATE, help="input arrival rate in tokens/s for 'latency'")
     b.add_argument("--limit", type=int, default=12, help="'latency': the first N built-in accuracy cases")
     b.add_argument("--doc-tokens", type=int, default=1000)
     b.add_argument("--sessions", type=int, default=100, help="'serve': sessions at once (WebSocket, then HTTP)")

@@ -18,6 +18,7 @@ import contextlib
 import sys
 from collections.abc import Callable, Iterable
 
+from .defaults import MAX_ROWS, SYSTEM_PROMPT
 from .engine.aio import AsyncEngine
 from .engine.core import EngineError
 from .engine.session import Event
@@ -222,12 +223,12 @@ def register(sub) -> None:
 
     c = sub.add_parser("chat", help="chat in the terminal with every stream shown side by side")
     add_model_args(c)
-    c.add_argument("--prefix", default="You are a helpful assistant.", help="system prompt")
+    c.add_argument("--prefix", default=SYSTEM_PROMPT, help="system prompt")
     add_sampling_args(c)
     c.add_argument("--no-tools", action="store_true")
     c.add_argument(
         "--window-rows", type=int, default=1024,
         help="rows kept in memory besides the system prompt, so a chat can go on for hours (0: all, and the chat "
-        "ends after 4096 rows)",
+        f"ends after {MAX_ROWS} rows)",
     )
     c.set_defaults(func=cmd_chat)

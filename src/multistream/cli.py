@@ -7,6 +7,7 @@ import sys
 import time
 
 from .bases import BaseModelMissing
+from .defaults import ARRIVAL_RATE, MAX_ROWS
 from .engine.cli import add_dtype_arg
 from .streams import DEFAULT_LAYOUT, Layout, LayoutError
 
@@ -70,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="run the default model on a few questions through the real-time engine")
     d.add_argument("--model", default="default", help="'default', 'base[:REF]' or a saved model folder")
     d.add_argument("--single", default="default-single", help="the single-stream twin shown beside it")
-    d.add_argument("--rate", type=float, default=10.0, help="tokens/s at which the listening scene's document arrives")
+    d.add_argument("--rate", type=float, default=ARRIVAL_RATE,
+                   help="tokens/s at which the listening scene's document arrives")
     add_dtype_arg(d)
     d.set_defaults(func=cmd_demo)
 
@@ -78,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("file")
     v.add_argument("--model", default="default", help="model whose tokenizer counts rows (multistream folder or base)")
     v.add_argument("--layout", help="layout spec name:kind[:trust],... (default: the model's)")
-    v.add_argument("--max-rows", type=int, default=4096)
+    v.add_argument("--max-rows", type=int, default=MAX_ROWS)
     v.add_argument("--structure-only", action="store_true", help="skip checks that need token counts")
     v.set_defaults(func=cmd_validate)
 

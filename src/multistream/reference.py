@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .defaults import SPEAK_RULE
 from .engine.sampling import greedy, rule_silence
 from .model import MultiStreamModel
 from .rows import RowGrid, pack_grid, timeline_to_grid
@@ -37,7 +38,7 @@ def grid_texts(model: MultiStreamModel, tokens: torch.Tensor, kind: str = "outpu
 
 @torch.no_grad()
 def reference_decode(model: MultiStreamModel, timeline: Timeline, rows: int | None = None,
-                     speak_rule: str = "likely") -> Decoded:
+                     speak_rule: str = SPEAK_RULE) -> Decoded:
     """Greedy decoding of all output streams for ``rows`` rows (default: the timeline's length), silence against
     speech decided by ``speak_rule`` (:func:`multistream.engine.sampling.greedy`)."""
     layout = model.layout

@@ -32,9 +32,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .defaults import MAX_ROWS
 from .streams import Layout
 
-DEFAULT_MAX_ROWS = 4096
+DEFAULT_MAX_ROWS = MAX_ROWS
 TOP_FIELDS = {"id", "streams", "prefix", "segments", "rows", "meta"}
 SEGMENT_FIELDS = {"id", "text", "start_row", "after", "anchor", "delay", "spread"}
 

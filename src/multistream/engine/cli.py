@@ -7,6 +7,9 @@ import json
 import re
 import sys
 
+from ..defaults import INPUT_WAIT_S, SPEAK_RULE, SPECULATIVE_ROWS
+from .sampling import SPEAK_RULES
+
 _INPUT = re.compile(r"^(?P<stream>[A-Za-z_]\w*)=(?P<text>.*?)(?:@(?P<row>\d+))?$", re.S)
 
 
@@ -48,22 +51,22 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--max-tokens", type=int, default=None, help="budget per output stream")
-    p.add_argument("--speculative", type=int, default=16, help="rows fed at once while reading (0: off)")
+    p.add_argument("--speculative", type=int, default=SPECULATIVE_ROWS, help="rows fed at once while reading (0: off)")
     add_engine_args(p)
 
 
 def add_engine_args(p: argparse.ArgumentParser) -> None:
     """The engine's options shared by every command that runs the multi-stream model."""
-    p.add_argument("--speak-rule", choices=["likely", "argmax"], default="likely",
-                   help="greedy streams: speak when all spoken tokens together outweigh silence (likely; default) "
-                        "or only when one spoken token alone does (argmax)")
+    p.add_argument("--speak-rule", choices=SPEAK_RULES, default=SPEAK_RULE,
+                   help="greedy streams: speak when all spoken tokens together outweigh silence (likely) "
+                        f"or only when one spoken token alone does (argmax); default {SPEAK_RULE}")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
                    help="run ordinary rows through a torch.compile'd forward (EngineConfig.compiled; default): the same "
                         "tokens, faster per row; each cache shape compiles once (20-50 s for SmolLM2 on a CPU the "
                         "first time, seconds once torch's compile cache holds it)")
-    p.add_argument("--input-wait", type=_seconds, default=0.5, metavar="SECONDS",
+    p.add_argument("--input-wait", type=_seconds, default=INPUT_WAIT_S, metavar="SECONDS",
                    help="how long the model, silent part-way through an input message, waits for its next token before "
-                        "running a row without it (EngineConfig.input_wait; default 0.5, 0: never): text typed or "
+                        f"running a row without it (EngineConfig.input_wait; default {INPUT_WAIT_S}, 0: never): text typed or "
                         "streamed slower than rows run then lies on nearby rows, as in training")
 
 

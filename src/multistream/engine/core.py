@@ -40,6 +40,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..defaults import INPUT_WAIT_S, MAX_ROWS, MAX_SESSIONS, SPEAK_RULE
 from ..model import MultiStreamModel
 from ..rows import row_inputs, stream_causal_mask
 from ..text import MessageText
@@ -64,9 +65,9 @@ class EngineError(ValueError):
 
 @dataclass
 class EngineConfig:
-    max_sessions: int = 32
+    max_sessions: int = MAX_SESSIONS
     """Sessions open at once."""
-    max_rows: int = 4096
+    max_rows: int = MAX_ROWS
     """Rows per session; a session at the limit is closed."""
     max_prefix_tokens: int = 4096
     """Tokens in a session's prefix (system prompt)."""
@@ -94,11 +95,11 @@ class EngineConfig:
     most ``torch._dynamo.config.recompile_limit`` shapes (8) per process; past that rows run uncompiled over the whole
     cache, slower than eager: a server whose session count swings widely should raise the limit or run eager. A
     forward that fails to compile falls back to eager for good (logged)."""
-    speak_rule: str = "likely"
+    speak_rule: str = SPEAK_RULE
     """How a greedy output stream chooses between silence and speech (:func:`.sampling.greedy`): ``likely``
     speaks when all spoken tokens together outweigh silence, ``argmax`` only when one spoken token alone does
     (the rule before; the model then misses answers it is sure to give but split between phrasings)."""
-    input_wait: float | None = 0.5
+    input_wait: float | None = INPUT_WAIT_S
     """Seconds a session may wait for the next token of an input message it is part-way through, while every
     output is silent, before it runs a row without that token (None or 0: rows never wait). Training puts a
     message's tokens on consecutive rows (1-4 rows apart); rows run faster than people type (25 rows/s against 10

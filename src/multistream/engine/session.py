@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..defaults import MAX_ROWS
 from ..text import MessageText
 from .sampling import SamplingParams
 
@@ -108,7 +109,7 @@ class Session:
     evicted: int = 0
     """Rows evicted from the KV cache by the window: row ``r`` now has position ``prefix + r - evicted``."""
     first_output_row: dict[str, int] = field(default_factory=dict)
-    max_rows: int = 4096
+    max_rows: int = MAX_ROWS
     """Rows this session may run; at the limit it is closed (``row_limit``)."""
     input_wait: float = 0.0
     """Seconds it may wait for the rest of an input message before a row without it (``EngineConfig.input_wait``)."""

@@ -41,12 +41,16 @@ class Tool:
     """Run each call in a worker process, killed at the timeout (``fn``: a module-level plain function)."""
 
 
+TIMEOUT_S = 10.0
+"""Seconds a tool call may run (``ToolRegistry``, ``demo_tools``)."""
+
+
 class ToolFailed(Exception):
     """A tool raised in its worker process; the message is ``Type: message``."""
 
 
 class ToolRegistry:
-    def __init__(self, timeout: float = 10.0, max_result_chars: int = 8000):
+    def __init__(self, timeout: float = TIMEOUT_S, max_result_chars: int = 8000):
         if max_result_chars < 1:
             raise ValueError(f"max_result_chars must be >= 1, got {max_result_chars}")
         self.tools: dict[str, Tool] = {}
@@ -181,7 +185,7 @@ def clock(utc_offset_hours: float = 0.0) -> str:
     return dt.datetime.now(tz).strftime("%Y-%m-%d %H:%M:%S %z")
 
 
-def demo_tools(timeout: float = 10.0) -> ToolRegistry:
+def demo_tools(timeout: float = TIMEOUT_S) -> ToolRegistry:
     reg = ToolRegistry(timeout)
     reg.register("calculator", calculator, isolate=True)
     reg.register("clock", clock, isolate=True)

@@ -14,6 +14,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..defaults import SYSTEM_PROMPT
+
 
 @dataclass(frozen=True)
 class PromptCase:
@@ -22,7 +24,7 @@ class PromptCase:
     id: str
     prompt: str
     answer: str
-    system: str = "You are a helpful assistant."
+    system: str = SYSTEM_PROMPT
     """The system prompt (the multi-stream prefix; the single-stream system message)."""
     accepted: tuple[str, ...] = ()
     """Other answers that count as right ("four" beside "4", "bark" beside "woof"); each is scored as strictly as
@@ -65,7 +67,7 @@ class InterruptCase:
     answer: str
     stale_answer: str | None = None
     """The final answer must not contain this (the answer to the request before the correction)."""
-    system: str = "You are a helpful assistant."
+    system: str = SYSTEM_PROMPT
     accepted: tuple[str, ...] = ()
     """Other corrected answers that count as right (as :attr:`PromptCase.accepted`)."""
     tools: bool = False
@@ -86,7 +88,7 @@ class ListeningCase:
     document: str
     """Untrusted text: the multi-stream model reads it on the ``tool`` stream as it arrives."""
     answer: str
-    system: str = "You are a helpful assistant."
+    system: str = SYSTEM_PROMPT
     fact: str | None = None
     """Optional: the sentence of ``document`` that holds the answer (default: the first occurrence of ``answer``)."""
 

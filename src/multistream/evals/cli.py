@@ -11,6 +11,7 @@ import json
 import sys
 
 from ..data.skills import SKILLS
+from ..defaults import ARRIVAL_RATE, EVAL_MAX_TOKENS, SPECULATIVE_ROWS, SYSTEM_PROMPT
 from ..engine.cli import add_dtype_arg, add_engine_args
 
 
@@ -176,7 +177,7 @@ def cmd_plot(args) -> int:
             from ..zoo import load_model
 
             model = load_model(args.model)
-            core = EngineCore(model, EngineConfig(speculative=16, max_rows=args.max_rows + 1))
+            core = EngineCore(model, EngineConfig(speculative=SPECULATIVE_ROWS, max_rows=args.max_rows + 1))
             params = {s.name: StreamParams(max_tokens=args.max_tokens) for s in model.layout.outputs}
             result = run_session(core, args.input, prefix=args.prefix, params=params, max_rows=args.max_rows,
                                  tools=demo_tools())
@@ -251,7 +252,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="default", help="multi-stream model: 'default', 'base[:REF]' or a saved folder")
     p.add_argument("--single", default="default-single", help="single-stream twin: default-single, base[:REF] or a folder")
     add_dtype_arg(p)
-    p.add_argument("--max-tokens", type=int, default=144,
+    p.add_argument("--max-tokens", type=int, default=EVAL_MAX_TOKENS,
                    help="total token budget of a reply, the same for both: all output streams together (multi), "
                         "the reply with its thinking and tags (single)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -271,7 +272,7 @@ def register(sub) -> None:
         p.add_argument("--json", action="store_true")
         p.add_argument("--details", action="store_true", help="with --json: per-case records too")
         if what in ("latency", "listening"):
-            p.add_argument("--rate", type=float, default=10.0, help="input arrival rate in tokens/s")
+            p.add_argument("--rate", type=float, default=ARRIVAL_RATE, help="input arrival rate in tokens/s")
         if what in ("prompts", "latency"):
             p.add_argument("--no-tools", action="store_true", help="no calculator/clock for either contender")
         _model_args(p)
@@ -290,7 +291,7 @@ def register(sub) -> None:
     from ..engine.cli import parse_input
 
     t.add_argument("--input", action="append", type=parse_input, metavar="STREAM=TEXT[@ROW]", help="as for `generate`")
-    t.add_argument("--prefix", default="You are a helpful assistant.")
+    t.add_argument("--prefix", default=SYSTEM_PROMPT)
     t.add_argument("--model", default="default")
     t.add_argument("--max-rows", type=int, default=160)
     t.add_argument("--max-tokens", type=int, default=64)
@@ -301,7 +302,7 @@ def register(sub) -> None:
     la.add_argument("--from", dest="from_file", help="report.json or `eval latency --json --details` output (default: run it)")
     la.add_argument("--cases")
     la.add_argument("--limit", type=int)
-    la.add_argument("--rate", type=float, default=10.0)
+    la.add_argument("--rate", type=float, default=ARRIVAL_RATE)
     la.add_argument("--mode", help="all_at_once or rate_R (default: the first)")
     la.add_argument("--out", default="latency.png")
     _model_args(la)
@@ -310,7 +311,7 @@ def register(sub) -> None:
     r = sub.add_parser("report", help="run every evaluation; write report.md, report.json and figures")
     r.add_argument("--out", default="report", help="output folder")
     r.add_argument("--limit", type=int, help="cases per suite (default: all)")
-    r.add_argument("--rate", type=float, default=10.0, help="input arrival rate in tokens/s for the latency run")
+    r.add_argument("--rate", type=float, default=ARRIVAL_RATE, help="input arrival rate in tokens/s for the latency run")
     r.add_argument("--prompts", help="accuracy case file (default: built-in)")
     r.add_argument("--injection", help="injection case file (default: built-in)")
     r.add_argument("--interrupts", help="interrupt case file (default: built-in)")
@@ -347,7 +348,7 @@ def register_evaluate_default(sub) -> None:
     add_skills_args(e)
     add_dtype_arg(e)
     add_engine_args(e)
-    e.add_argument("--max-tokens", type=int, default=144,
+    e.add_argument("--max-tokens", type=int, default=EVAL_MAX_TOKENS,
                    help="total token budget of each contender on a case (all output streams together; all replies)")
     e.add_argument("--json", help="also write the results here")
     e.set_defaults(func=cmd_evaluate_default)

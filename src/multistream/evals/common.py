@@ -16,6 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from ..defaults import EVAL_MAX_TOKENS, INPUT_WAIT_S, SPEAK_RULE, SPECULATIVE_ROWS
 from ..engine.baseline import SingleStreamBaseline
 from ..engine.core import EngineConfig, EngineCore
 from ..engine.runner import Input, RunResult, run_session
@@ -28,17 +29,17 @@ class Contenders:
     """The multi-stream model (``MultiStreamModel`` or anything the engine can drive)."""
     single: tuple | None
     """The single-stream baseline ``(model, tokenizer)``."""
-    max_tokens: int = 144
+    max_tokens: int = EVAL_MAX_TOKENS
     """The total token budget of one reply, the same for both: every output stream of the
     multi-stream model together; the twin's reply, thinking and tags included."""
     max_rows: int = 192
     """Rows per multi-stream session."""
-    speculative: int = 16
+    speculative: int = SPECULATIVE_ROWS
     compiled: bool = False
     """Run the multi-stream model's ordinary rows compiled (``EngineConfig.compiled``): the same tokens, faster."""
-    speak_rule: str = "likely"
+    speak_rule: str = SPEAK_RULE
     """How the multi-stream model's greedy streams choose between silence and speech (``EngineConfig.speak_rule``)."""
-    input_wait: float | None = 0.5
+    input_wait: float | None = INPUT_WAIT_S
     """Seconds the multi-stream model waits for the rest of a message arriving at a rate (``EngineConfig.input_wait``)."""
     model_name: str = "default"
     single_name: str = "default-single"
@@ -70,8 +71,8 @@ class Contenders:
 
 
 def load_contenders(model: str = "default", single: str = "default-single", dtype: str = "auto",
-                    max_tokens: int = 144, compiled: bool = False, speak_rule: str = "likely",
-                    input_wait: float | None = 0.5) -> Contenders:
+                    max_tokens: int = EVAL_MAX_TOKENS, compiled: bool = False, speak_rule: str = SPEAK_RULE,
+                    input_wait: float | None = INPUT_WAIT_S) -> Contenders:
     from ..hardware import resolve_dtype
     from ..zoo import load_model, load_single
 

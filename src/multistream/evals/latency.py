@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import statistics
 
+from ..defaults import ARRIVAL_RATE
 from ..engine.runner import Input
 from .cases import PromptCase
 from .common import Contenders, progress, run_multi
@@ -58,7 +59,7 @@ def run_case(c: Contenders, core, baseline, case: PromptCase, rate: float | None
             else "multi first", **out}
 
 
-def eval_latency(c: Contenders, cases: list[PromptCase], rate_tok_s: float = 10.0, show_progress: bool = True,
+def eval_latency(c: Contenders, cases: list[PromptCase], rate_tok_s: float = ARRIVAL_RATE, show_progress: bool = True,
                  warmup: bool = True, tools=None) -> dict:
     """Both contenders on every case in both modes; ``tools`` (a ``ToolRegistry``, None: none) serves both alike,
     as in the accuracy run: an arithmetic question is answered through the calculator, its round trip timed."""

@@ -27,6 +27,7 @@ alternates case by case, because the machines are shared and noisy.
 from __future__ import annotations
 
 from ..data.twin import twin_messages
+from ..defaults import ARRIVAL_RATE
 from ..engine.runner import Input
 from ..timeline import Segment, Timeline
 from .cases import ListeningCase
@@ -97,7 +98,7 @@ def summarise(records: list[dict]) -> dict:
     return out
 
 
-def eval_listening(c: Contenders, cases: list[ListeningCase], rate_tok_s: float = 10.0, show_progress: bool = True,
+def eval_listening(c: Contenders, cases: list[ListeningCase], rate_tok_s: float = ARRIVAL_RATE, show_progress: bool = True,
                    warmup: bool = True) -> dict:
     core, baseline = c.core(), c.baseline()
     if warmup and cases:

@@ -13,6 +13,7 @@ import platform
 import sys
 from pathlib import Path
 
+from ..defaults import ARRIVAL_RATE
 from .cases import load_cases
 from .common import Contenders
 from .injection import eval_injection, multi_placement
@@ -117,7 +118,7 @@ def _stage_meta(c: Contenders) -> dict:
             "input_wait": c.input_wait}
 
 
-def build_report(c: Contenders, out_dir: str | Path, limit: int | None = None, rate: float = 10.0,
+def build_report(c: Contenders, out_dir: str | Path, limit: int | None = None, rate: float = ARRIVAL_RATE,
                  case_files: dict[str, str | None] | None = None, show_progress: bool = True,
                  stages: list[str] | None = None, fresh: bool = False) -> dict | None:
     """Run the suite, write ``report.md``, ``report.json`` and PNG figures into ``out_dir``; returns the numbers.

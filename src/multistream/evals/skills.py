@@ -47,6 +47,7 @@ from pathlib import Path
 
 from ..data.skills import SKILLS
 from ..data.twin import WRAP, reply_calls, tool_turn, twin_messages, twin_pieces
+from ..defaults import SPEAK_RULE
 from ..engine.runner import Input
 from ..streams import DEFAULT_LAYOUT, Layout
 from ..timeline import Timeline, read_jsonl, resolve_rows
@@ -362,7 +363,7 @@ def _per_skill(timelines: list[Timeline]) -> int:
 
 
 def _part(kind: str, ref: str | None, timelines: list[Timeline], max_tokens: int, dtype: str = "auto",
-          show_progress: bool = False, compiled: bool = False, speak_rule: str = "likely") -> list[dict]:
+          show_progress: bool = False, compiled: bool = False, speak_rule: str = SPEAK_RULE) -> list[dict]:
     """One worker's share: load one model and run it on ``timelines``."""
     from ..hardware import resolve_dtype
 
@@ -400,7 +401,7 @@ def evaluate_all(
     show_progress: bool = False,
     compiled: bool = False,
     skills: Sequence[str] = SKILLS,
-    speak_rule: str = "likely",
+    speak_rule: str = SPEAK_RULE,
 ) -> dict:
     """The report for saved models: ``multi`` and ``single`` are model names or folders (:mod:`multistream.zoo`),
     on the held-out cases of ``skills``.

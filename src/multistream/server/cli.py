@@ -6,7 +6,9 @@ import logging
 import os
 import time
 
+from ..defaults import SPECULATIVE_ROWS
 from ..engine.cli import add_dtype_arg, add_engine_args
+from .limits import ServerLimits
 
 
 def cmd_serve(args) -> int:
@@ -16,7 +18,6 @@ def cmd_serve(args) -> int:
     from ..hardware import resolve_dtype
     from ..zoo import load_model
     from .app import create_app, warm_up
-    from .limits import ServerLimits
     from .run import Server
 
     logging.basicConfig(level=getattr(logging, args.log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -67,6 +68,7 @@ def cmd_serve(args) -> int:
 
 
 def register(sub) -> None:
+    limits = ServerLimits()  # the defaults
     s = sub.add_parser("serve", help="serve a model: WebSocket sessions, OpenAI-compatible HTTP and a live web page")
     s.add_argument("--model", default="default", help="'default', 'base[:REF]' or a saved multistream model folder")
     s.add_argument("--name", help="model id clients use (default: the --model value)")
@@ -80,8 +82,8 @@ def register(sub) -> None:
         metavar="ORIGIN",
         help="a web origin (https://host:port) whose pages may open WebSocket sessions besides the server's own; '*': any",
     )
-    s.add_argument("--max-sessions", type=int, default=32, help="sessions open at once")
-    s.add_argument("--max-rows", type=int, default=4096, help="rows per session")
+    s.add_argument("--max-sessions", type=int, default=limits.max_sessions, help="sessions open at once")
+    s.add_argument("--max-rows", type=int, default=limits.max_rows, help="rows per session")
     s.add_argument(
         "--max-kv-tokens",
         type=int,
@@ -96,10 +98,12 @@ def register(sub) -> None:
         help="keep only a session's last N rows (and its system prompt) in the KV cache: with a large --max-rows a "
         "session can run for hours in bounded memory, forgetting what it read longer ago (0: keep every row)",
     )
-    s.add_argument("--max-input-chars", type=int, default=16_000, help="text per input message")
-    s.add_argument("--max-message-bytes", type=int, default=64 * 1024, help="largest WebSocket frame or HTTP body")
-    s.add_argument("--idle-timeout", type=float, default=300.0, help="seconds without traffic before a session is closed")
-    s.add_argument("--speculative", type=int, default=16,
+    s.add_argument("--max-input-chars", type=int, default=limits.max_input_chars, help="text per input message")
+    s.add_argument("--max-message-bytes", type=int, default=limits.max_message_bytes,
+                   help="largest WebSocket frame or HTTP body")
+    s.add_argument("--idle-timeout", type=float, default=limits.idle_timeout_s,
+                   help="seconds without traffic before a session is closed")
+    s.add_argument("--speculative", type=int, default=SPECULATIVE_ROWS,
                    help="rows fed at once while reading input, assuming silent outputs (exact at temperature 0; 0: off)")
     add_dtype_arg(s)
     add_engine_args(s)

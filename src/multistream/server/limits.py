@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from ..defaults import MAX_ROWS, MAX_SESSIONS
+
 
 @dataclass
 class ServerLimits:
@@ -13,9 +15,9 @@ class ServerLimits:
     """Longest text in one ``input`` message (or one chat message)."""
     max_backlog_chars: int = 64_000
     """Input text a session may have queued and not yet read by the model (the end of each message counts as one)."""
-    max_sessions: int = 32
+    max_sessions: int = MAX_SESSIONS
     """Sessions open at once, WebSocket and HTTP together."""
-    max_rows: int = 4096
+    max_rows: int = MAX_ROWS
     """Rows per session; a session that reaches it is closed with reason ``row_limit``."""
     idle_timeout_s: float = 300.0
     """A WebSocket session with no message from either side for this long is closed (``idle_timeout``)."""
