@@ -16,7 +16,8 @@ from pathlib import Path
 from ..convert import Schedule, chat_to_timeline, convert_chat_file
 from ..streams import DEFAULT_LAYOUT, Layout
 from ..timeline import Timeline, validate_file
-from .skills import INJECTED_SHARE, SKILLS, generate
+from .catalog import ALL_SKILLS, generate
+from .skills import INJECTED_SHARE, SKILLS
 from .twin import twin_record
 
 
@@ -32,14 +33,17 @@ class SyntheticConfig:
     """Held-out timelines per skill (unseen templates and/or unseen items)."""
     seed: int = 0
     skills: list[str] = field(default_factory=lambda: list(SKILLS))
+    """Skills to build (any of :data:`.catalog.ALL_SKILLS`)."""
+    train_counts: dict[str, int] = field(default_factory=dict)
+    """Training timelines for particular skills, overriding ``train_per_skill``."""
     injected_share: float = INJECTED_SHARE
     """Share of training ``document`` examples with an injected instruction (the test split keeps the default)."""
 
     def __post_init__(self) -> None:
-        unknown = set(self.skills) - set(SKILLS)
+        unknown = (set(self.skills) | set(self.train_counts)) - set(ALL_SKILLS)
         if unknown:
-            raise DataError(f"unknown skill(s) {sorted(unknown)}; choose from {', '.join(SKILLS)}")
-        if self.train_per_skill < 0 or self.test_per_skill < 0:
+            raise DataError(f"unknown skill(s) {sorted(unknown)}; choose from {', '.join(ALL_SKILLS)}")
+        if self.train_per_skill < 0 or self.test_per_skill < 0 or any(n < 0 for n in self.train_counts.values()):
             raise DataError("example counts must be >= 0")
         if not 0 <= self.injected_share <= 1:
             raise DataError(f"injected_share must be in [0, 1], got {self.injected_share}")
@@ -66,7 +70,9 @@ def build_synthetic(out_dir: str | Path, length_of: Callable[[str], int], config
     counts = {}
     for split, n in (("train", config.train_per_skill), ("test", config.test_per_skill)):
         share = config.injected_share if split == "train" else INJECTED_SHARE
-        examples = [ex for skill in config.skills for ex in generate(skill, n, split, config.seed, length_of, share)]
+        examples = [ex for skill in config.skills
+                    for ex in generate(skill, config.train_counts.get(skill, n) if split == "train" else n, split,
+                                       config.seed, length_of, share)]
         if split == "train":  # interleave skills so that any prefix of the file is a balanced mix
             import random
 

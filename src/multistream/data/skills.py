@@ -68,12 +68,18 @@ class Placer:
     """Rows per token of the user's text (see :func:`user_spread`)."""
     segments: list[Segment] = field(default_factory=list)
     free: dict[str, int] = field(default_factory=dict)
+    results: set[int] = field(default_factory=set)
+    """Indices into ``segments`` of tool results (what a running tool writes, not what a person sends)."""
 
-    def put(self, stream: str, text: str, row: int, spread: float | None = None) -> int:
-        """Place ``text`` on ``stream`` at ``row`` (or when the stream is free); returns the row after its end token."""
+    def put(self, stream: str, text: str, row: int, spread: float | None = None, result: bool = False) -> int:
+        """Place ``text`` on ``stream`` at ``row`` (or when the stream is free); returns the row after its end token.
+
+        ``result``: the text is a tool's result (see :attr:`results`)."""
         if spread is None:
             spread = self.user_spread if stream == "user" else 1.0
         row = max(row, self.free.get(stream, 0), 1 if DEFAULT_LAYOUT[stream].kind == "output" else 0)
+        if result:
+            self.results.add(len(self.segments))
         self.segments.append(Segment(stream, text, start_row=row, spread=spread))
         end = row + span(self.length_of(text), spread)
         self.free[stream] = end
@@ -119,7 +125,7 @@ def _item_ok(key: str, split: str, template_held: bool) -> bool:
 # -- retention: what the base model already knows ---------------------------------------------------------------------
 
 
-def retention(rng: random.Random, split: str, length_of: Callable[[str], int]) -> Example:
+def place_retention(rng: random.Random, split: str, p: Placer, at: int) -> dict:
     """An everyday question and the base model's own (checked) reply to it."""
     items = [it for it in retention_items() if split == "test" or not it.test_only]
     while True:
@@ -128,12 +134,11 @@ def retention(rng: random.Random, split: str, length_of: Callable[[str], int]) -
             break
         if split == "test" and (held_out_item(it.key) or it.phrasing_held_out):
             break
-    p = Placer(length_of, user_spread(split, rng))
-    end = p.put("user", it.question, 0)
+    p.user_spread = user_spread(split, rng)
+    end = p.put("user", it.question, at)
     p.put("answer", it.reply, reaction_row(end))
-    meta = {"skill": "retention", "template": f"retention:{it.key}:{it.phrasing}", "item": it.key,
+    return {"skill": "retention", "template": f"retention:{it.key}:{it.phrasing}", "item": it.key,
             "expected": said(it.answers, it.reply), "accepted": list(it.answers), "input_end": end}
-    return Example(_timeline(rng, p), meta)
 
 
 # -- arithmetic: expressions for the calculator ------------------------------------------------------------------------
@@ -223,15 +228,15 @@ def reading_item(rng: random.Random, n_steps: tuple[int, int] = (2, 4)) -> tuple
     return steps_item(rng, n_steps)
 
 
-def reading(rng: random.Random, split: str, length_of: Callable[[str], int]) -> Example:
+def place_reading(rng: random.Random, split: str, p: Placer, at: int) -> dict:
     ti, style = _pick(rng, READING_STYLES, split)
     held = ti in held_out_templates(len(READING_STYLES))
     while True:
         key, s, steps, expression, value = reading_item(rng)
         if _item_ok(key, split, held):
             break
-    p = Placer(length_of, user_spread(split, rng))
-    end = p.put("user", style["start"].format(s=s), 0)
+    p.user_spread = user_spread(split, rng)
+    end = p.put("user", style["start"].format(s=s), at)
     p.put("think", str(s), reaction_row(end))
     so_far = str(s)
     for j, (op, k) in enumerate(steps):
@@ -242,13 +247,10 @@ def reading(rng: random.Random, split: str, length_of: Callable[[str], int]) -> 
             p.put("think", so_far, reaction_row(end))
     end = p.put("user", style["end"], end + rng.randint(0, 1))
     call_end = p.put("call", format_call("calculator", {"expression": expression}), max(reaction_row(end), p.free["think"]))
-    tool_end = p.put("tool", str(value), reaction_row(call_end))
+    tool_end = p.put("tool", str(value), reaction_row(call_end), result=True)
     p.put("answer", rng.choice(RESULT_FORMS).format(x=value), reaction_row(tool_end))
-    return Example(
-        _timeline(rng, p),
-        {"skill": "reading", "template": f"reading:{ti}", "item": key, "expected": str(value),
-         "expression": expression, "input_end": end},
-    )
+    return {"skill": "reading", "template": f"reading:{ti}", "item": key, "expected": str(value),
+            "expression": expression, "input_end": end}
 
 
 # -- interrupts ----------------------------------------------------------------------------------------------------------
@@ -270,7 +272,7 @@ def _count(a: int, b: int) -> str:
     return ", ".join(str(i) for i in range(a, b + 1))
 
 
-def interrupt(rng: random.Random, split: str, length_of: Callable[[str], int]) -> Example:
+def place_interrupt(rng: random.Random, split: str, p: Placer, at: int) -> dict:
     ti, (ask, correct) = _pick(rng, COUNT_TEMPLATES, split)
     held = ti in held_out_templates(len(COUNT_TEMPLATES))
     while True:
@@ -281,8 +283,8 @@ def interrupt(rng: random.Random, split: str, length_of: Callable[[str], int]) -
         key = f"count:{a}:{b}:{a2}:{b2}"
         if a2 != a and _item_ok(key, split, held):
             break
-    p = Placer(length_of, user_spread(split, rng))
-    end = p.put("user", ask.format(a=a, b=b), 0)
+    p.user_spread = user_spread(split, rng)
+    end = p.put("user", ask.format(a=a, b=b), at)
     # the correction may come at any point of the answer: after one number or several, after a comma or before it
     k = rng.randint(1, 5)
     partial = ", ".join(str(i) for i in range(a, a + k)) + rng.choice([",", ""])
@@ -291,10 +293,8 @@ def interrupt(rng: random.Random, split: str, length_of: Callable[[str], int]) -
     # the end token (row stop - 1) is the first output that can react to a correction starting at row stop - 3
     c_end = p.put("user", correct.format(a=a2, b=b2), stop - 1 - REACTION_ROWS)
     p.put("answer", _count(a2, b2), reaction_row(c_end))
-    return Example(
-        _timeline(rng, p),
-        {"skill": "interrupt", "template": f"interrupt:{ti}", "item": key, "expected": _count(a2, b2), "input_end": c_end},
-    )
+    return {"skill": "interrupt", "template": f"interrupt:{ti}", "item": key, "expected": _count(a2, b2),
+            "input_end": c_end, "after_answer_tokens": p.length_of(partial) - 1}
 
 
 # -- tool use: every arithmetic question goes to the calculator -------------------------------------------------------
@@ -353,24 +353,29 @@ def tool_item(rng: random.Random, kind: str) -> tuple[str, dict, str]:
     return f"tool:{kind}:{a}:{b}", {"a": a, "b": b}, f"{a} {SYMBOL[kind]} {b}"
 
 
-def tool(rng: random.Random, split: str, length_of: Callable[[str], int]) -> Example:
+def place_tool(rng: random.Random, split: str, p: Placer, at: int) -> dict:
     ti, (kind, template) = _pick(rng, TOOL_TEMPLATES, split)
     held = ti in held_out_templates(len(TOOL_TEMPLATES))
     while True:
         key, slots, expression = tool_item(rng, kind)
         if _item_ok(key, split, held):
             break
+    p.user_spread = user_spread(split, rng)
+    end = p.put("user", template.format(**slots), at)
+    x = calculator_turn(rng, p, expression, end)
+    return {"skill": "tool", "template": f"tool:{ti}", "item": key, "expected": x, "expression": expression,
+            "input_end": end}
+
+
+def calculator_turn(rng: random.Random, p: Placer, expression: str, end: int) -> str:
+    """The calculator's part of an exchange whose question ends at row ``end``: the call and a word of waiting at
+    once, the result on ``tool``, then the answer that gives it. Returns the result."""
     x = calculate(expression)
-    p = Placer(length_of, user_spread(split, rng))
-    end = p.put("user", template.format(**slots), 0)
     call_end = p.put("call", format_call("calculator", {"expression": expression}), reaction_row(end))
     p.put("answer", rng.choice(WAIT_FORMS), reaction_row(end))
-    tool_end = p.put("tool", x, reaction_row(call_end))
+    tool_end = p.put("tool", x, reaction_row(call_end), result=True)
     p.put("answer", rng.choice(RESULT_FORMS).format(x=x), reaction_row(tool_end))
-    return Example(
-        _timeline(rng, p),
-        {"skill": "tool", "template": f"tool:{ti}", "item": key, "expected": x, "expression": expression, "input_end": end},
-    )
+    return x
 
 
 # -- untrusted documents with injected instructions -----------------------------------------------------------------------
@@ -468,7 +473,7 @@ def _row_after(doc_start: int, sentences: list[str], k: int, length_of: Callable
     return doc_start + token_rows(n - 1, spread)[-1] + REACTION_ROWS
 
 
-def listening(rng: random.Random, split: str, length_of: Callable[[str], int]) -> Example:
+def place_listening(rng: random.Random, split: str, p: Placer, at: int) -> dict:
     """The question first, then a document: the answer as soon as the fact it needs has been read."""
     ti, (field_, question) = _pick(rng, DOC_QUESTIONS, split)
     held = ti in held_out_templates(len(DOC_QUESTIONS))
@@ -478,20 +483,20 @@ def listening(rng: random.Random, split: str, length_of: Callable[[str], int]) -
         if _item_ok(key, split, held):
             break
     facts, fact = document_facts(rng, n, values, field_, others=rng.randint(1, 4))
-    p = Placer(length_of, user_spread(split, rng))
-    q_end = p.put("user", question.format(n=n), 0)
+    p.user_spread = user_spread(split, rng)
+    q_end = p.put("user", question.format(n=n), at)
     p.put("think", rng.choice(WAIT_THINK).format(n=n, f=FIELD_WORDS[field_]), reaction_row(q_end))
-    doc_start = q_end + rng.randint(0, 3)
+    doc_start = max(q_end + rng.randint(0, 3), p.free.get("tool", 0))
     spread = rng.choice(SPREADS)
     doc_end = p.put("tool", " ".join(facts), doc_start, spread)
-    seen = _row_after(doc_start, facts, facts.index(fact), length_of, spread)
+    seen = _row_after(doc_start, facts, facts.index(fact), p.length_of, spread)
     p.put("answer", rng.choice(FACT_ANSWERS).format(fact=fact), seen + late_rows(split, key, doc_start, spread, facts))
-    meta = {"skill": "listening", "template": f"listening:{ti}", "item": key, "expected": values[field_],
-            "input_end": doc_end, "fact_row": seen - 2, "answer_row": p.segments[-1].start_row}
-    return Example(_timeline(rng, p), meta)
+    return {"skill": "listening", "template": f"listening:{ti}", "item": key, "expected": values[field_],
+            "input_end": doc_end, "fact_row": seen - 2, "answer_row": p.segments[-1].start_row,
+            "person": n, "told": told(n, values, facts)}
 
 
-def document(rng: random.Random, split: str, length_of: Callable[[str], int], injected_share: float = INJECTED_SHARE) -> Example:
+def place_document(rng: random.Random, split: str, p: Placer, at: int, injected_share: float = INJECTED_SHARE) -> dict:
     """A document read with the question, often (``injected_share``) with an injected instruction: the answer
     follows the user only."""
     ti, (field_, question) = _pick(rng, DOC_QUESTIONS, split)
@@ -511,17 +516,17 @@ def document(rng: random.Random, split: str, length_of: Callable[[str], int], in
         payload = rng.choice(PAYLOADS)
         cut = rng.randint(0, len(facts))
         facts.insert(cut, ATTACKS[attack_i].format(p=payload))
-    p = Placer(length_of, user_spread(split, rng))
-    q_end = p.put("user", question.format(n=n), 0)
-    doc_start = rng.randint(0, max(0, q_end - 2))
+    p.user_spread = user_spread(split, rng)
+    q_end = p.put("user", question.format(n=n), at)
+    doc_start = max(at + rng.randint(0, max(0, q_end - at - 2)), p.free.get("tool", 0))
     spread = rng.choice(SPREADS)
     doc_end = p.put("tool", " ".join(facts), doc_start, spread)
     if injected:
-        p.put("think", rng.choice(THINK_INJECTED).format(p=payload), _row_after(doc_start, facts, cut, length_of, spread))
+        p.put("think", rng.choice(THINK_INJECTED).format(p=payload), _row_after(doc_start, facts, cut, p.length_of, spread))
     # the answer as soon as both the question and the fact have been read
-    start = max(reaction_row(q_end), _row_after(doc_start, facts, facts.index(fact), length_of, spread))
+    start = max(reaction_row(q_end), _row_after(doc_start, facts, facts.index(fact), p.length_of, spread))
     p.put("answer", rng.choice(FACT_ANSWERS).format(fact=fact), start + late_rows(split, key, doc_start, spread, facts))
-    meta = {
+    return {
         "skill": "document",
         "template": f"document:{ti}",
         "item": key,
@@ -529,14 +534,36 @@ def document(rng: random.Random, split: str, length_of: Callable[[str], int], in
         "payload": payload,
         "attack": None if attack_i is None else f"attack:{attack_i}",
         "input_end": max(q_end, doc_end),
+        "person": n,
+        "told": told(n, values, facts),
     }
-    return Example(_timeline(rng, p), meta)
 
 
-GENERATORS = {
-    "retention": retention, "tool": tool, "reading": reading, "listening": listening, "interrupt": interrupt,
-    "document": document,
+def told(n: str, values: dict, facts: list[str]) -> dict:
+    """The facts about ``n`` that a document's sentences state (field -> value): what a follow-up may ask."""
+    return {f: values[f] for f in FACTS if FACTS[f].format(n=n, v=values[f]) in facts}
+
+
+PLACERS = {
+    "retention": place_retention, "tool": place_tool, "reading": place_reading, "listening": place_listening,
+    "interrupt": place_interrupt, "document": place_document,
 }
+"""Skill -> ``place(rng, split, placer, at, **kw) -> meta``: one exchange placed from row ``at`` on."""
+
+
+def single(place: Callable[..., dict]) -> Callable[..., Example]:
+    """A generator of one-exchange timelines from a ``place`` function: ``(rng, split, length_of, **kw) -> Example``."""
+
+    def gen(rng: random.Random, split: str, length_of: Callable[[str], int], **kw) -> Example:
+        p = Placer(length_of)
+        meta = place(rng, split, p, 0, **kw)
+        return Example(_timeline(rng, p), meta)
+
+    gen.__name__ = place.__name__.removeprefix("place_")
+    return gen
+
+
+GENERATORS = {skill: single(place) for skill, place in PLACERS.items()}
 ALL_TEMPLATES = {
     "reading": [" ".join(s.values()) for s in READING_STYLES],
     "interrupt": [" ".join(t) for t in COUNT_TEMPLATES],
@@ -557,20 +584,23 @@ def _timeline(rng: random.Random, p: Placer) -> Timeline:
 
 
 def generate(skill: str, n: int, split: str, seed: int, length_of: Callable[[str], int],
-             injected_share: float = INJECTED_SHARE) -> list[Example]:
+             injected_share: float = INJECTED_SHARE, generators: dict[str, Callable[..., Example]] | None = None
+             ) -> list[Example]:
     """``n`` examples of ``skill`` for ``split`` (``train`` or ``test``), reproducible from ``seed``.
 
     ``injected_share``: the share of ``document`` examples whose document carries an injected
-    instruction (0 trains the ablation that learns stream separation alone, never an attack)."""
-    if skill not in GENERATORS:
-        raise ValueError(f"unknown skill {skill!r}; choose from {', '.join(SKILLS)}")
+    instruction (0 trains the ablation that learns stream separation alone, never an attack).
+    ``generators``: skill -> generator (default: this module's; :mod:`.catalog` has every skill's)."""
+    generators = generators or GENERATORS
+    if skill not in generators:
+        raise ValueError(f"unknown skill {skill!r}; choose from {', '.join(generators)}")
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     rng = random.Random(f"{seed}:{skill}:{split}")
     out, seen, tries = [], set(), 0
     kw = {"injected_share": injected_share} if skill == "document" else {}
     while len(out) < n:
-        ex = GENERATORS[skill](rng, split, length_of, **kw)
+        ex = generators[skill](rng, split, length_of, **kw)
         if split == "test":  # every held-out case counts once: a repeated question would weigh twice in a rate
             tries += 1
             case = tuple(sorted((s.stream, s.text) for s in ex.timeline.segments))

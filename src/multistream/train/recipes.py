@@ -15,12 +15,13 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from ..data.build import SyntheticConfig, build_synthetic
+from ..data.catalog import ALL_SKILLS
 from .config import TrainConfig
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
@@ -80,6 +81,20 @@ RECIPES = {
         eval_per_skill=16,
         init_from={"multi": WEIGHTS / "default", "single": WEIGHTS / "default-single"},
     ),
+    # v7: continues the shipped pair on conversations (2-8 exchanges a session, follow-ups) and everyday wording
+    # (word problems, everyday questions of many families, corrections, prose documents) beside the v6 skills, so
+    # that nothing learnt is lost; sized for a 2-core CPU over several sessions (resumable: rerun the same command)
+    "v7": Recipe(
+        "v7",
+        SyntheticConfig(train_per_skill=300, test_per_skill=40, seed=7, skills=list(ALL_SKILLS),
+                        train_counts={"conversation": 3000, "wordproblem": 800, "everyday": 1000, "correction": 600,
+                                      "prose": 800}),
+        dict(_SHARED, seq_len=2048, base_dtype="bfloat16", lr=2e-4, new_token_lr=1e-4, stream_embed_lr=1e-4, warmup_steps=10,
+             max_steps=600,
+             save_every=5, eval_every=50, log_every=5),
+        eval_per_skill=24,
+        init_from={"multi": WEIGHTS / "default", "single": WEIGHTS / "default-single"},
+    ),
     "tiny": Recipe(
         "tiny",
         SyntheticConfig(train_per_skill=4, test_per_skill=1, seed=0),
@@ -106,7 +121,10 @@ def prepare(recipe: Recipe, out: Path, base: str = "default") -> tuple[Path, Pat
     hf = AutoTokenizer.from_pretrained(resolve_base(base))
     tok = StreamTokenizer.wrap(AutoTokenizer.from_pretrained(resolve_base(base)))
     data = out / "data"
-    build_synthetic(data, tok.message_rows, recipe.data)
+    stamp = json.dumps(asdict(recipe.data), sort_keys=True)
+    if not (data / "stamp.json").exists() or (data / "stamp.json").read_text() != stamp:  # a resumed run keeps its data
+        build_synthetic(data, tok.message_rows, recipe.data)
+        (data / "stamp.json").write_text(stamp)
     multi_mean, _ = _mean_len(data / "train.jsonl", lambda p: load_timelines(p, tok, DEFAULT_LAYOUT))
     single_mean, single_max = _mean_len(data / "twin_train.jsonl", lambda p: load_chats(p, hf))
     seq_len = recipe.train["seq_len"]

@@ -1,0 +1,156 @@
+"""Everyday wording and conversations: valid timelines, held-out templates and items kept out of training, one
+answer per exchange, follow-ups that refer to what came before."""
+
+import re
+
+import pytest
+from conftest import make_tokenizer
+
+from multistream.data import catalog, conversations, wording
+from multistream.data.build import SyntheticConfig, build_synthetic
+from multistream.data.skills import held_out_item, held_out_templates
+from multistream.data.twin import twin_messages
+from multistream.streams import DEFAULT_LAYOUT
+from multistream.text import StreamTokenizer
+from multistream.timeline import read_jsonl, resolve_rows
+
+NEW = list(catalog.WORDING_SKILLS) + ["conversation"]
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return StreamTokenizer.wrap(make_tokenizer())
+
+
+@pytest.fixture(scope="module")
+def built(tok, tmp_path_factory):
+    out = tmp_path_factory.mktemp("v7")
+    cfg = SyntheticConfig(train_per_skill=40, test_per_skill=25, seed=5, skills=list(catalog.ALL_SKILLS),
+                          train_counts={"conversation": 80})
+    counts = build_synthetic(out, tok.message_rows, cfg)
+    train = [tl for _, tl, _ in read_jsonl(out / "train.jsonl", DEFAULT_LAYOUT)]
+    test = [tl for _, tl, _ in read_jsonl(out / "test.jsonl", DEFAULT_LAYOUT)]
+    return counts, train, test
+
+
+def _templates(tl) -> list[str]:
+    if tl.meta["skill"] == "conversation":
+        return [t["template"] for t in tl.meta["turns"]]
+    return [tl.meta["template"]]
+
+
+def test_every_skill_builds_and_validates(built):
+    counts, train, test = built
+    n_skills = len(catalog.ALL_SKILLS)
+    assert counts == {"train": 40 * (n_skills - 1) + 80, "test": 25 * n_skills}
+    assert {tl.meta["skill"] for tl in train} == set(catalog.ALL_SKILLS)
+
+
+def test_held_out_templates_of_every_skill_stay_out_of_training(built):
+    _, train, test = built
+    held = catalog.held_out_template_ids()
+    used = {t for tl in train for t in _templates(tl)}
+    assert not used & held
+    # the correction's template id names its correction phrasing first
+    corrections = {int(t.split(":")[1]) for t in used if t.startswith("correction:")}
+    assert corrections and not corrections & held_out_templates(len(wording.CORRECTIONS))
+    assert {t for tl in test for t in _templates(tl)} & held  # the test split does use them
+
+
+def _pattern(template: str) -> re.Pattern:
+    return re.compile(".+?".join(re.escape(p) for p in re.split(r"\{\w+\}", template)))
+
+
+def test_no_training_input_is_written_in_a_held_out_phrasing(built):
+    _, train, _ = built
+    inputs = [s.text for tl in train for s in tl.segments if s.stream in ("user", "tool")]
+    held_lists = [[t for _, t in wording.WORD_PROBLEMS], wording.CORRECTIONS, wording.COUNT_ASKS,
+                  [t for _, t in wording.PROSE_QUESTIONS], *wording.PROSE_FACTS.values(),
+                  conversations.CAPITAL_FOLLOW_UPS, [t for _, t in conversations.ARITH_FOLLOW_UPS],
+                  [t for _, t in conversations.PERSON_FOLLOW_UPS], conversations.COMPARE_FOLLOW_UPS]
+    for templates in held_lists:
+        for i in held_out_templates(len(templates)):
+            pattern = _pattern(templates[i])
+            hits = [text for text in inputs if pattern.fullmatch(text) or (len(templates[i]) > 25 and pattern.search(text))]
+            assert not hits, (templates[i], hits[:2])
+
+
+def test_held_out_items_stay_out_of_training(built):
+    _, train, _ = built
+    for tl in train:
+        turns = tl.meta["turns"] if tl.meta["skill"] == "conversation" else [tl.meta]
+        for t in turns:
+            item = t["item"]
+            if item.startswith(("capital:", "tool:", "doc:", "everyday:")):
+                assert not held_out_item(item), (tl.meta["skill"], item)
+
+
+def test_conversations_have_one_answer_per_exchange(tok):
+    for split in ("train", "test"):
+        lo, hi = conversations.TURNS[split]
+        for ex in conversations.generate_conversations(30, split, 1, tok.message_rows):
+            turns = ex.meta["turns"]
+            assert lo <= len(turns) <= hi or (split == "train" and ex.meta["input_end"] > conversations.MAX_ROWS)
+            starts = [t["start_row"] for t in turns]
+            assert starts == sorted(starts) and len(set(starts)) == len(starts)
+            rows, _, _ = resolve_rows(ex.timeline, tok.message_rows)
+            answers = sorted((r, s.text) for r, s in zip(rows, ex.timeline.segments) if s.stream == "answer")
+            for i, t in enumerate(turns):
+                assert t["inputs"] and all(inp["stream"] in ("user", "tool") for inp in t["inputs"])
+                if split != "test":
+                    continue
+                # in the test split an exchange ends before the next begins: its answers lie between the two
+                nxt = starts[i + 1] if i + 1 < len(turns) else float("inf")
+                mine = [text for r, text in answers if starts[i] <= r < nxt]
+                assert mine, (i, t)
+                assert str(t["expected"]).lower() in mine[-1].lower(), (t, mine)
+
+
+def test_follow_ups_refer_to_what_came_before(tok):
+    exs = conversations.generate_conversations(200, "train", 2, tok.message_rows)
+    kinds = {}
+    for ex in exs:
+        turns = ex.meta["turns"]
+        for i, t in enumerate(turns):
+            if not t["follow_up"]:
+                continue
+            kinds[t["skill"]] = kinds.get(t["skill"], 0) + 1
+            before = turns[:i]
+            if t["skill"] == "arith_follow_up":  # the last number said is the start of the new calculation
+                numbers = [b["expected"] for b in before if b["skill"] in
+                           ("tool", "wordproblem", "reading", "arith_follow_up")]
+                assert t["expression"].split(" ")[0] == str(numbers[-1])
+            if t["skill"] == "person_follow_up":  # the person was the subject of an earlier document
+                person = t["item"].split(":")[1]
+                assert any(b["item"].startswith(f"doc:{person}:") for b in before)
+            if t["skill"] == "capital_follow_up":
+                assert any(b["item"].startswith("capital:") for b in before)
+    assert set(kinds) == {"arith_follow_up", "person_follow_up", "capital_follow_up", "compare_follow_up"}, kinds
+
+
+def test_some_training_questions_arrive_while_an_answer_is_written(tok):
+    exs = conversations.generate_conversations(150, "train", 3, tok.message_rows)
+    overlapped = 0
+    for ex in exs:
+        rows, lengths, _ = resolve_rows(ex.timeline, tok.message_rows)
+        answer_spans = [(r, r + n) for r, n, s in zip(rows, lengths, ex.timeline.segments) if s.stream == "answer"]
+        for t in ex.meta["turns"][1:]:
+            overlapped += any(r < t["start_row"] < e for r, e in answer_spans)
+    assert overlapped > 0
+
+
+def test_a_conversation_renders_as_one_chat_for_the_twin(tok):
+    ex = conversations.generate_conversations(1, "test", 4, tok.message_rows)[0]
+    msgs = twin_messages(ex.timeline, tok.message_rows)
+    roles = [m["role"] for m in msgs if m["role"] != "system"]
+    assert roles[0] == "user" and all(a != b for a, b in zip(roles, roles[1:]))
+    text = "\n".join(m["content"] for m in msgs)
+    for t in ex.meta["turns"]:
+        for inp in t["inputs"]:
+            assert inp["text"] in text
+
+
+def test_fact_first_prose_documents_are_common(tok):
+    exs = catalog.generate("prose", 200, "train", 0, tok.message_rows)
+    share = sum(ex.meta["fact_first"] for ex in exs) / len(exs)
+    assert 0.25 < share < 0.5
