@@ -49,6 +49,22 @@ def test_bar_and_latency_plots(tmp_path):
     png_ok(plot_latency(result, tmp_path / "l.png"))
 
 
+@pytest.fixture(autouse=True)
+def conversations(monkeypatch):
+    """The chats stage on one hand-built conversation (the generator is not needed, nor a tokenizer download)."""
+    import multistream.evals.report as rep
+    from eval.test_chats import three_turns
+
+    asked = []
+
+    def load(path, n):
+        asked.append((path, n))
+        return [three_turns()]
+
+    monkeypatch.setattr(rep, "load_conversations", load)
+    return asked
+
+
 @pytest.fixture
 def tiny(wrap, tokenizer):
     multi = wrap("llama")
@@ -56,13 +72,17 @@ def tiny(wrap, tokenizer):
     return Contenders(multi, single, max_tokens=6, max_rows=40, model_name="tiny", single_name="tiny-single")
 
 
-def test_report_on_a_small_subset(tiny, tmp_path):
+def test_report_on_a_small_subset(tiny, tmp_path, conversations):
     report = build_report(tiny, tmp_path, limit=1, rate=400.0, show_progress=False)
+    assert conversations == [(None, 1)]
     assert (tmp_path / "report.md").exists() and (tmp_path / "report.json").exists()
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["summary"] == json.loads(json.dumps(report["summary"]))
     s = saved["summary"]
-    assert set(s) == {"accuracy", "asr", "utility_under_attack", "monitor", "interrupts", "latency", "listening"}
+    assert set(s) == {"accuracy", "asr", "utility_under_attack", "monitor", "interrupts", "latency", "listening", "chats"}
+    assert (s["chats"]["conversations"], s["chats"]["turns"]) == (1, 3)
+    assert set(s["chats"]["turns_right"]) == {"multi", "multi_ci", "single", "single_ci"}
+    assert set(saved["chats"]["multi"]["by_turn"]) == {"1", "2", "3"} and "cases" in saved["chats"]
     assert s["accuracy"]["n"] == s["asr"]["n"] == s["interrupts"]["n"] == s["listening"]["n"] == 1
     assert set(saved["injection"]) >= {"multi", "single", "asr_ratio", "monitor"} and "flag_rate" in saved["injection"]["monitor"]
     assert set(saved["prompts"]["multi"]) >= {"accuracy", "n"}
@@ -75,6 +95,7 @@ def test_report_on_a_small_subset(tiny, tmp_path):
         assert f"]({name})" in md
     assert "| accuracy (prompts) |" in md and "| attack success rate" in md and "| interrupt success |" in md
     assert "| listening: fact to final answer" in md
+    assert "| conversations: every turn right (%) |" in md and "## Conversations" in md and "| turn 3 | 1 |" in md
 
 
 def test_report_in_parts_then_assembled_from_the_kept_results(tiny, tmp_path, monkeypatch):
@@ -82,15 +103,15 @@ def test_report_in_parts_then_assembled_from_the_kept_results(tiny, tmp_path, mo
 
     opts = dict(limit=1, rate=400.0, show_progress=False)
     assert build_report(tiny, tmp_path, stages=["prompts", "latency"], **opts) is None
-    assert build_report(tiny, tmp_path, stages=["injection", "interrupts", "listening"], **opts) is None
+    assert build_report(tiny, tmp_path, stages=["injection", "interrupts", "listening", "chats"], **opts) is None
     assert not (tmp_path / "report.md").exists()
-    assert sorted(p.stem for p in (tmp_path / "stages").iterdir()) == ["injection", "interrupts", "latency", "listening",
-                                                                      "prompts"]
+    assert sorted(p.stem for p in (tmp_path / "stages").iterdir()) == ["chats", "injection", "interrupts", "latency",
+                                                                      "listening", "prompts"]
 
     def ran_again(*a, **k):
         raise AssertionError("a suite ran again")
 
-    for name in ("eval_prompts", "eval_injection", "eval_interrupts", "eval_latency", "eval_listening"):
+    for name in ("eval_prompts", "eval_injection", "eval_interrupts", "eval_latency", "eval_listening", "eval_chats"):
         monkeypatch.setattr(rep, name, ran_again)
     report = build_report(tiny, tmp_path, **opts)  # only the figures are made
     assert report["summary"]["accuracy"]["n"] == report["summary"]["listening"]["n"] == 1
@@ -106,7 +127,7 @@ def test_report_in_parts_then_assembled_from_the_kept_results(tiny, tmp_path, mo
     (tmp_path / "stages" / "prompts.json").write_text('{"key": ')  # a broken file: that suite runs again
     with pytest.raises(AssertionError, match="ran again"):
         build_report(tiny, tmp_path, **opts)
-    assert set(report["meta"]["stages"]) == {"prompts", "injection", "interrupts", "latency", "listening"}
+    assert set(report["meta"]["stages"]) == {"prompts", "injection", "interrupts", "latency", "listening", "chats"}
     with pytest.raises(ValueError, match="unknown stage"):
         build_report(tiny, tmp_path, stages=["figures"], **opts)
 
@@ -131,3 +152,43 @@ def test_weights_stamp_follows_the_contents_not_the_copy(tmp_path):
     (b / "adapter.safetensors").write_bytes(b"\x01" * 4095 + b"\x02")  # retrained: same size, new contents
     assert _weights_stamp(str(a)) != _weights_stamp(str(b))
     assert _weights_stamp("not-a-folder") == "not-a-folder"
+
+
+def test_chats_stage_follows_its_conversations_and_is_skipped_without_a_generator(tiny, tmp_path, monkeypatch):
+    import multistream.evals.report as rep
+    from eval.test_chats import three_turns
+
+    opts = dict(limit=1, rate=400.0, show_progress=False, stages=["chats"])
+    assert build_report(tiny, tmp_path, **opts) is None
+    kept = json.loads((tmp_path / "stages" / "chats.json").read_text())
+    assert kept["result"]["n"] == 1 and kept["key"]["n_conversations"] == 1
+
+    def ran_again(*a, **k):
+        raise AssertionError("a suite ran again")
+
+    monkeypatch.setattr(rep, "eval_chats", ran_again)
+    assert build_report(tiny, tmp_path, **opts) is None  # the same conversations: kept
+    other = three_turns()
+    other.meta["turns"][1]["expected"] = "43"
+    monkeypatch.setattr(rep, "load_conversations", lambda path, n: [other])
+    with pytest.raises(AssertionError, match="ran again"):  # other conversations: run again
+        build_report(tiny, tmp_path, **opts)
+
+    def missing(path, n):
+        raise rep.ConversationsMissing("no conversation generator")
+
+    monkeypatch.setattr(rep, "load_conversations", missing)
+    assert build_report(tiny, tmp_path, **opts) is None  # nothing to run: skipped, not failed
+
+
+def test_case_fields_added_later_leave_the_kept_keys_alone():
+    import dataclasses
+
+    from multistream.evals.cases import InterruptCase, PromptCase
+    from multistream.evals.report import _case_dict
+
+    p = PromptCase("a", "What is 2 plus 2?", "4")
+    assert _case_dict(p) == {k: v for k, v in dataclasses.asdict(p).items() if k != "accepted"}
+    assert _case_dict(PromptCase("a", "q", "4", accepted=("four",)))["accepted"] == ("four",)
+    t = InterruptCase("t", "u", "i", 2, "5")
+    assert "tools" not in _case_dict(t) and _case_dict(dataclasses.replace(t, tools=True))["tools"] is True

@@ -25,7 +25,7 @@ def _contenders(args):
 def _cases(args, kind: str):
     from .cases import load_cases
 
-    cases, errors = load_cases(args.cases, kind, args.limit)
+    cases, errors = load_cases(args.cases, kind, args.limit, suite=getattr(args, "suite", None) or "default")
     for e in errors:
         print(f"skipped: {e}", file=sys.stderr)
     return cases, errors
@@ -65,6 +65,8 @@ def cmd_eval(args) -> int:
     kind = args.what
     if kind == "skills":
         return _skills(args)
+    if kind == "chats":
+        return _chats(args)
     cases, errors = _cases(args, "prompts" if kind == "latency" else kind)
     if kind == "listening":
         return _listening(args, cases, errors)
@@ -96,9 +98,10 @@ def cmd_eval(args) -> int:
                 ("n", r["multi"]["n"], r["single"]["n"], None)]
         return _emit(args, r, rows, errors)
     if kind == "interrupts":
+        from ..engine.tools import demo_tools
         from .interrupts import eval_interrupts
 
-        r = eval_interrupts(c, cases, progress)
+        r = eval_interrupts(c, cases, progress, tools=None if args.no_tools else demo_tools())
         rows = [("interrupt success [95% CI]", _ci(r["multi"], "success"), _ci(r["single"], "success"), r["success_ratio"]),
                 ("median interrupt to answer (s)", r["multi"]["latency_median"], r["single"]["latency_median"],
                  r["latency_ratio"]),
@@ -153,6 +156,23 @@ def _skills(args) -> int:
         print(json.dumps(out, indent=2, ensure_ascii=False))
     else:
         print(format_report(r))
+    return 0
+
+
+def _chats(args) -> int:
+    from .chats import ConversationsMissing, eval_chats, format_table, load_conversations
+
+    try:
+        timelines = load_conversations(args.data, args.n, seed=args.seed)
+    except (ConversationsMissing, ValueError) as e:
+        print(f"multistream eval chats: {e}", file=sys.stderr)
+        return 2
+    r = eval_chats(_contenders(args), timelines, show_progress=not args.no_progress)
+    if args.json:
+        print(json.dumps(r if args.details else {k: v for k, v in r.items() if k != "cases"}, indent=2,
+                         ensure_ascii=False, default=str))
+    else:
+        print(format_table(r))
     return 0
 
 
@@ -213,7 +233,7 @@ def cmd_report(args) -> int:
         return 2
     report = build_report(_contenders(args), args.out, args.limit, args.rate,
                           {"prompts": args.prompts, "injection": args.injection, "interrupts": args.interrupts,
-                           "listening": args.listening},
+                           "listening": args.listening, "chats": args.chats},
                           show_progress=not args.no_progress,
                           stages=stages, fresh=args.fresh)
     if report is None:
@@ -265,9 +285,17 @@ def register(sub) -> None:
     helps = {"prompts": "accuracy on questions with known answers", "injection": "prompt injection in untrusted data",
              "interrupts": "corrections arriving while the answer is written", "latency": "latency on the accuracy cases",
              "listening": "a question, then a document streaming in: time from the answer-bearing text to the answer"}
+    from .cases import SUITES
+
     for what, text in helps.items():
         p = esub.add_parser(what, help=text)
-        p.add_argument("--cases", help="JSONL case file (default: the built-in suite)")
+        source = p.add_mutually_exclusive_group()
+        source.add_argument("--cases", help="JSONL case file (default: the built-in suite)")
+        suites = SUITES["prompts" if what == "latency" else what]
+        if len(suites) > 1:
+            source.add_argument("--suite", choices=sorted(suites), default="default",
+                                help="which built-in suite (default: default; free and free-corrections are written in "
+                                     "everyday words, unlike any training template)")
         p.add_argument("--limit", type=int, help="use the first N cases")
         p.add_argument("--json", action="store_true")
         p.add_argument("--details", action="store_true", help="with --json: per-case records too")
@@ -275,6 +303,9 @@ def register(sub) -> None:
             p.add_argument("--rate", type=float, default=ARRIVAL_RATE, help="input arrival rate in tokens/s")
         if what in ("prompts", "latency"):
             p.add_argument("--no-tools", action="store_true", help="no calculator/clock for either contender")
+        if what == "interrupts":
+            p.add_argument("--no-tools", action="store_true",
+                           help="no calculator for either contender, not even for the cases marked tools")
         _model_args(p)
         p.set_defaults(func=cmd_eval)
     sk = esub.add_parser("skills", help="held-out accuracy per synthetic skill: multi-stream model, twin, base model")
@@ -283,6 +314,16 @@ def register(sub) -> None:
     sk.add_argument("--json", action="store_true")
     sk.add_argument("--details", action="store_true", help="with --json: per-case records too")
     sk.set_defaults(func=cmd_eval)
+    ch = esub.add_parser("chats", help="held-out conversations of 3-8 turns, one session each: accuracy per turn, "
+                                       "all turns right, follow-ups")
+    ch.add_argument("--n", type=int, default=100, help="conversations (default: 100)")
+    ch.add_argument("--data", help="conversation timelines, JSONL with meta.turns (default: the held-out split of "
+                                   "multistream.data.conversations, generated)")
+    ch.add_argument("--seed", type=int, default=0, help="seed of the generated conversations (default: 0)")
+    _model_args(ch)
+    ch.add_argument("--json", action="store_true")
+    ch.add_argument("--details", action="store_true", help="with --json: per-turn records too")
+    ch.set_defaults(func=cmd_eval)
 
     pl = sub.add_parser("plot", help="figures: a session's timeline, latency per case")
     psub = pl.add_subparsers(dest="what", required=True)
@@ -316,8 +357,10 @@ def register(sub) -> None:
     r.add_argument("--injection", help="injection case file (default: built-in)")
     r.add_argument("--interrupts", help="interrupt case file (default: built-in)")
     r.add_argument("--listening", help="listening case file (default: built-in)")
+    r.add_argument("--chats", help="conversation timelines, JSONL with meta.turns (default: the generated held-out "
+                   "conversations, --limit of them or 100)")
     r.add_argument("--stages", help="run only these suites (comma-separated: prompts, injection, interrupts, latency, "
-                   "listening) and keep their results for a later full run")
+                   "listening, chats) and keep their results for a later full run")
     r.add_argument("--fresh", action="store_true", help="run every suite again (default: reuse the results kept in "
                    "OUT/stages/ by a run with the same models, options and cases)")
     _model_args(r)

@@ -1,7 +1,9 @@
 """``multistream report``: every evaluation on one pair of models, written as report.md, report.json and figures.
 
-The suites are the built-in ones (or the files given), each cut to ``limit`` cases.
-Everything runs once, in one process on one machine, so the ratios compare like with like.
+The suites are the built-in ones (or the files given), each cut to ``limit`` cases; the ``chats`` stage runs
+``limit`` (default 100) held-out conversations (:mod:`.chats`; skipped, with a warning, where this checkout has no
+conversation generator and no file is given). Everything runs once, in one process on one machine, so the ratios
+compare like with like.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from ..defaults import ARRIVAL_RATE
 from .cases import load_cases
+from .chats import ConversationsMissing, eval_chats, load_conversations
 from .common import Contenders
 from .injection import eval_injection, multi_placement
 from .interrupts import eval_interrupts
@@ -24,7 +27,9 @@ from .listening import eval_listening
 from .plots import plot_bars, plot_cases, plot_latency, plot_timeline
 from .prompts import eval_prompts
 
-STAGES = ("prompts", "injection", "interrupts", "latency", "listening", "figures")
+STAGES = ("prompts", "injection", "interrupts", "latency", "listening", "chats", "figures")
+CHATS_DEFAULT = 100
+"""Conversations in the ``chats`` stage when no ``limit`` is given."""
 
 
 def fmt_rate(d: dict | None, key: str) -> str:
@@ -57,6 +62,15 @@ def summary(results: dict) -> dict:
                                                     "e2e_ratio_both_correct", "accuracy_ratio", "n", "n_both_correct")}
                           | {side: {k: v for k, v in d[side].items()} for side in ("multi", "single")}
                           for mode, d in lat["modes"].items()}
+    ch = results.get("chats")
+    if ch:
+        m, t = ch["multi"], ch["twin"]
+        out["chats"] = {"unit": "%", "conversations": ch["n"], "turns": ch["turns"]} | {
+            name: {"multi": m[key], "multi_ci": m[f"{key}_ci"], "single": t[key], "single_ci": t[f"{key}_ci"]}
+            for name, key in (("turns_right", "turn_accuracy"), ("all_turns_right", "all_turns_right"))} | {
+            name: {"multi": m[key]["accuracy"], "multi_ci": m[key]["accuracy_ci"], "single": t[key]["accuracy"],
+                   "single_ci": t[key]["accuracy_ci"], "n": m[key]["n"]}
+            for name, key in (("follow_up", "follow_up"), ("standalone", "standalone"))}
     if li:
         out["listening"] = _pair(li, "accuracy", "accuracy_ratio") | {
             k: li[k] for k in ("from_fact_ratio", "from_fact_ratio_both_correct", "n_both_correct", "rate")} | {
@@ -93,19 +107,33 @@ def _dtype(model) -> str:
 def _stage_key(c: Contenders, limit, rate, cases: dict) -> dict:
     """What a stage's saved result depends on (models and their weights, options, the cases' content, the
     toolkit's version): it is reused only by a run with the same key."""
-    import dataclasses
-    import hashlib
-
     from .. import __version__
 
-    content = json.dumps({k: [dataclasses.asdict(x) for x in v] for k, v in sorted(cases.items())}, sort_keys=True,
+    content = json.dumps({k: [_case_dict(x) for x in v] for k, v in sorted(cases.items())}, sort_keys=True,
                          default=str)
     return {"model": c.model_name, "weights": _weights_stamp(c.model_name), "single": c.single_name,
             "single_weights": _weights_stamp(c.single_name), "dtype": _dtype(c.multi),
             "single_dtype": _dtype(c.single[0]) if c.single else None, "limit": limit, "rate": rate,
             "max_tokens": c.max_tokens, "max_rows": c.max_rows, "speculative": c.speculative, "compiled": c.compiled,
             "speak_rule": c.speak_rule, "input_wait": c.input_wait, "version": __version__,
-            "cases": hashlib.sha1(content.encode()).hexdigest()}
+            "cases": _sha1(content)}
+
+
+LATER_FIELDS = ("accepted", "tools")
+"""Case fields added after results were first kept: they count in a stage's key only when set, so the results kept
+for cases without them still apply."""
+
+
+def _case_dict(case) -> dict:
+    import dataclasses
+
+    return {k: v for k, v in dataclasses.asdict(case).items() if v or k not in LATER_FIELDS}
+
+
+def _sha1(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha1(text.encode()).hexdigest()
 
 
 def _stage_meta(c: Contenders) -> dict:
@@ -139,22 +167,33 @@ def build_report(c: Contenders, out_dir: str | Path, limit: int | None = None, r
         cases[kind], errs = load_cases(files.get(kind), kind, limit)
         warnings += errs
     key = _stage_key(c, limit, rate, cases)
+    conversations, chats_key = None, None
+    if stages is None or "chats" in stages:  # the conversations: generated (or read) only when the stage may run
+        try:
+            conversations = load_conversations(files.get("chats"), limit or CHATS_DEFAULT)
+        except ConversationsMissing as e:
+            conversations = None
+            warnings.append(f"chats: not run: {e}")
+        if conversations is not None:
+            content = json.dumps([tl.to_dict() for tl in conversations], sort_keys=True, ensure_ascii=False)
+            chats_key = key | {"conversations": _sha1(content), "n_conversations": len(conversations)}
     saved_dir = out / "stages"
     saved_dir.mkdir(exist_ok=True)
     results: dict = {}
     stage_meta: dict = {}
     figures: dict[str, str] = {}
-    todo = [s for s in STAGES if stages is None or s in stages]
+    todo = [s for s in STAGES if (stages is None or s in stages) and not (s == "chats" and conversations is None)]
     bar = tqdm(todo, desc="report", file=sys.stderr, disable=not show_progress, dynamic_ncols=True)
     for stage in bar:
         bar.set_postfix_str(stage)
         saved = saved_dir / f"{stage}.json"
+        stage_key = chats_key if stage == "chats" else key
         if stage != "figures" and not fresh and saved.exists():
             try:
                 kept = json.loads(saved.read_text())
             except (OSError, ValueError):  # unreadable: run the suite again
                 kept = {}
-            if kept.get("key") == key:
+            if kept.get("key") == stage_key:
                 results[stage], stage_meta[stage] = kept["result"], kept.get("meta")
                 continue
         started = _stage_meta(c)
@@ -172,13 +211,15 @@ def build_report(c: Contenders, out_dir: str | Path, limit: int | None = None, r
             results["latency"] = eval_latency(c, cases["prompts"], rate, show_progress, tools=demo_tools())
         elif stage == "listening":
             results["listening"] = eval_listening(c, cases["listening"], rate, show_progress)
+        elif stage == "chats":
+            results["chats"] = eval_chats(c, conversations, show_progress=show_progress)
         else:
             figures = _figures(c, results, cases, out)
         if stage != "figures":
             stage_meta[stage] = started
             tmp = saved.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"key": key, "meta": started, "result": results[stage]}, ensure_ascii=False,
-                                      default=str))
+            tmp.write_text(json.dumps({"key": stage_key, "meta": started, "result": results[stage]},
+                                      ensure_ascii=False, default=str))
             os.replace(tmp, saved)  # (a run stopped mid-write leaves no broken file behind)
     if stages is not None:
         return None
@@ -272,6 +313,34 @@ def _where(m: dict) -> str:
     return f"its suites run on {len(runs)} setups (`meta.stages` in report.json), {dates[0]} to {dates[-1]}"
 
 
+def _pct(value, ci) -> str:
+    """A percentage with its 95% interval, as ``57.1 [32.6, 78.6]``."""
+    if value is None:
+        return "n/a"
+    return f"{value:.1f}" + (f" [{ci[0]:.1f}, {ci[1]:.1f}]" if ci else "")
+
+
+def _ratio(a, b):
+    return None if a is None or not b else round(a / b, 4)
+
+
+def _chats_markdown(ch: dict) -> list[str]:
+    from .chats import table_rows
+
+    lines = ["## Conversations", "",
+             f"{ch['n']} held-out conversations of several turns, {ch['turns']} turns, one engine session each "
+             f"(the next turn once the session has settled, {ch['settle_rows']} quiet rows); the twin as one growing "
+             f"chat; {ch['max_tokens']} tokens per reply part for both. Percent right with 95% intervals.", "",
+             "| measure | n | multi-stream | single-stream |", "|---|---|---|---|"]
+    lines += [f"| {name} | {'' if n is None else n} | {a} | {b} |" for name, n, a, b in table_rows(ch)]
+    notes = [f"{ch['multi'][k]} {what}" for k, what in (("cut_turns", "cut at the budget or row limit"),
+                                                       ("late_turns", "whose correction came after the answer"))
+             if ch["multi"].get(k)]
+    if notes:
+        lines += ["", "Multi-stream turns: " + "; ".join(notes) + "."]
+    return lines + [""]
+
+
 def render_markdown(report: dict) -> str:
     m, s, figs = report["meta"], report["summary"], report["figures"]
     lines = [
@@ -332,6 +401,14 @@ def render_markdown(report: dict) -> str:
                      f"{_fmt(li['from_fact_ratio_both_correct'])} | {li['n_both_correct']} |")
         lines.append(f"| listening: right before the document ended | {fmt_rate(mm, 'before_end')} | 0 (cannot) | | "
                      f"{li['n']} |")
+    if "chats" in s:
+        ch = s["chats"]
+        for name, label, n in (("turns_right", "turns right", ch["turns"]),
+                               ("all_turns_right", "every turn right", ch["conversations"]),
+                               ("follow_up", "follow-up turns right", ch["follow_up"]["n"])):
+            d = ch[name]
+            lines.append(f"| conversations: {label} (%) | {_pct(d['multi'], d['multi_ci'])} | "
+                         f"{_pct(d['single'], d['single_ci'])} | {_fmt(_ratio(d['multi'], d['single']))} | {n} |")
     lines += [""]
     for key, caption in (("summary", "Rates, multi vs single"), ("asr_by_style", "Attack success by style"),
                          ("interrupt_latency", "Interrupt to final answer, per case"),
@@ -372,6 +449,8 @@ def render_markdown(report: dict) -> str:
                          f"({'ok' if r['multi']['correct'] else 'wrong'}) | {_short(r['single']['answer'], 40)} "
                          f"({'ok' if r['single']['correct'] else 'wrong'}) |")
         lines.append("")
+    if "chats" in report:
+        lines += _chats_markdown(report["chats"])
     if report.get("warnings"):
         lines += ["## Skipped case lines", ""] + [f"- {w}" for w in report["warnings"]] + [""]
     lines += ["Definitions: `multistream.evals.scoring` (the final answer message is scored and its claimed answer "
