@@ -75,7 +75,35 @@ def test_plot_and_report_commands(models, capsys, tmp_path):
     (tmp_path / "gen.json").write_text(capsys.readouterr().out)
     assert main(["plot", "timeline", "--from", str(tmp_path / "gen.json"), "--out", str(tmp_path / "g.svg")]) == 0
     assert "<svg" in (tmp_path / "g.svg").read_text()
-    assert main(["report", "--out", str(tmp_path / "rep"), "--limit", "1", "--rate", "500", *models]) == 0
+    from eval.test_chats import three_turns
+
+    (tmp_path / "chats.jsonl").write_text(three_turns().to_json() + "\n")  # (no generator needed)
+    assert main(["report", "--out", str(tmp_path / "rep"), "--limit", "1", "--rate", "500", "--chats",
+                 str(tmp_path / "chats.jsonl"), *models]) == 0
     assert (tmp_path / "rep" / "report.md").exists()
+    assert "## Conversations" in (tmp_path / "rep" / "report.md").read_text()
     assert main(["plot", "latency", "--from", str(tmp_path / "rep" / "report.json"), "--out", str(tmp_path / "l.png")]) == 0
     assert (tmp_path / "l.png").read_bytes()[:8] == PNG
+
+
+def test_free_suites_and_chats_from_the_command_line(models, capsys, tmp_path):
+    out = run_json(capsys, "eval", "prompts", "--suite", "free", "--limit", "2", "--json", "--details", *models)
+    assert [c["id"] for c in out["cases"]] == ["free-word-0", "free-units-0"] and out["multi"]["n"] == 2
+    out = run_json(capsys, "eval", "interrupts", "--suite", "free-corrections", "--limit", "2", "--json", *models)
+    assert out["multi"]["n"] == out["single"]["n"] == 2 and "success_ratio" in out
+    with pytest.raises(SystemExit):  # a file or a built-in suite, not both
+        main(["eval", "prompts", "--suite", "free", "--cases", str(tmp_path / "x.jsonl"), *models])
+    capsys.readouterr()
+    from eval.test_chats import three_turns
+
+    f = tmp_path / "chats.jsonl"
+    f.write_text(three_turns().to_json() + "\n")
+    out = run_json(capsys, "eval", "chats", "--data", str(f), "--n", "1", "--json", *models)
+    assert (out["n"], out["turns"]) == (1, 3) and "cases" not in out
+    assert set(out["multi"]["by_turn"]) == set(out["twin"]["by_turn"]) == {"1", "2", "3"}
+    assert main(["eval", "chats", "--data", str(f), *models]) == 0
+    table = capsys.readouterr().out
+    assert "turns right" in table and "all turns right" in table and "follow-up turns" in table
+    (tmp_path / "bad.jsonl").write_text('{"streams": ["user"], "meta": {"skill": "tool"}}\n')
+    assert main(["eval", "chats", "--data", str(tmp_path / "bad.jsonl"), *models]) == 2
+    assert "not a conversation" in capsys.readouterr().err
