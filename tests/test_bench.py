@@ -24,7 +24,7 @@ def test_bench_latency_is_the_evaluations_latency_benchmark(wrap, tokenizer):
 
 
 def test_bench_step_runs_on_a_tiny_model_and_reports_every_column(wrap, capsys, monkeypatch):
-    from multistream.bench import _print_step, bench_step
+    from multistream.bench.step import bench_step, print_step
 
     r = bench_step(wrap("llama"), streams=(1, 2), rounds=2)
     assert set(r["streams"]) == {"1", "2"} and r["bare_decode_ms"] > 0 and r["bare_compiled_decode_ms"] > 0
@@ -35,7 +35,7 @@ def test_bench_step_runs_on_a_tiny_model_and_reports_every_column(wrap, capsys, 
     detok = r["detokenize_us_per_token"]
     assert set(detok) == {"100", "4000"} and all(v["incremental"] > 0 and v["whole_message"] > 0 for v in detok.values())
     monkeypatch.setenv("COLUMNS", "200")  # a wide terminal: cells unwrapped
-    _print_step(r)  # the table a user sees: a line per step, ms and ratios
+    print_step(r)  # the table a user sees: a line per step, ms and ratios
     shown = capsys.readouterr().out
     assert "bare model, one token" in shown and "engine row, 2 streams" in shown
     assert f"{r['streams']['2']['compiled_row_ms']:.1f}" in shown and "4000-token message" in shown
@@ -46,11 +46,11 @@ def test_compiled_bare_step_is_the_eager_decode_step_at_every_call(wrap):
     that kept counting would run past its end, or attend to more and more copies)."""
     import torch
 
-    from multistream.bench import _compiled_bare_step
-    from multistream.model import _unwrap
+    from multistream.bench.step import _compiled_bare_step
+    from multistream.model import unwrap_base
 
     torch._dynamo.reset()
-    base = _unwrap(wrap("llama").base)
+    base = unwrap_base(wrap("llama").base)
     ctx = torch.randint(0, base.config.vocab_size, (1, 12))
     with torch.no_grad():
         step, _ = _compiled_bare_step(base, ctx)
@@ -64,9 +64,9 @@ def test_stream_counts_parse_and_reject_nonsense():
 
     import pytest
 
-    from multistream.bench import _stream_counts
+    from multistream.bench.cli import stream_counts
 
-    assert _stream_counts("1,6") == (1, 6) and _stream_counts("8") == (8,)
+    assert stream_counts("1,6") == (1, 6) and stream_counts("8") == (8,)
     for bad in ("", "0", "1,x", "-2"):
         with pytest.raises(argparse.ArgumentTypeError):
-            _stream_counts(bad)
+            stream_counts(bad)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from multistream.bench import _questions, bench_serve
+from multistream.bench.serve import _questions, bench_serve
 from multistream.cli import build_parser
 
 N = 8
