@@ -90,7 +90,7 @@ RECIPES = {
                         train_counts={"conversation": 3000, "wordproblem": 800, "everyday": 1000, "correction": 600,
                                       "prose": 800}),
         dict(_SHARED, seq_len=2048, base_dtype="bfloat16", lr=2e-4, new_token_lr=1e-4, stream_embed_lr=1e-4, warmup_steps=10,
-             max_steps=600,
+             max_steps=400,
              save_every=5, eval_every=50, log_every=5),
         eval_per_skill=24,
         init_from={"multi": WEIGHTS / "default", "single": WEIGHTS / "default-single"},
