@@ -53,22 +53,34 @@ def layout_and_tokenizer(model_ref: str, layout_spec: str | None = None):
     return layout, tok
 
 
-def load_model(ref: str = "default", dtype: torch.dtype = torch.float32, merge: bool = True) -> MultiStreamModel:
-    """A model for inference (``merge=False`` keeps a LoRA adapter separate, e.g. to train on)."""
+def load_model(ref: str = "default", dtype: torch.dtype = torch.float32, merge: bool = True,
+               quant: str = "none") -> MultiStreamModel:
+    """A model for inference (``merge=False`` keeps a LoRA adapter separate, e.g. to train on).
+
+    ``quant="int4"``: linear layers in 4 bits (:mod:`.quant`; CPU), a LoRA adapter kept beside them unmerged, the
+    quantised layers of a saved model cached after the first load."""
+    from .quant import QUANT_MODES, folder_cache, quantize_model
+
+    if quant not in QUANT_MODES:
+        raise ValueError(f"quant must be one of {', '.join(QUANT_MODES)}, got {quant!r}")
+    int4 = quant == "int4"
+    folder = model_folder(ref) if not (ref == "base" or ref.startswith("base:")) else None
     if ref == "base" or ref.startswith("base:"):
-        return MultiStreamModel.from_base(ref.partition(":")[2] or DEFAULT, dtype=dtype).eval()
-    folder = model_folder(ref)
-    if folder is not None:
+        model = MultiStreamModel.from_base(ref.partition(":")[2] or DEFAULT, dtype=dtype).eval()
+    elif folder is not None:
         model = MultiStreamModel.load(folder, dtype=dtype).eval()
-        if merge and hasattr(model.base, "merge_and_unload"):  # inference: fold LoRA into the weights, no extra matmuls
+        if merge and not int4 and hasattr(model.base, "merge_and_unload"):  # fold LoRA into the weights: no extra matmuls
             model.base = model.base.merge_and_unload()
-        return model
-    if ref == "tiny":
-        return tiny_model().to(dtype)
-    if ref == "default":
+    elif ref == "tiny":
+        model = tiny_model().to(dtype)
+    elif ref == "default":
         log.warning("no trained default adapter in %s yet: using the freshly wrapped base model", WEIGHTS / "default")
-        return MultiStreamModel.from_base(DEFAULT, dtype=dtype).eval()
-    raise FileNotFoundError(f"model {ref!r}: not 'default', 'base[:REF]' or a folder with {CONFIG_FILE}")
+        model = MultiStreamModel.from_base(DEFAULT, dtype=dtype).eval()
+    else:
+        raise FileNotFoundError(f"model {ref!r}: not 'default', 'base[:REF]' or a folder with {CONFIG_FILE}")
+    if int4:
+        quantize_model(model, dtype=dtype, cache=folder_cache(folder, dtype) if folder is not None else None)
+    return model
 
 
 TINY_CORPUS = [
