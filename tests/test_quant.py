@@ -96,3 +96,18 @@ def test_int4_engine_equals_the_int4_reference_decoder(wrap):
     assert torch.equal(got, expected)
     outs = [i for i, s in enumerate(model.layout) if s.kind == "output"]
     assert (got[1:, outs] != model.tok.silence_id).any(), "the test model never spoke: the comparison would be weak"
+
+
+def test_bench_step_times_int4_rows_beside_bf16_ones(wrap, capsys, monkeypatch):
+    from multistream.bench.step import bench_step, print_step
+
+    model = wrap("llama")
+    int4 = copy.deepcopy(model)
+    quantize_model(int4, dtype=torch.float32)
+    r = bench_step(model, streams=(1, 6), rounds=2, compiled=False, int4_model=int4)
+    assert set(r["int4_streams"]) == set(r["streams"]) == {"1", "6"}
+    for d in r["int4_streams"].values():
+        assert d["eager_row_ms"] > 0 and d["eager_row_vs_decode"] > 0
+    monkeypatch.setenv("COLUMNS", "200")
+    print_step(r)
+    assert "int4 engine row, 6 streams" in capsys.readouterr().out

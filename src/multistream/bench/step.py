@@ -14,9 +14,12 @@ from .common import DOC, QUESTION, SYSTEM, ms, timed
 
 
 @torch.no_grad()
-def bench_step(model, streams=(1, 2, 4, 6, 8), rounds: int = 20, compiled: bool = True) -> dict:
+def bench_step(model, streams=(1, 2, 4, 6, 8), rounds: int = 20, compiled: bool = True, int4_model=None) -> dict:
     """Row cost with C streams after a shared context (the same prefix tokens for every contender), eager and compiled,
-    against the bare model's one-token decode step (eager and compiled with a static cache), all in one run."""
+    against the bare model's one-token decode step (eager and compiled with a static cache), all in one run.
+
+    ``int4_model``: the same model loaded with ``quant="int4"`` (its LoRA adapter unmerged beside the 4-bit base):
+    its rows are timed too (``int4_streams``), against the same bare step of ``model``."""
     from transformers import DynamicCache
 
     from ..engine.core import EngineConfig, EngineCore
@@ -42,24 +45,28 @@ def bench_step(model, streams=(1, 2, 4, 6, 8), rounds: int = 20, compiled: bool 
         contenders["bare_compiled_decode"], compile_s["bare"] = _compiled_bare_step(base, ctx)
     filler = tok.encode_text(DOC * 10)
     rows = {}
-    for c in streams:
-        # one input stream (fed a document) and C-1 outputs; with C = 1 a lone output stream
-        spec = ",".join(["user:input"] + [f"out{i}:output" for i in range(c - 1)]) if c > 1 else "answer:output"
-        wrapped = MultiStreamModel.wrap(base, tok.hf, Layout.parse(spec), base_ref="bench").to(model.device).eval()
-        # room for every row of the run from the start: a compiled forward's shape includes the cache's capacity
-        capacity = 1 << (p + c * (rounds + 8)).bit_length()
-        for kind in ("eager", "compiled") if compiled else ("eager",):
-            config = EngineConfig(idle_rows=None, max_rows=8 * rounds + 64, capacity=capacity, compiled=kind == "compiled")
-            core = EngineCore(wrapped, config)
-            sid = core.open("bench", prefix=prefix_text, start=True)
-            if c > 1:
-                core.send_tokens(sid, "user", filler[: 8 * rounds + 48])
-            core.step()  # the prefix and row 0
-            t = time.perf_counter()
-            core.step()  # (compiled: the first row compiles)
-            if kind == "compiled":
-                compile_s[str(c)] = round(time.perf_counter() - t, 1)
-            rows[f"{kind}:{c}"] = core.step
+    kinds = ("eager", "compiled") if compiled else ("eager",)
+    variants = {"": base} if int4_model is None else {"": base, "int4/": unwrap_base(int4_model.base)}
+    for variant, body in variants.items():
+        for c in streams:
+            # one input stream (fed a document) and C-1 outputs; with C = 1 a lone output stream
+            spec = ",".join(["user:input"] + [f"out{i}:output" for i in range(c - 1)]) if c > 1 else "answer:output"
+            wrapped = MultiStreamModel.wrap(body, tok.hf, Layout.parse(spec), base_ref="bench").to(model.device).eval()
+            # room for every row of the run from the start: a compiled forward's shape includes the cache's capacity
+            capacity = 1 << (p + c * (rounds + 8)).bit_length()
+            for kind in kinds:
+                config = EngineConfig(idle_rows=None, max_rows=8 * rounds + 64, capacity=capacity,
+                                      compiled=kind == "compiled")
+                core = EngineCore(wrapped, config)
+                sid = core.open("bench", prefix=prefix_text, start=True)
+                if c > 1:
+                    core.send_tokens(sid, "user", filler[: 8 * rounds + 48])
+                core.step()  # the prefix and row 0
+                t = time.perf_counter()
+                core.step()  # (compiled: the first row compiles)
+                if kind == "compiled":
+                    compile_s[f"{variant}{c}"] = round(time.perf_counter() - t, 1)
+                rows[f"{variant}{kind}:{c}"] = core.step
     timings = {k: [] for k in [*contenders, *rows]}
     fns = {**contenders, **rows}
     for _ in range(3):  # warm-up
@@ -71,16 +78,18 @@ def bench_step(model, streams=(1, 2, 4, 6, 8), rounds: int = 20, compiled: bool 
     bare = statistics.median(timings["bare_decode"])
     result = {k: ms(v) for k, v in timings.items() if k in contenders}
     per_streams = {}
-    for c in streams:
-        d = {}
-        for kind in ("eager", "compiled") if compiled else ("eager",):
-            t = statistics.median(timings[f"{kind}:{c}"])
-            d[f"{kind}_row_ms"] = ms(timings[f"{kind}:{c}"])
-            d[f"{kind}_row_vs_decode"] = round(t / bare, 3)
-        if compiled:
-            d["compiled_row_vs_compiled_decode"] = round(
-                statistics.median(timings[f"compiled:{c}"]) / statistics.median(timings["bare_compiled_decode"]), 3)
-        per_streams[str(c)] = d
+    for variant in variants:
+        per_streams[variant] = {}
+        for c in streams:
+            d = {}
+            for kind in kinds:
+                t = statistics.median(timings[f"{variant}{kind}:{c}"])
+                d[f"{kind}_row_ms"] = ms(timings[f"{variant}{kind}:{c}"])
+                d[f"{kind}_row_vs_decode"] = round(t / bare, 3)
+            if compiled:
+                d["compiled_row_vs_compiled_decode"] = round(statistics.median(timings[f"{variant}compiled:{c}"])
+                                                             / statistics.median(timings["bare_compiled_decode"]), 3)
+            per_streams[variant][str(c)] = d
     return {
         "context_tokens": p,
         "rounds": rounds,
@@ -88,7 +97,8 @@ def bench_step(model, streams=(1, 2, 4, 6, 8), rounds: int = 20, compiled: bool 
         "device": torch.cuda.get_device_name(model.device) if model.device.type == "cuda" else str(model.device),
         "dtype": str(model.dtype).removeprefix("torch."),
         **{f"{k}_ms": v for k, v in result.items()},
-        "streams": per_streams,
+        "streams": per_streams[""],
+        **({"int4_streams": per_streams["int4/"]} if int4_model is not None else {}),
         "compile_seconds": compile_s,
         "listening_kv_tokens_per_token_read": listening_cache(model),
         "detokenize_us_per_token": detokenize_cost(tok),
@@ -187,12 +197,14 @@ def print_step(r: dict) -> None:
     table.add_row("bare model, one token", f"{r['bare_decode_ms']:.1f}", "1.0x",
                   f"{compiled:.1f}" if compiled else "-", f"{compiled / r['bare_decode_ms']:.3f}x" if compiled else "-",
                   "1.0x" if compiled else "-", str(compile_s.get("bare", "-")))
-    for c, v in r["streams"].items():
-        table.add_row(f"engine row, {c} stream{'s' if c != '1' else ''}", f"{v['eager_row_ms']:.1f}",
-                      f"{v['eager_row_vs_decode']}x", f"{v['compiled_row_ms']:.1f}" if "compiled_row_ms" in v else "-",
-                      f"{v['compiled_row_vs_decode']}x" if "compiled_row_vs_decode" in v else "-",
-                      f"{v['compiled_row_vs_compiled_decode']}x" if "compiled_row_vs_compiled_decode" in v else "-",
-                      str(compile_s.get(c, "-")))
+    for variant, key in (("", "streams"), ("int4 ", "int4_streams")):
+        for c, v in r.get(key, {}).items():
+            table.add_row(f"{variant}engine row, {c} stream{'s' if c != '1' else ''}", f"{v['eager_row_ms']:.1f}",
+                          f"{v['eager_row_vs_decode']}x",
+                          f"{v['compiled_row_ms']:.1f}" if "compiled_row_ms" in v else "-",
+                          f"{v['compiled_row_vs_decode']}x" if "compiled_row_vs_decode" in v else "-",
+                          f"{v['compiled_row_vs_compiled_decode']}x" if "compiled_row_vs_compiled_decode" in v else "-",
+                          str(compile_s.get(f"{variant.replace(' ', '/')}{c}", "-")))
     console.print(table)
     kv = r.get("listening_kv_tokens_per_token_read")
     if kv:
