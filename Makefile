@@ -1,9 +1,10 @@
 # Two commands on a fresh machine:  `make demo` (install everything, run the main job) and `make test`.
+# `make test-fast` is the quick tier while developing: every test but those marked slow.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test lint clean browser
+.PHONY: install demo test test-fast lint clean browser
 
 install: $(VENV)/.installed browser
 
@@ -25,8 +26,13 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(VENV)/bin/multistream demo
 
+# every test, the slow ones included (what CI runs, .ci/run), with the 15 slowest listed
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
+
+# the quick tier: no test marked slow (pyproject.toml says what that covers); needs no browser
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q -m "not slow" --durations=15
 
 lint: install
 	$(VENV)/bin/ruff check src tests

@@ -1,3 +1,5 @@
+import pytest
+
 from multistream.bench import listening_cache
 
 
@@ -23,6 +25,7 @@ def test_bench_latency_is_the_evaluations_latency_benchmark(wrap, tokenizer):
         assert {"accuracy", "accuracy_ci", "ttft_median", "e2e_median_both_correct"} <= set(d["multi"])
 
 
+@pytest.mark.slow  # torch.compile, every stream count
 def test_bench_step_runs_on_a_tiny_model_and_reports_every_column(wrap, capsys, monkeypatch):
     from multistream.bench.step import bench_step, print_step
 
@@ -41,6 +44,7 @@ def test_bench_step_runs_on_a_tiny_model_and_reports_every_column(wrap, capsys, 
     assert f"{r['streams']['2']['compiled_row_ms']:.1f}" in shown and "4000-token message" in shown
 
 
+@pytest.mark.slow  # torch.compile
 def test_compiled_bare_step_is_the_eager_decode_step_at_every_call(wrap):
     """The bench's compiled one-token step decodes the same token at the same cell however often it runs (a cache
     that kept counting would run past its end, or attend to more and more copies)."""

@@ -56,6 +56,7 @@ def test_message_text_pieces_add_up_to_the_whole_decode(tokenizer, text):
     assert not any("\ufffd" in p for p in pieces)  # a character split over tokens comes out whole, once complete
 
 
+@pytest.mark.slow  # the real default tokenizer
 def test_message_text_on_the_default_tokenizer_and_random_tokens(tokenizer):
     """Any token sequence, even one that is not valid UTF-8 on its own, gives pieces that are a prefix of the
     whole decode, and the whole decode once every character is complete."""

@@ -116,6 +116,7 @@ def test_layouts_are_validated_data():
         Layout.from_list([{"name": "a", "kind": "input", "colour": 1}])
 
 
+@pytest.mark.slow  # two command-line processes
 def test_validate_cli_exit_codes(tmp_path, tokenizer):
     tokenizer.save_pretrained(tmp_path / "tok")
     good = write(tmp_path, [GOOD])

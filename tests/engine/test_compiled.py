@@ -32,6 +32,7 @@ def _same_cache(a: EngineCore, b: EngineCore) -> None:
             torch.testing.assert_close(x[slot, :, :n], y[slot, :, :n])
 
 
+@pytest.mark.slow  # torch.compile
 @pytest.mark.parametrize("rule", ["invisible", "visible"])
 def test_compiled_rows_equal_eager_rows_with_a_prefix_and_several_streams(wrap, rule):
     model = talkative(wrap("llama", silence=rule))
@@ -48,6 +49,7 @@ def test_compiled_rows_equal_eager_rows_with_a_prefix_and_several_streams(wrap, 
     _same_cache(compiled, eager)
 
 
+@pytest.mark.slow  # torch.compile
 def test_compiled_batched_sessions_of_different_lengths_and_speculative_rollback_equal_eager(wrap):
     """Sessions opened at different steps with different prefixes share each forward; one closes mid-way (its slot is
     compacted); speculative reading (eager) alternates with compiled rows and rolls back where the model speaks."""

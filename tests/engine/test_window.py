@@ -76,6 +76,7 @@ def test_after_eviction_the_next_row_is_the_full_forward_of_the_window(tokenizer
     assert checked == 40
 
 
+@pytest.mark.slow  # a long session, thousands of rows
 def test_a_long_session_runs_in_bounded_memory(wrap):
     engine = EngineCore(wrap("llama"), EngineConfig(idle_rows=None, window_rows=32, max_rows=4096, bulk_chunk=8))
     sid = engine.open(prefix="Be brief.", params={"think": GREEDY, "answer": GREEDY, "call": GREEDY})

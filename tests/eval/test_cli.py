@@ -37,6 +37,7 @@ def run_json(capsys, *argv) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
+@pytest.mark.slow  # every eval command end to end
 def test_eval_commands_print_json_with_the_documented_keys(models, capsys, tmp_path):
     out = run_json(capsys, "eval", "injection", "--json", "--limit", "2", *models)
     assert set(out) >= {"multi", "single", "asr_ratio", "monitor"} and "cases" not in out
@@ -59,6 +60,7 @@ def test_eval_commands_print_json_with_the_documented_keys(models, capsys, tmp_p
     assert len(re.findall(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", accuracy_line)) == 2  # both with an interval
 
 
+@pytest.mark.slow  # the command compiles the row forward (--compile is the default)
 def test_bad_case_lines_are_reported_on_stderr(models, capsys, tmp_path):
     f = tmp_path / "c.jsonl"
     f.write_text('{"id": "a", "prompt": "hello", "answer": "world"}\n{"id": "b"}\n')
@@ -66,6 +68,7 @@ def test_bad_case_lines_are_reported_on_stderr(models, capsys, tmp_path):
     assert out["multi"]["n"] == 1 and out["skipped"] == [f"{f}: line 2: missing field 'prompt'"]
 
 
+@pytest.mark.slow  # a whole report and the plots, end to end
 def test_plot_and_report_commands(models, capsys, tmp_path):
     multi = models[1]
     assert main(["plot", "timeline", "--model", multi, "--input", "user=hello world", "--max-rows", "20",
@@ -86,6 +89,7 @@ def test_plot_and_report_commands(models, capsys, tmp_path):
     assert (tmp_path / "l.png").read_bytes()[:8] == PNG
 
 
+@pytest.mark.slow  # eval commands end to end
 def test_free_suites_and_chats_from_the_command_line(models, capsys, tmp_path):
     out = run_json(capsys, "eval", "prompts", "--suite", "free", "--limit", "2", "--json", "--details", *models)
     assert [c["id"] for c in out["cases"]] == ["free-word-0", "free-units-0"] and out["multi"]["n"] == 2

@@ -111,6 +111,7 @@ def test_the_check_catches_template_wording(templates):
                          templates)
 
 
+@pytest.mark.slow  # every case against every training template
 def test_no_free_case_is_worded_like_a_training_template(free, corrections, templates):
     close = {}
     for c in free:

@@ -72,6 +72,7 @@ def tiny(wrap, tokenizer):
     return Contenders(multi, single, max_tokens=6, max_rows=40, model_name="tiny", single_name="tiny-single")
 
 
+@pytest.mark.slow  # a whole report
 def test_report_on_a_small_subset(tiny, tmp_path, conversations):
     report = build_report(tiny, tmp_path, limit=1, rate=400.0, show_progress=False)
     assert conversations == [(None, 1)]
@@ -98,6 +99,7 @@ def test_report_on_a_small_subset(tiny, tmp_path, conversations):
     assert "| conversations: every turn right (%) |" in md and "## Conversations" in md and "| turn 3 | 1 |" in md
 
 
+@pytest.mark.slow  # a whole report, in parts
 def test_report_in_parts_then_assembled_from_the_kept_results(tiny, tmp_path, monkeypatch):
     import multistream.evals.report as rep
 

@@ -222,6 +222,7 @@ def test_summarise_listening_and_reading_figures():
     assert 0 < lo < 50 < hi < 100
 
 
+@pytest.mark.slow  # saved models, then the report in two worker processes
 @pytest.mark.parametrize("command", [["eval", "skills", "--json"], ["evaluate-default"]])
 def test_skills_commands_on_tiny_saved_models(tmp_path, capsys, command):
     """Both commands run the report through the engine and the baseline (in this process, no base model)."""

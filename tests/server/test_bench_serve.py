@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import sys
 
+import pytest
+
 from multistream.bench.serve import _questions, bench_serve
 from multistream.cli import build_parser
 
 N = 8
 
 
+@pytest.mark.slow  # a load test: a server process, sessions at once, a soak
 def test_bench_serve_every_session_answers_as_it_does_alone():
     r = bench_serve("tiny", sessions=N, soak=50, max_tokens=8, soak_concurrency=8)
     assert r["model"] == "tiny" and r["sessions"] == N and r["max_tokens"] == 8

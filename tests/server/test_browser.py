@@ -7,6 +7,8 @@ import tempfile
 
 import pytest
 
+pytestmark = pytest.mark.slow  # drives Chromium
+
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",

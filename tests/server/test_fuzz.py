@@ -44,6 +44,7 @@ message = st.fixed_dictionaries(
 frame = message.map(lambda m: json.dumps(m, allow_nan=True)) | anything.map(json.dumps) | st.text(max_size=80) | st.binary(max_size=40)
 
 
+@pytest.mark.slow  # hypothesis fuzzing
 @FUZZ
 @given(text=st.text(max_size=200) | message.map(json.dumps) | anything.map(json.dumps))
 def test_parse_client_returns_a_message_or_a_protocol_error(text):
@@ -107,6 +108,7 @@ TRIED = {"ws_frames": 0, "http_bodies": 0}
 
 @LIVE
 @given(frames=st.lists(frame, min_size=1, max_size=6))
+@pytest.mark.slow  # hypothesis fuzzing through a live server
 def test_websocket_frames_of_any_shape(server, witness, frames):
     c = WsClient(server.ws)
     try:
@@ -152,6 +154,7 @@ def post(server, data: bytes) -> tuple[int, bytes]:
 
 @LIVE
 @given(data=body)
+@pytest.mark.slow  # hypothesis fuzzing through a live server
 def test_http_bodies_of_any_shape(server, witness, data):
     status, raw = post(server, data)
     TRIED["http_bodies"] += 1
@@ -167,6 +170,7 @@ def test_http_bodies_of_any_shape(server, witness, data):
     witness.check()
 
 
+@pytest.mark.slow  # reads what the fuzzers above did
 def test_nothing_was_left_open_and_the_fuzzers_were_fed(server, witness):
     witness.check()
     print(f"\nfuzz inputs: {TRIED}")  # shown with -s; the issue note quotes it

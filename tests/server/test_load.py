@@ -10,11 +10,14 @@ import asyncio
 import json
 
 import openai
+import pytest
 from websockets.asyncio.client import connect
 
 from multistream.server import ServerLimits
 
 from .test_ws import health, wait_sessions
+
+pytestmark = pytest.mark.slow  # load tests: many sessions at once, a soak
 
 N = 100
 

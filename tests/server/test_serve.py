@@ -74,6 +74,7 @@ def tiny_folder(tmp_path, wrap):
     return str(model.save(tmp_path / "tiny", save_base=True))
 
 
+@pytest.mark.slow  # a `multistream serve` process per signal
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_serve_stops_cleanly_and_open_sessions_get_closed(tiny_folder, sig):
     server = ServeProcess("--model", tiny_folder, "--name", "tiny", ready_timeout=120)

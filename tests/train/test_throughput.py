@@ -10,6 +10,7 @@ from multistream.train.throughput import VARIANTS, bench_train
 TINY = dict(seq_len=2048, batch_size=2, micro_batch_size=1, lora_targets=["q_proj", "v_proj"], mixed_precision="no")
 
 
+@pytest.mark.slow  # training steps of every variant
 def test_bench_train_compares_the_variants_on_the_same_timelines(tmp_path):
     base, _ = tiny_setup(tmp_path, per_skill=1)
     r = bench_train(steps=2, warmup=1, base=str(base), per_skill=3, overrides=TINY, progress=False)

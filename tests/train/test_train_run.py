@@ -27,6 +27,7 @@ def _final_trainables(out_dir):
     return load_file(os.path.join(out_dir, "checkpoint", "trainable.safetensors"))
 
 
+@pytest.mark.slow  # three training runs
 def test_resume_after_interruption_reproduces_the_uninterrupted_run(tiny, tmp_path):
     root, base, data = tiny
     full = train(tiny_config(tmp_path / "a", base, data, output_dir=str(tmp_path / "a")), progress=False)
@@ -46,6 +47,7 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_run(tiny, tmp_pa
     assert any("token_rows" in k for k in a) and any("lora" in k for k in a) and "stream_embed.weight" in a
 
 
+@pytest.mark.slow  # a training run
 def test_saved_multistream_model_loads_with_trained_rows(tiny, tmp_path):
     root, base, data = tiny
     result = train(tiny_config(tmp_path, base, data, output_dir=str(tmp_path / "m"), max_steps=2), progress=False)
@@ -59,6 +61,7 @@ def test_saved_multistream_model_loads_with_trained_rows(tiny, tmp_path):
     assert adapter and all("lora" in k for k in adapter)  # no copies of the whole embedding matrix
 
 
+@pytest.mark.slow  # a training run per mode
 @pytest.mark.parametrize("mode", ["multi", "single"])
 def test_bf16_base_trains_float32_parameters_and_loads(tiny, tmp_path, mode):
     from multistream.train.loop import build_model
@@ -76,6 +79,7 @@ def test_bf16_base_trains_float32_parameters_and_loads(tiny, tmp_path, mode):
         assert MultiStreamModel.load(result.final_dir).silence == "invisible"
 
 
+@pytest.mark.slow  # two training runs per mode
 @pytest.mark.parametrize("mode", ["multi", "single"])
 def test_init_from_continues_from_a_saved_model(tiny, tmp_path, mode):
     from multistream.train.loop import _trainable, build_model
@@ -99,6 +103,7 @@ def test_init_from_continues_from_a_saved_model(tiny, tmp_path, mode):
                                 init_from=str(first.final_dir)))
 
 
+@pytest.mark.slow  # a training run
 def test_single_stream_twin_run(tiny, tmp_path):
     root, base, data = tiny
     result = train(tiny_config(tmp_path, base, data, mode="single", output_dir=str(tmp_path / "s"), max_steps=2), progress=False)
@@ -106,6 +111,7 @@ def test_single_stream_twin_run(tiny, tmp_path):
     assert result.history[-1]["loss"] > 0
 
 
+@pytest.mark.slow  # accelerate with two processes
 def test_two_processes_match_one(tiny, tmp_path):
     root, base, data = tiny
     cfg = tiny_config(tmp_path, base, data, max_steps=2, output_dir=str(tmp_path / "two"), eval_every=2)
