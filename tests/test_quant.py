@@ -111,3 +111,15 @@ def test_bench_step_times_int4_rows_beside_bf16_ones(wrap, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
     print_step(r)
     assert "int4 engine row, 6 streams" in capsys.readouterr().out
+
+
+def test_engine_config_quantises_a_plain_model_and_refuses_unknown_forms(wrap):
+    from multistream.engine.core import EngineConfig, EngineCore
+
+    model = wrap("llama")
+    EngineCore(model, EngineConfig(quant="int4"))
+    assert sum(isinstance(m, Int4Linear) for m in model.modules()) == 14
+    EngineCore(model, EngineConfig(quant="int4"))  # already in that form: left as it is
+    assert sum(isinstance(m, Int4Linear) for m in model.modules()) == 14
+    with pytest.raises(ValueError, match="quant must be"):
+        EngineConfig(quant="int3")

@@ -47,13 +47,10 @@ def cmd_bench(args) -> int:
             print_train(result)
         return 0
     args.model = args.model or "default"
-    model = load(args)
+    model = load(args, quant="none" if args.what == "step" else None)  # step: the plain model is the reference
     if args.what == "step":
-        int4 = None
-        if "int4" in args.quant.split(","):
-            from ..zoo import load_model
-
-            int4 = load_model(args.model, dtype=resolve_dtype(args.dtype, args.device), quant="int4")
+        # the int4 kernel is the CPU's: its rows beside the plain ones, in the same run
+        int4 = load(args, quant="int4") if args.device == "cpu" else None
         result = bench_step(model, streams=args.streams, rounds=args.rounds, compiled=not args.eager_only, int4_model=int4)
     elif args.what == "latency":
         from ..engine.tools import demo_tools
@@ -117,8 +114,5 @@ def register(sub) -> None:
     b.add_argument("--train-steps", type=int, default=4, help="'train': timed optimizer steps per variant (after one untimed)")
     b.add_argument("--per-skill", type=int, default=40, help="'train': synthetic timelines per skill to train on")
     b.add_argument("--eager-only", action="store_true", help="'step': skip the compiled columns (each compiles a minute)")
-    b.add_argument("--quant", default="none,int4", choices=["none", "none,int4"],
-                   help="'step': time the engine's rows with bf16 weights only (none) or with int4 ones too (default; "
-                        "CPU only), against the same bare bf16 decode step")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench)

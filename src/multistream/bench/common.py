@@ -33,9 +33,11 @@ def timed(fn) -> float:
     return time.perf_counter() - t
 
 
-def load(args):
-    """The model of a ``multistream bench`` command (``--model``, ``--dtype``, ``--device``)."""
+def load(args, quant: str | None = None):
+    """The model of a ``multistream bench`` command (``--model``, ``--dtype``, ``--device``, ``--quant`` unless
+    ``quant`` is given)."""
     from ..hardware import resolve_dtype
     from ..zoo import load_model
 
-    return load_model(args.model, dtype=resolve_dtype(args.dtype, args.device)).to(args.device)
+    quant = quant or getattr(args, "quant", "none")
+    return load_model(args.model, dtype=resolve_dtype(args.dtype, args.device), quant=quant).to(args.device)

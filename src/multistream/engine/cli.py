@@ -39,10 +39,14 @@ def _seconds(text: str) -> float:
 
 def add_dtype_arg(p: argparse.ArgumentParser) -> None:
     from ..hardware import DTYPES
+    from ..quant import QUANT_MODES
 
     p.add_argument("--dtype", choices=DTYPES, default="auto",
                    help="the weights' dtype (default auto: bfloat16 where the CPU or GPU multiplies it natively, "
                         "AMX or AVX-512 BF16, for faster rows; else float32)")
+    p.add_argument("--quant", choices=QUANT_MODES, default="none",
+                   help="int4: the multi-stream model's linear layers in 4 bits (CPU; its LoRA adapter kept beside "
+                        "them, the conversion cached after the first load); default none")
 
 
 def add_sampling_args(p: argparse.ArgumentParser) -> None:
@@ -86,9 +90,9 @@ def engine_from_args(args, **config):
     from .sampling import SamplingParams
     from .session import StreamParams
 
-    model = load_model(args.model, dtype=resolve_dtype(args.dtype))
+    model = load_model(args.model, dtype=resolve_dtype(args.dtype), quant=args.quant)
     core = EngineCore(model, EngineConfig(speculative=args.speculative, compiled=args.compile, speak_rule=args.speak_rule,
-                                          input_wait=args.input_wait, **config))
+                                          input_wait=args.input_wait, quant=args.quant, **config))
     warm_up(core)
     sampling = SamplingParams(args.temperature, args.top_k, args.top_p, args.seed)
     params = {s.name: StreamParams(sampling, args.max_tokens) for s in model.layout.outputs}

@@ -107,12 +107,18 @@ class EngineConfig:
     then miscopies it. Waiting keeps a message's tokens on nearby rows and costs nothing while the model speaks
     (a speaking session never waits). A session opened with ``input_wait`` overrides it (``run_session`` opens one
     whose input is scripted by rows with 0)."""
+    quant: str = "none"
+    """The weights' form: ``int4`` runs the linear layers in 4 bits (:mod:`multistream.quant`, CPU only). A model
+    loaded with ``load_model(..., quant="int4")`` is already in that form (a LoRA adapter kept exact beside it, the
+    conversion cached); any other is quantised when the engine is made."""
     max_pending_commands: int = 1024
     """Commands (send, abort, mute) of one session queued and not yet applied by a step; past it
     they are refused (``busy``): a caller that sends faster than the engine steps cannot grow
     the command queue without limit (in all, at most ``max_sessions`` times this)."""
 
     def __post_init__(self) -> None:
+        if self.quant not in ("none", "int4"):
+            raise ValueError(f"quant must be 'none' or 'int4', got {self.quant!r}")
         if self.max_sessions < 1 or self.max_rows < 2 or self.bulk_chunk < 1 or self.speculative < 0 \
                 or self.max_pending_commands < 1:
             raise ValueError(
@@ -148,6 +154,11 @@ class EngineCore:
     def __init__(self, model: MultiStreamModel, config: EngineConfig | None = None):
         self.model = model.eval()
         self.config = config or EngineConfig()
+        if self.config.quant == "int4":
+            from ..quant import Int4Linear, quantize_model
+
+            if not any(isinstance(m, Int4Linear) for m in model.modules()):
+                quantize_model(model)
         self.layout = model.layout
         self.tok = model.tok
         self.silence, self.end = model.tok.silence_id, model.tok.end_id

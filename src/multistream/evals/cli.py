@@ -19,7 +19,7 @@ def _contenders(args):
     from .common import load_contenders
 
     return load_contenders(args.model, args.single, args.dtype, args.max_tokens, compiled=args.compile,
-                           speak_rule=args.speak_rule, input_wait=args.input_wait)
+                           speak_rule=args.speak_rule, input_wait=args.input_wait, quant=getattr(args, "quant", "none"))
 
 
 def _cases(args, kind: str):
@@ -150,7 +150,7 @@ def _skills(args) -> int:
     single = None if args.single == "none" else args.single
     r = evaluate_all(args.model, single, args.data, args.n, include_base=not args.no_base, parallel=not args.serial,
                      max_tokens=args.max_tokens, dtype=args.dtype, show_progress=not args.no_progress,
-                     compiled=args.compile, skills=args.skills, speak_rule=args.speak_rule)
+                     compiled=args.compile, skills=args.skills, speak_rule=args.speak_rule, quant=args.quant)
     if args.json:
         out = r if args.details else {k: v for k, v in r.items() if not k.endswith("_records")}
         print(json.dumps(out, indent=2, ensure_ascii=False))
@@ -376,7 +376,7 @@ def cmd_evaluate_default(args) -> int:
     single = None if args.single == "none" else args.single
     results = evaluate_all(args.model, single, args.data, args.n, include_base=not args.no_base, parallel=not args.serial,
                            max_tokens=args.max_tokens, dtype=args.dtype, compiled=args.compile, skills=args.skills,
-                           speak_rule=args.speak_rule)
+                           speak_rule=args.speak_rule, quant=args.quant)
     print(format_report(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")

@@ -72,12 +72,14 @@ class Contenders:
 
 def load_contenders(model: str = "default", single: str = "default-single", dtype: str = "auto",
                     max_tokens: int = EVAL_MAX_TOKENS, compiled: bool = False, speak_rule: str = SPEAK_RULE,
-                    input_wait: float | None = INPUT_WAIT_S) -> Contenders:
+                    input_wait: float | None = INPUT_WAIT_S, quant: str = "none") -> Contenders:
+    """The multi-stream model (``quant``: its weights' form, see :func:`multistream.zoo.load_model`) and its twin
+    (always as trained: the comparison is with the single-stream model a user would run)."""
     from ..hardware import resolve_dtype
     from ..zoo import load_model, load_single
 
     t = resolve_dtype(dtype)
-    return Contenders(load_model(model, dtype=t), load_single(single, dtype=t), max_tokens=max_tokens,
+    return Contenders(load_model(model, dtype=t, quant=quant), load_single(single, dtype=t), max_tokens=max_tokens,
                       compiled=compiled, speak_rule=speak_rule, input_wait=input_wait, model_name=model,
                       single_name=single)
 

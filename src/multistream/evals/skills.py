@@ -363,15 +363,16 @@ def _per_skill(timelines: list[Timeline]) -> int:
 
 
 def _part(kind: str, ref: str | None, timelines: list[Timeline], max_tokens: int, dtype: str = "auto",
-          show_progress: bool = False, compiled: bool = False, speak_rule: str = SPEAK_RULE) -> list[dict]:
-    """One worker's share: load one model and run it on ``timelines``."""
+          show_progress: bool = False, compiled: bool = False, speak_rule: str = SPEAK_RULE, quant: str = "none"
+          ) -> list[dict]:
+    """One worker's share: load one model and run it on ``timelines`` (``quant``: the multi-stream model's form)."""
     from ..hardware import resolve_dtype
 
     t = resolve_dtype(dtype)
     if kind == "multi":
         from ..zoo import load_model
 
-        return eval_multi(Contenders(load_model(str(ref), dtype=t), None, max_tokens=max_tokens, compiled=compiled,
+        return eval_multi(Contenders(load_model(str(ref), dtype=t, quant=quant), None, max_tokens=max_tokens, compiled=compiled,
                                      speak_rule=speak_rule),
                           timelines,
                           show_progress=show_progress)
@@ -402,6 +403,7 @@ def evaluate_all(
     compiled: bool = False,
     skills: Sequence[str] = SKILLS,
     speak_rule: str = SPEAK_RULE,
+    quant: str = "none",
 ) -> dict:
     """The report for saved models: ``multi`` and ``single`` are model names or folders (:mod:`multistream.zoo`),
     on the held-out cases of ``skills``.
@@ -424,18 +426,19 @@ def evaluate_all(
 
         with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=one_thread_worker) as pool:
-            futures = [(kind, pool.submit(_part, kind, ref, tls, max_tokens, dtype, False, compiled, speak_rule))
+            futures = [(kind, pool.submit(_part, kind, ref, tls, max_tokens, dtype, False, compiled, speak_rule,
+                                                     quant))
                        for kind, ref, tls in jobs]
             for kind, f in futures:
                 records.setdefault(kind, []).extend(f.result())
     else:
         for kind, ref, tls in jobs:
             records.setdefault(kind, []).extend(_part(kind, ref, tls, max_tokens, dtype, show_progress, compiled,
-                                                               speak_rule))
+                                                      speak_rule, quant))
     if "multi" in records:  # the halves back in the order of the test set
         order = {tl.id: k for k, tl in enumerate(timelines)}
         records["multi"].sort(key=lambda r: order.get(r["id"], 0))
-    return collect(records, n_per_skill, max_tokens) | {"speak_rule": speak_rule, "compiled": compiled}
+    return collect(records, n_per_skill, max_tokens) | {"speak_rule": speak_rule, "compiled": compiled, "quant": quant}
 
 
 def format_report(results: dict) -> str:

@@ -30,7 +30,7 @@ def cmd_serve(args) -> int:
         idle_timeout_s=args.idle_timeout,
     )
     t0 = time.perf_counter()
-    model = load_model(args.model, dtype=resolve_dtype(args.dtype))
+    model = load_model(args.model, dtype=resolve_dtype(args.dtype), quant=args.quant)
     core = EngineCore(
         model,
         EngineConfig(
@@ -42,6 +42,7 @@ def cmd_serve(args) -> int:
             compiled=args.compile,
             speak_rule=args.speak_rule,
             input_wait=args.input_wait,
+            quant=args.quant,
         ),
     )
     warm_up(core)

@@ -50,7 +50,7 @@ def register(sub, compare_silence=None) -> None:
     """Add ``train``; ``compare_silence(args) -> exit code`` runs ``train --compare-silence`` (None: not offered)."""
     t = sub.add_parser("train", help="supervised fine-tuning (multi-stream or single-stream) from a YAML config or a recipe")
     t.add_argument("config", nargs="?", help="YAML file with TrainConfig fields")
-    t.add_argument("--recipe", choices=["default", "quick", "refresh", "tiny"],
+    t.add_argument("--recipe", choices=["default", "quick", "refresh", "v7", "tiny"],
                    help="build data, train the multi-stream model and its twin (refresh: continue the shipped pair)")
     t.add_argument("--out", help="recipe output folder (default runs/RECIPE)")
     t.add_argument("--export", action="store_true", help="recipe: write the compact weights into the package (weights/default*)")
