@@ -123,3 +123,18 @@ def test_engine_config_quantises_a_plain_model_and_refuses_unknown_forms(wrap):
     assert sum(isinstance(m, Int4Linear) for m in model.modules()) == 14
     with pytest.raises(ValueError, match="quant must be"):
         EngineConfig(quant="int3")
+
+
+@pytest.mark.slow  # torch.compile
+def test_compiled_int4_rows_equal_the_reference_decoder(wrap):
+    from engine.test_core import INPUTS, reference, run_engine
+
+    from multistream.engine.core import EngineConfig, EngineCore
+
+    model = wrap("llama")
+    quantize_model(model, dtype=torch.float32)
+    expected = reference(model, INPUTS, 16)
+    engine = EngineCore(model, EngineConfig(idle_rows=None, compiled=True))
+    sid = run_engine(engine, INPUTS, 16)
+    assert engine.compiled is not None, "the compiled forward fell back to eager"
+    assert torch.equal(engine.grid(sid), expected)
