@@ -155,7 +155,10 @@ def _exit_on_sigterm(signum, frame):
 
 def train_side_by_side(configs: list[Path], log_dir: Path) -> None:
     """Run one ``multistream train CONFIG`` process per config at once, one thread each."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+           # large tensors always mapped and unmapped (glibc otherwise raises the threshold after the first frees and
+           # serves them from its heap, which then only grows: a v7 run's memory rose 1 GB every 10 steps)
+           "MALLOC_MMAP_THRESHOLD_": os.environ.get("MALLOC_MMAP_THRESHOLD_", "131072")}
     procs = []
     for c in configs:
         logf = open(log_dir / f"{c.stem}.log", "a")
