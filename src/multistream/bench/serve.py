@@ -86,11 +86,13 @@ def _serve_child() -> None:
     from ..engine.aio import AsyncEngine
     from ..engine.core import EngineConfig, EngineCore
     from ..engine.tools import demo_tools
+    from ..runtime import configure
     from ..server import ServerLimits, create_app
     from ..server.app import warm_up
     from ..server.run import Server
     from ..zoo import load_model
 
+    configure()  # a process of its own: set up as the command line's
     model, dtype, max_sessions = sys.argv[1], sys.argv[2], int(sys.argv[3])
     logging.basicConfig(level=logging.WARNING)
     core = EngineCore(load_model(model, dtype=resolve_dtype(dtype)), EngineConfig(max_sessions=max_sessions))
