@@ -9,8 +9,9 @@ item in five (by :func:`.skills.held_out_item`) are test-only. Items that :mod:`
 asks about are left out, so no held-out retention fact is taught here in other words.
 
 ``python -m multistream.data.everyday`` asks the base model every candidate (batched, greedy, in its
-own chat template) and keeps in ``everyday.json`` the replies whose first sentence names an accepted
-answer: self-distillation, as for retention.
+own chat template) and keeps in ``everyday.json`` the replies worth learning from (:func:`keep`):
+self-distillation, as for retention. For the families in :data:`TEMPLATED` the base was too often
+wrong or odd, and the replies are written from the accepted answers instead.
 """
 
 from __future__ import annotations
