@@ -83,7 +83,7 @@ def cmd_twin(args) -> int:
 
 
 def register(sub) -> None:
-    from .skills import SKILLS
+    from .catalog import ALL_SKILLS
 
     d = sub.add_parser("data", help="build training data (validated timeline JSONL)")
     dsub = d.add_subparsers(dest="builder", required=True)
@@ -93,7 +93,7 @@ def register(sub) -> None:
     s.add_argument("--train-per-skill", type=int, default=400)
     s.add_argument("--test-per-skill", type=int, default=40)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--skills", help="comma-separated subset of " + ",".join(SKILLS))
+    s.add_argument("--skills", help="comma-separated subset of " + ",".join(ALL_SKILLS))
     s.set_defaults(func=cmd_synthetic)
 
     c = dsub.add_parser("chat", help="OpenAI-style chat JSONL to timelines")
