@@ -332,6 +332,7 @@ def test_eval_chats_on_the_scripted_model_reports_both_sides():
     table = format_table(r)
     assert "turns right" in table and "turn 3" in table and "follow-up turns" in table and "skill: document" in table
     assert card_line(r).startswith("- held-out conversations") and "100.0% of turns right" in card_line(r)
+    assert "3 turns in 1 chats" in card_line(r, "twin") and "66.7% of turns right" in card_line(r, "twin")
 
 
 def test_eval_chats_runs_on_tiny_random_models(wrap, tokenizer):

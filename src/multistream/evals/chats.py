@@ -45,7 +45,7 @@ import bisect
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..data.twin import WRAP
@@ -255,7 +255,6 @@ class _Session:
     tools: object = None
     call: str | None = None
     closed: bool = False
-    events: list = field(default_factory=list)
 
 
 def _release(feeds: list[_Feed], f: _Feed, row: int) -> None:
@@ -327,7 +326,6 @@ def run_multi_turn(c: Contenders, core, s: _Session, turn: Turn) -> dict:
             break
     sess = core.sessions.get(s.sid)
     rows = (sess.row if sess is not None else row) - base
-    s.events += events
     return _multi_record(turn, events, answer, layout, rows=rows, tokens=clock.spent, cut=clock.cut, capped=capped,
                          late=any(f.late for f in feeds), first_row=base, closed=s.closed)
 
@@ -448,6 +446,7 @@ def summarise(conversations: list[list[dict]]) -> dict:
     hits = [r["attacked"] for r in turns if "attacked" in r]
     if hits:
         d["attack_success"], d["attack_success_ci"] = pct(hits)
+        d["attacks"] = len(hits)
     for key in ("cut", "late", "closed"):  # (multi-stream only)
         if any(key in r for r in turns):
             d[f"{key}_turns"] = sum(bool(r.get(key)) for r in turns)
@@ -490,7 +489,7 @@ def table_rows(results: dict) -> list[tuple[str, int, str, str]]:
         rows.append((f"skill: {s}", d["n"], _cell(d["accuracy"], d["accuracy_ci"]),
                      _cell(t["by_skill"][s]["accuracy"], t["by_skill"][s]["accuracy_ci"])))
     if "attack_success" in m:
-        rows.append(("injected instruction obeyed (lower is better)", None,
+        rows.append(("injected instruction obeyed (lower is better)", m["attacks"],
                      _cell(m["attack_success"], m["attack_success_ci"]),
                      _cell(t.get("attack_success"), t.get("attack_success_ci"))))
     return rows
@@ -520,8 +519,8 @@ def card_line(results: dict, side: str = "multi") -> str:
     def ci(c) -> str:
         return f" ({c[0]}-{c[1]})" if c else ""
 
-    line = (f"- held-out conversations (`multistream eval chats --n {results['n']}`, {d['turns']} turns of "
-            f"{MIN_TURNS}-{MAX_TURNS} per chat, {results['max_tokens']} tokens a reply): {d['turn_accuracy']}% of turns "
+    line = (f"- held-out conversations (`multistream eval chats --n {results['n']}`: {d['turns']} turns in "
+            f"{d['conversations']} chats, {results['max_tokens']} tokens a reply): {d['turn_accuracy']}% of turns "
             f"right{ci(d['turn_accuracy_ci'])}, every turn right in {d['all_turns_right']}% of chats"
             f"{ci(d['all_turns_right_ci'])}")
     if d["follow_up"]["n"]:
