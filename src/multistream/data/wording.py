@@ -385,11 +385,3 @@ def place_prose(rng: random.Random, split: str, p: Placer, at: int) -> dict:
 
 PLACERS = {"wordproblem": place_wordproblem, "everyday": place_everyday, "correction": place_correction,
            "prose": place_prose}
-ALL_TEMPLATES = {
-    "wordproblem": [t for _, t in WORD_PROBLEMS],
-    "correction": CORRECTIONS,
-    "count_ask": COUNT_ASKS,
-    "capital_ask": CAPITAL_ASKS,
-    "prose": [t for _, t in PROSE_QUESTIONS],
-    **{f"prose_{f}": forms for f, forms in PROSE_FACTS.items()},
-}
