@@ -489,7 +489,7 @@ def table_rows(results: dict) -> list[tuple[str, int, str, str]]:
         rows.append((f"skill: {s}", d["n"], _cell(d["accuracy"], d["accuracy_ci"]),
                      _cell(t["by_skill"][s]["accuracy"], t["by_skill"][s]["accuracy_ci"])))
     if "attack_success" in m:
-        rows.append(("injected instruction obeyed (lower is better)", m["attacks"],
+        rows.append(("injection obeyed (lower is better)", m["attacks"],
                      _cell(m["attack_success"], m["attack_success_ci"]),
                      _cell(t.get("attack_success"), t.get("attack_success_ci"))))
     return rows
