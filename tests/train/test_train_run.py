@@ -61,6 +61,26 @@ def test_saved_multistream_model_loads_with_trained_rows(tiny, tmp_path):
     assert adapter and all("lora" in k for k in adapter)  # no copies of the whole embedding matrix
 
 
+@pytest.mark.slow  # a training run
+def test_snapshot_of_the_last_checkpoint_is_the_model_the_run_saves(tiny, tmp_path):
+    from multistream.train.loop import snapshot
+
+    root, base, data = tiny
+    cfg = tiny_config(tmp_path, base, data, output_dir=str(tmp_path / "m"), max_steps=2)
+    with pytest.raises(FileNotFoundError, match="no checkpoint yet"):
+        snapshot(cfg, tmp_path / "early")
+    result = train(cfg, progress=False)
+    path, step = snapshot(cfg, tmp_path / "snap")
+    assert step == 2
+    final, snap = MultiStreamModel.load(result.final_dir), MultiStreamModel.load(path)
+    ids = torch.arange(3, 40).view(1, -1)
+    streams = torch.zeros_like(ids)
+    positions = torch.arange(ids.shape[1]).view(1, -1)
+    torch.testing.assert_close(snap(ids, streams, positions).logits, final(ids, streams, positions).logits)
+    fresh = MultiStreamModel.from_base(str(base))
+    assert not torch.allclose(fresh(ids, streams, positions).logits, final(ids, streams, positions).logits)
+
+
 @pytest.mark.slow  # a training run per mode
 @pytest.mark.parametrize("mode", ["multi", "single"])
 def test_bf16_base_trains_float32_parameters_and_loads(tiny, tmp_path, mode):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 
 def cmd_train(args) -> int:
@@ -36,6 +37,12 @@ def cmd_train(args) -> int:
     if args.output_dir:
         cfg.output_dir = args.output_dir
     configure(threads=cfg.threads)  # this process is the run's: its torch threads are the config's
+    if args.snapshot:
+        from .loop import snapshot
+
+        path, step = snapshot(cfg, Path(args.snapshot))
+        print(f"step {step} of {cfg.max_steps}: model in {path}")
+        return 0
     result = train(cfg, progress=not args.no_progress)
     print(
         f"trained {result.steps} steps in {result.seconds:.0f} s ({result.tokens_per_s:.0f} tokens/s): "
@@ -64,5 +71,7 @@ def register(sub, compare_silence=None) -> None:
     t.add_argument("--minutes", type=float, default=25.0, help="--compare-silence: training minutes per rule")
     t.add_argument("--n", type=int, default=24, help="--compare-silence: held-out examples per skill")
     t.add_argument("--output-dir", help="override output_dir of the config")
+    t.add_argument("--snapshot", metavar="DIR",
+                   help="write the run's last checkpoint as a model folder in DIR (to evaluate it mid-run) and exit")
     t.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to output_dir/log.jsonl)")
     t.set_defaults(func=cmd_train, compare_silence_command=compare_silence)

@@ -444,6 +444,27 @@ def _resume(path: Path, raw: nn.Module, optimizer, scheduler) -> tuple[int, list
     return progress["step"], progress["history"]
 
 
+def snapshot(cfg: TrainConfig, path: Path) -> tuple[Path, int]:
+    """The run's last checkpoint as a loadable model folder, while the run goes on (to look at it mid-run).
+
+    Returns the folder and the step the checkpoint was taken at.
+    """
+    ckpt = Path(cfg.output_dir) / CHECKPOINT
+    if not (ckpt / "progress.json").exists():
+        raise FileNotFoundError(f"{ckpt}: no checkpoint yet (the run saves one every {cfg.save_every} steps)")
+    model = build_model(cfg)
+    weights = load_file(ckpt / "trainable.safetensors")
+    params = _trainable(model)
+    missing = sorted(set(params) - set(weights))
+    if missing:
+        raise ValueError(f"{ckpt}: checkpoint lacks trainable parameter(s) {missing[:3]}; was the config changed?")
+    with torch.no_grad():
+        for n, p in params.items():
+            p.copy_(weights[n].to(p.dtype))
+    step = json.loads((ckpt / "progress.json").read_text())["step"]
+    return save_final(model, path), step
+
+
 def save_final(raw: nn.Module, path: Path, dtype: torch.dtype | None = None) -> Path:
     """The trained model as a loadable folder (MultiStreamModel.save, or a PEFT adapter + tokenizer)."""
     rows = getattr(raw, "token_rows", None)
