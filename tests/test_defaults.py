@@ -19,11 +19,9 @@ REPEATED = {  # name (an option's, with - as _) -> the value defined once
     "prefix": defaults.SYSTEM_PROMPT,
     "system": defaults.SYSTEM_PROMPT,
 }
-KNOWN_EXCEPTIONS = {
-    # module -> literals still there, each to be replaced by its name in multistream.defaults. The test fails when
-    # one is gone, so that this list only shrinks.
-    "multistream.demo": {("rate", 10.0), ("speculative", 16)},
-}
+# module -> literals still there, each to be replaced by its name in multistream.defaults (none left). The test fails
+# when one is gone, so that this list only shrinks.
+KNOWN_EXCEPTIONS: dict[str, set] = {}
 
 
 def _literal(node) -> object:

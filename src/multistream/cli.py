@@ -100,8 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .server import cli as server_cli
     from .train import cli as train_cli
 
-    # `train --compare-silence` trains and then evaluates: the evaluation's command, handed down (train imports no evals)
-    train_cli.register(sub, compare_silence=evals_cli.cmd_compare_silence)
+    # `train --compare-silence` and `train --recipe` train and then evaluate: the evaluations' parts, handed down
+    # (train imports nothing of evals)
+    train_cli.register(sub, compare_silence=evals_cli.cmd_compare_silence, evaluate_recipe=evals_cli.evaluate_recipe)
     evals_cli.register_evaluate_default(sub)
     data_cli.register(sub)
     server_cli.register(sub)

@@ -19,7 +19,7 @@ import re
 import time
 from dataclasses import dataclass
 
-SYSTEM = "You are a helpful assistant."
+from .defaults import ARRIVAL_RATE, SPECULATIVE_ROWS, SYSTEM_PROMPT
 
 
 @dataclass
@@ -63,7 +63,7 @@ def mark(ok: bool) -> str:
 # -- the multi-stream model through the engine -----------------------------------------------------------------------------
 
 
-def run_multi(core, scene: Scene, tools, rate: float = 10.0) -> dict:
+def run_multi(core, scene: Scene, tools, rate: float = ARRIVAL_RATE) -> dict:
     """One scripted session (``run_session``); returns the answer, its messages and times (seconds from the first input)."""
     from .engine.runner import Input, run_session
     from .evals.common import StepClock
@@ -82,7 +82,7 @@ def run_multi(core, scene: Scene, tools, rate: float = 10.0) -> dict:
 
     clock = StepClock(core, correct_mid_answer)
     t0 = time.perf_counter()
-    result = run_session(clock, inputs, prefix=SYSTEM, max_rows=300, tools=tools, session_id="demo")
+    result = run_session(clock, inputs, prefix=SYSTEM_PROMPT, max_rows=300, tools=tools, session_id="demo")
     at = {row: t - t0 for row, t in clock.row_time.items()}
     lines, answers = [], []
     outputs = {s.name for s in core.layout.outputs}
@@ -107,43 +107,41 @@ def run_multi(core, scene: Scene, tools, rate: float = 10.0) -> dict:
 # -- the single-stream twin ------------------------------------------------------------------------------------------------
 
 
-def run_twin(baseline, scene: Scene, tools, rate: float = 10.0) -> dict:
-    """The twin as an ordinary chat: it reads whole messages and answers one at a time."""
-    from .data.twin import reply_calls, tool_turn
-    from .evals.common import run_tool
+def run_twin(baseline, scene: Scene, tools, rate: float = ARRIVAL_RATE) -> dict:
+    """The twin as an ordinary chat (the single-stream tool loop, :func:`multistream.evals.twin.tool_loop`): it reads
+    whole messages and answers one at a time; a correction is read once its reply is complete."""
+    from .evals.scoring import reply_answer
+    from .evals.twin import tool_loop
 
-    convo = [{"role": "system", "content": SYSTEM}]
+    convo = [{"role": "system", "content": SYSTEM_PROMPT}]
     content = scene.question + (f"\n<tool>{scene.document}</tool>" if scene.document else "")
     convo.append({"role": "user", "content": content})
     waited = 0.0
     if scene.document:  # a chat model starts once the whole document has arrived
         waited = len(baseline.tokenizer(scene.document, add_special_tokens=False)["input_ids"]) / rate
-    spent, lines, reply = 0.0, [], ""
-    for _ in range(3):  # a reply, a tool result and another reply at most
-        out = baseline.run(convo)
-        spent += out.e2e
-        reply = out.streams["answer"]
-        lines.append(f"  reply, {waited + spent:5.2f} s: {reply}")
-        convo.append({"role": "assistant", "content": reply})
-        calls = reply_calls(reply)
-        if calls:
-            result = run_tool(tools, calls[0])
-            convo.append(tool_turn(result))
-            continue
-        if scene.correction and convo[-2]["role"] == "user" and scene.correction not in convo[-2]["content"]:
-            convo.append({"role": "user", "content": scene.correction})  # read only once the reply is complete
-            continue
-        break
-    final = re.sub(r"<(think|call)>.*?</\1>", "", reply, flags=re.DOTALL).strip()
-    return {"answer": final, "time": waited + spent, "lines": lines, "doc_wait": waited}
+    lines, replies, before = [], [], [waited]
+
+    def note(reply: str, seconds: float) -> None:
+        lines.append(f"  reply, {before[0] + seconds:5.2f} s: {reply}")
+        replies.append(reply)
+
+    first, added = tool_loop(baseline, convo, tools, on_reply=note)
+    spent = first.e2e
+    if scene.correction:
+        before[0] += first.e2e
+        second, _ = tool_loop(baseline, convo + added + [{"role": "user", "content": scene.correction}], tools,
+                              on_reply=note)
+        spent += second.e2e
+    return {"answer": reply_answer(replies[-1]), "time": waited + spent, "lines": lines, "doc_wait": waited}
 
 
-def run_demo(model_name: str = "default", single_name: str = "default-single", rate: float = 10.0,
+def run_demo(model_name: str = "default", single_name: str = "default-single", rate: float = ARRIVAL_RATE,
              dtype: str = "auto") -> bool:
     """Print the three scenes (both models in ``dtype``, see :func:`multistream.hardware.resolve_dtype`); returns
     whether every multi-stream answer was right (``multistream demo`` turns False into exit status 1)."""
     from .engine.baseline import SingleStreamBaseline
-    from .engine.core import EngineConfig, EngineCore
+    from .engine.build import build_engine
+    from .engine.core import EngineConfig
     from .engine.tools import demo_tools
     from .hardware import resolve_dtype
     from .zoo import load_model, load_single
@@ -155,7 +153,7 @@ def run_demo(model_name: str = "default", single_name: str = "default-single", r
     print(f"loaded {model_name!r} and its twin {single_name!r} ({str(t).removeprefix('torch.')}) in "
           f"{time.perf_counter() - t0:.1f} s; streams: "
           + ", ".join(f"{s.name} ({s.kind}{', untrusted' if s.trust == 'untrusted' else ''})" for s in model.layout))
-    core, tools = EngineCore(model, EngineConfig(speculative=16)), demo_tools()
+    core, tools = build_engine(model, EngineConfig(speculative=SPECULATIVE_ROWS)), demo_tools()
     wrong = []
     for scene in SCENES:
         multi = run_multi(core, scene, tools, rate)

@@ -13,7 +13,8 @@ from .common import DOC, SYSTEM, timed
 
 @torch.no_grad()
 def bench_ingest(model, doc_tokens: int = 1000, step_rows: int = 48, chunk: int = 128) -> dict:
-    from ..engine.core import EngineConfig, EngineCore
+    from ..engine.build import build_engine
+    from ..engine.core import EngineConfig
     from ..model import unwrap_base
 
     tok = model.tok
@@ -24,7 +25,7 @@ def bench_ingest(model, doc_tokens: int = 1000, step_rows: int = 48, chunk: int 
     prefills = [timed(lambda: base(input_ids=ids))]
 
     def read(config: EngineConfig, bulk: bool, limit: int | None = None) -> tuple[float, int, int]:
-        core = EngineCore(model, config)
+        core = build_engine(model, config, warm=False)  # each way of reading is measured on a fresh engine
         sid = core.open("doc", prefix=SYSTEM)
         core.send(sid, model.layout.role("user"), "Read this document.")
         core.step()

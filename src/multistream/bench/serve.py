@@ -10,8 +10,6 @@ import os
 import statistics
 import time
 
-from ..hardware import resolve_dtype
-
 SERVE_MODEL_NAME = "bench"
 
 
@@ -84,19 +82,17 @@ def _serve_child() -> None:
     import sys
 
     from ..engine.aio import AsyncEngine
-    from ..engine.core import EngineConfig, EngineCore
+    from ..engine.build import build_engine
+    from ..engine.core import EngineConfig
     from ..engine.tools import demo_tools
     from ..runtime import configure
     from ..server import ServerLimits, create_app
-    from ..server.app import warm_up
     from ..server.run import Server
-    from ..zoo import load_model
 
     configure()  # a process of its own: set up as the command line's
     model, dtype, max_sessions = sys.argv[1], sys.argv[2], int(sys.argv[3])
     logging.basicConfig(level=logging.WARNING)
-    core = EngineCore(load_model(model, dtype=resolve_dtype(dtype)), EngineConfig(max_sessions=max_sessions))
-    warm_up(core)
+    core = build_engine(model, EngineConfig(max_sessions=max_sessions), dtype=dtype)
     app = create_app(
         AsyncEngine(core, demo_tools()), limits=ServerLimits(max_sessions=max_sessions), model_name=SERVE_MODEL_NAME
     )

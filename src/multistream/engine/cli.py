@@ -74,28 +74,19 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
                         "streamed slower than rows run then lies on nearby rows, as in training")
 
 
-def warm_up(core) -> None:
-    """Compile before the first input arrives, saying so on stderr (it takes a while the first time)."""
-    if core.compiled is None:
-        return
-    print("multistream: compiling the row forward (20-50 s the first time, seconds later; --no-compile skips)",
-          file=sys.stderr, flush=True)
-    print(f"multistream: compiled in {core.warm_up():.1f} s", file=sys.stderr, flush=True)
-
-
 def engine_from_args(args, **config):
-    from ..hardware import resolve_dtype
-    from ..zoo import load_model
-    from .core import EngineConfig, EngineCore
+    """The engine of a command's model, sampling and engine options (:func:`.build.build_engine`, warmed up) and each
+    output stream's parameters; ``config``: more ``EngineConfig`` fields."""
+    from .build import build_engine
+    from .core import EngineConfig
     from .sampling import SamplingParams
     from .session import StreamParams
 
-    model = load_model(args.model, dtype=resolve_dtype(args.dtype), quant=args.quant)
-    core = EngineCore(model, EngineConfig(speculative=args.speculative, compiled=args.compile, speak_rule=args.speak_rule,
-                                          input_wait=args.input_wait, quant=args.quant, **config))
-    warm_up(core)
+    core = build_engine(args.model, EngineConfig(speculative=args.speculative, compiled=args.compile,
+                                                 speak_rule=args.speak_rule, input_wait=args.input_wait,
+                                                 quant=args.quant, **config), dtype=args.dtype)
     sampling = SamplingParams(args.temperature, args.top_k, args.top_p, args.seed)
-    params = {s.name: StreamParams(sampling, args.max_tokens) for s in model.layout.outputs}
+    params = {s.name: StreamParams(sampling, args.max_tokens) for s in core.layout.outputs}
     return core, params
 
 

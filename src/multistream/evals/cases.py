@@ -72,7 +72,7 @@ class InterruptCase:
     """Other corrected answers that count as right (as :attr:`PromptCase.accepted`)."""
     tools: bool = False
     """The case needs the calculator (an arithmetic correction): both contenders get the evaluation's tools, the
-    multi-stream model's calls run by the engine, the twin's in new turns (:func:`.prompts.tool_loop`)."""
+    multi-stream model's calls run by the engine, the twin's in new turns (:func:`.twin.tool_loop`)."""
 
     @property
     def answers(self) -> tuple[str, ...]:

@@ -20,7 +20,7 @@ instruction, if any. Calculator results are not among the inputs: the contenders
   message.
 - twin: the same conversation as one growing chat: the system prompt, then for each turn its inputs as one user
   message (documents as ``<tool>...</tool>``, as in :mod:`multistream.data.twin`) and the twin's own replies; its
-  calculator calls are answered by the twin's tool loop (:func:`.prompts.tool_loop`); a correction is a new user
+  calculator calls are answered by the twin's tool loop (:func:`.twin.tool_loop`); a correction is a new user
   message after the reply it corrects (as in :mod:`.interrupts`). The turn's final answer is the last line outside
   the tags of its replies (:func:`.scoring.final_reply_answer`).
 
@@ -55,9 +55,9 @@ from ..engine.session import StreamParams
 from ..streams import DEFAULT_LAYOUT
 from ..timeline import Timeline, read_jsonl, token_rows
 from .common import Contenders, StepClock, message_spans, progress, single_system
-from .prompts import tool_loop
 from .scoring import attacked, correct_any, final_reply_answer, split_reply, useful
 from .skills import base_length_of, pct
+from .twin import tool_loop
 
 MIN_TURNS, MAX_TURNS = 2, 8
 SETTLE_ROWS = EngineConfig.idle_rows

@@ -190,18 +190,18 @@ def cmd_plot(args) -> int:
             if not args.input:
                 print("multistream plot timeline: give --from FILE or at least one --input", file=sys.stderr)
                 return 2
-            from ..engine.core import EngineConfig, EngineCore
+            from ..engine.build import build_engine
+            from ..engine.core import EngineConfig
             from ..engine.runner import run_session
             from ..engine.session import StreamParams
             from ..engine.tools import demo_tools
-            from ..zoo import load_model
 
-            model = load_model(args.model)
-            core = EngineCore(model, EngineConfig(speculative=SPECULATIVE_ROWS, max_rows=args.max_rows + 1))
-            params = {s.name: StreamParams(max_tokens=args.max_tokens) for s in model.layout.outputs}
+            core = build_engine(args.model, EngineConfig(speculative=SPECULATIVE_ROWS, max_rows=args.max_rows + 1),
+                                dtype="float32")
+            params = {s.name: StreamParams(max_tokens=args.max_tokens) for s in core.layout.outputs}
             result = run_session(core, args.input, prefix=args.prefix, params=params, max_rows=args.max_rows,
                                  tools=demo_tools())
-            events, streams = result.events, [(s.name, s.kind) for s in model.layout]
+            events, streams = result.events, [(s.name, s.kind) for s in core.layout]
         path = plot_timeline(events, streams, args.out, args.title or "")
     else:
         if args.from_file:
@@ -395,6 +395,16 @@ def register_evaluate_default(sub) -> None:
                    help="total token budget of each contender on a case (all output streams together; all replies)")
     e.add_argument("--json", help="also write the results here")
     e.set_defaults(func=cmd_evaluate_default)
+
+
+def evaluate_recipe(multi_dir, single_dir, test_file, n_per_skill: int) -> dict:
+    """``multistream train --recipe``'s held-out report of the pair it trained (:func:`.skills.evaluate_all`, the base
+    model too), printed; returns the results (``multistream.train.recipes.Evaluate``)."""
+    from .skills import evaluate_all, format_report
+
+    results = evaluate_all(multi_dir, single_dir, test_file, n_per_skill)
+    print(format_report(results))
+    return results
 
 
 def cmd_compare_silence(args) -> int:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from ..defaults import EVAL_MAX_TOKENS, INPUT_WAIT_S, SPEAK_RULE, SPECULATIVE_ROWS
 from ..engine.baseline import SingleStreamBaseline
+from ..engine.build import build_engine
 from ..engine.core import EngineConfig, EngineCore
 from ..engine.runner import Input, RunResult, run_session
 from ..engine.session import Event, StreamParams
@@ -46,12 +47,14 @@ class Contenders:
     _warm: bool = field(default=False, repr=False)
 
     def core(self, **config) -> EngineCore:
-        core = EngineCore(self.multi, EngineConfig(**{"speculative": self.speculative, "compiled": self.compiled,
-                                                        "speak_rule": self.speak_rule,
-                                                        "input_wait": self.input_wait, **config}))
-        if self.compiled and not self._warm:  # compile the cache shapes a case reaches before any case is timed
-            core.warm_up(capacities=(2 * core.cache.capacity,))
-            self._warm = True
+        """An engine over the multi-stream model (:func:`multistream.engine.build.build_engine`); ``config``: more
+        ``EngineConfig`` fields. Compiled, the first one is warmed up for the cache shapes a case reaches, before any
+        case is timed."""
+        cfg = EngineConfig(**{"speculative": self.speculative, "compiled": self.compiled, "speak_rule": self.speak_rule,
+                              "input_wait": self.input_wait, **config})
+        warm = self.compiled and not self._warm
+        core = build_engine(self.multi, cfg, warm=warm, capacities=(2 * cfg.capacity,))
+        self._warm = self._warm or warm
         return core
 
     def params(self, budget: int | None = None) -> dict[str, StreamParams]:
@@ -117,11 +120,6 @@ def message_spans(result: RunResult, stream: str) -> list[tuple[str, int, int]]:
 def messages(result: RunResult, stream: str) -> list[str]:
     """The messages an output stream wrote, in order (an unfinished last message included)."""
     return [text for text, _, _ in message_spans(result, stream)]
-
-
-def run_tool(tools, call_text: str) -> str:
-    """The whole result text of one tool call (errors come back as ``error: ...`` text)."""
-    return tools.run_all(call_text)
 
 
 def single_system(system: str) -> list[dict]:

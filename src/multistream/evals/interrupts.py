@@ -20,7 +20,7 @@ or one the case accepts, and states no value of the stale task).
 
 A case marked ``tools`` (an arithmetic correction: the model was trained to leave arithmetic to
 the calculator) gives both contenders the evaluation's tools: the engine runs the multi-stream
-model's calls; each twin reply's calls are answered in new turns (:func:`.prompts.tool_loop`),
+model's calls; each twin reply's calls are answered in new turns (:func:`.twin.tool_loop`),
 within the reply's budget. Budget: each contender may write twice the total
 budget (the stale start and the corrected answer): the twin ``max_tokens`` per reply, the
 multi-stream model ``2 * max_tokens`` over all its output streams.
@@ -31,8 +31,8 @@ from __future__ import annotations
 from ..engine.runner import Input
 from .cases import InterruptCase
 from .common import Contenders, StepClock, progress, run_multi, single_system
-from .prompts import tool_loop
 from .scoring import final_reply_answer, interrupt_ok, median, rate_ci, ratio
+from .twin import tool_loop
 
 NOT_YET = 1 << 30  # the interrupt's row until the answer has started
 

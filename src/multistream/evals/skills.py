@@ -14,8 +14,9 @@ split: unseen templates and/or items), each with its ``meta`` (skill, expected a
   ``answer`` stream.
 - twin: the twin chat of the timeline (:func:`multistream.data.twin.twin_messages`), with
   every assistant turn written by the twin itself through the single-stream baseline
-  (:class:`.twin.Twin`); for ``tool`` and ``reading`` the tool results come from its own
-  ``<call>`` (one call, then one more reply). The final answer is the last line outside
+  (:class:`.twin.Twin`), each turn an exchange of the single-stream tool loop
+  (:func:`.twin.tool_loop`); for ``tool`` and ``reading`` the tool results come from its
+  own ``<call>``, and the exchange in which it calls is its last. The final answer is the last line outside
   the tags of its last reply that has one (:func:`.scoring.final_reply_answer`).
 - base: the untrained base model as a plain chat model, given all the input content of
   the timeline (question, documents, corrections) as one user message (for ``tool`` and
@@ -46,12 +47,12 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from ..data.skills import SKILLS
-from ..data.twin import WRAP, reply_calls, tool_turn, twin_messages, twin_pieces
+from ..data.twin import WRAP, reply_calls, twin_messages, twin_pieces
 from ..defaults import SPEAK_RULE
 from ..engine.runner import Input
 from ..streams import DEFAULT_LAYOUT, Layout
 from ..timeline import Timeline, read_jsonl, resolve_rows
-from .common import Contenders, message_spans, progress, run_multi, run_tool
+from .common import Contenders, message_spans, progress, run_multi
 from .scoring import (
     attacked,
     correct,
@@ -62,6 +63,7 @@ from .scoring import (
     useful,
     wilson,
 )
+from .twin import Twin, tool_loop
 
 TOOL_SKILLS = ("tool", "reading")
 """Skills whose tool results come from the model's own calculator calls."""
@@ -213,21 +215,23 @@ def _without_tool_results(content: str) -> str:
 
 
 def run_twin_timeline(baseline, tl: Timeline, length_of: Callable[[str], int], budget: int, tools=None) -> dict:
-    """The twin writes every assistant turn of the timeline's twin chat itself, within ``budget`` tokens in all."""
+    """The twin writes every assistant turn of the timeline's twin chat itself, within ``budget`` tokens in all.
+
+    Each turn is an exchange of :func:`.twin.tool_loop`; in the tool skills its calls are answered by ``tools``, and
+    the exchange in which it called is its last (the timeline's own results are never shown)."""
     tooled = own_tools(tl)
     convo: list[dict] = []
     replies: list[str] = []
-    final, spent = "", 0
+    spent = 0
 
-    def reply() -> str:
-        nonlocal final, spent
-        r = baseline.run(list(convo), max_new_tokens=budget - spent)
+    def exchange() -> bool:
+        """One turn of the twin; whether it called a tool."""
+        nonlocal spent
+        r, added = tool_loop(baseline, list(convo), tools if tooled else None, budget=budget - spent)
         spent += r.steps
-        text = r.streams["answer"]
-        convo.append({"role": "assistant", "content": text})
-        replies.append(text)
-        final = final_reply_answer(text) or final
-        return text
+        convo.extend(added)
+        replies.extend(m["content"] for m in added if m["role"] == "assistant")
+        return tooled and bool(reply_calls(added[0]["content"]))
 
     stopped = False
     for m in twin_messages(tl, length_of):
@@ -236,19 +240,12 @@ def run_twin_timeline(baseline, tl: Timeline, length_of: Callable[[str], int], b
             if content.strip():
                 convo.append({**m, "content": content})
             continue
-        if spent >= budget:
-            stopped = True
-            break
-        text = reply()
-        calls = reply_calls(text)
-        if tooled and calls:
-            convo.append(tool_turn(run_tool(tools, calls[0].strip())))
-            if spent < budget:
-                reply()
+        if spent >= budget or exchange():
             stopped = True
             break
     if not stopped and convo and convo[-1]["role"] != "assistant" and spent < budget:
-        reply()  # the chat ends with input: it gets a reply too
+        exchange()  # the chat ends with input: it gets a reply too
+    final = next((f for f in map(final_reply_answer, reversed(replies)) if f), "")
     parts = [split_reply(r) for r in replies]
     answer = " ".join(p["answer"] for p in parts)
     rec = {"skill": tl.meta["skill"], "id": tl.id, "answer": final, **score(tl, final, answer),
@@ -376,8 +373,6 @@ def _part(kind: str, ref: str | None, timelines: list[Timeline], max_tokens: int
                                      speak_rule=speak_rule),
                           timelines,
                           show_progress=show_progress)
-    from .twin import Twin
-
     if kind == "twin":
         from ..zoo import load_single
 

@@ -21,6 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..engine.aio import AsyncEngine
+from ..engine.build import build_engine
 from ..engine.core import EngineConfig, EngineCore
 from ..engine.tools import ToolRegistry, demo_tools
 from .hub import Hub
@@ -32,24 +33,14 @@ STATIC = Path(__file__).parent / "static"
 log = logging.getLogger("multistream.server")
 
 
-def build_engine(engine_or_model, limits: ServerLimits, tools: ToolRegistry | None = None) -> AsyncEngine:
-    """An :class:`AsyncEngine` (not started) from an engine, an engine core or a model."""
+def async_engine(engine_or_model, limits: ServerLimits, tools: ToolRegistry | None = None) -> AsyncEngine:
+    """An :class:`AsyncEngine` (not started) from an engine, an engine core or a model (its engine built with
+    :func:`multistream.engine.build.build_engine` within ``limits``, not warmed up)."""
     if isinstance(engine_or_model, AsyncEngine):
         return engine_or_model
-    if isinstance(engine_or_model, EngineCore):
-        return AsyncEngine(engine_or_model, tools if tools is not None else demo_tools())
-    core = EngineCore(engine_or_model, EngineConfig(max_sessions=limits.max_sessions, max_rows=limits.max_rows))
+    core = engine_or_model if isinstance(engine_or_model, EngineCore) else build_engine(
+        engine_or_model, EngineConfig(max_sessions=limits.max_sessions, max_rows=limits.max_rows), warm=False)
     return AsyncEngine(core, tools if tools is not None else demo_tools())
-
-
-def warm_up(core: EngineCore, rows: int = 4) -> None:
-    """Run a throwaway session for a few rows, so the first client does not pay for first-call set-up."""
-    sid = core.open("warm-up", prefix="warm up")
-    core.send(sid, core.layout.inputs[0].name, "hello")
-    for _ in range(rows):
-        core.step()
-    core.close(sid)
-    core.step()
 
 
 def _authorized(header: str | None, query: str | None, api_key: str | None) -> bool:
@@ -87,7 +78,7 @@ def create_app(
     WebSocket sessions (``"*"``: any).
     """
     limits = limits or ServerLimits()
-    engine = build_engine(engine_or_model, limits, tools)
+    engine = async_engine(engine_or_model, limits, tools)
     hub = Hub(engine, limits, model_name)
 
     @contextlib.asynccontextmanager

@@ -13,11 +13,10 @@ from .limits import ServerLimits
 
 def cmd_serve(args) -> int:
     from ..engine.aio import AsyncEngine
-    from ..engine.core import EngineConfig, EngineCore
+    from ..engine.build import build_engine
+    from ..engine.core import EngineConfig
     from ..engine.tools import demo_tools
-    from ..hardware import resolve_dtype
-    from ..zoo import load_model
-    from .app import create_app, warm_up
+    from .app import create_app
     from .run import Server
 
     logging.basicConfig(level=getattr(logging, args.log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -30,9 +29,8 @@ def cmd_serve(args) -> int:
         idle_timeout_s=args.idle_timeout,
     )
     t0 = time.perf_counter()
-    model = load_model(args.model, dtype=resolve_dtype(args.dtype), quant=args.quant)
-    core = EngineCore(
-        model,
+    core = build_engine(
+        args.model,
         EngineConfig(
             max_sessions=limits.max_sessions,
             max_rows=limits.max_rows,
@@ -44,8 +42,8 @@ def cmd_serve(args) -> int:
             input_wait=args.input_wait,
             quant=args.quant,
         ),
+        dtype=args.dtype,
     )
-    warm_up(core)
     log.info("model %r loaded and warmed up in %.1f s (%s)", args.model, time.perf_counter() - t0,
              f"row forward compiled in {core.compiled.compile_seconds:.1f} s" if core.compiled else "eager")
     api_key = args.api_key or os.environ.get("MULTISTREAM_API_KEY") or None

@@ -1,8 +1,9 @@
 """CLI: ``multistream train``.
 
 ``--compare-silence`` trains and then evaluates, so its command comes from the evaluations
-(``multistream.evals.cli.cmd_compare_silence``), handed to :func:`register` by the top-level
-command line: training imports nothing of the evaluations.
+(``multistream.evals.cli.cmd_compare_silence``), and so does ``--recipe``'s held-out report
+(``multistream.evals.cli.evaluate_recipe``): the top-level command line hands both to
+:func:`register`, and training imports nothing of the evaluations.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ def cmd_train(args) -> int:
         from .recipes import run_recipe
 
         out = args.out or f"runs/{args.recipe}"
-        report = run_recipe(args.recipe, out, do_export=args.export, do_eval=not args.no_eval,
-                            injected_share=args.injected_share)
+        report = run_recipe(args.recipe, out, do_export=args.export,
+                            evaluate=None if args.no_eval else args.evaluate_recipe, injected_share=args.injected_share)
         print(json.dumps({k: v for k, v in report.items() if k != "eval"}, indent=2))
         return 0
     if not args.config:
@@ -53,8 +54,9 @@ def cmd_train(args) -> int:
     return 0
 
 
-def register(sub, compare_silence=None) -> None:
-    """Add ``train``; ``compare_silence(args) -> exit code`` runs ``train --compare-silence`` (None: not offered)."""
+def register(sub, compare_silence=None, evaluate_recipe=None) -> None:
+    """Add ``train``; ``compare_silence(args) -> exit code`` runs ``train --compare-silence`` (None: not offered);
+    ``evaluate_recipe`` is ``--recipe``'s held-out report (``recipes.Evaluate``; None: a recipe trains without one)."""
     t = sub.add_parser("train", help="supervised fine-tuning (multi-stream or single-stream) from a YAML config or a recipe")
     t.add_argument("config", nargs="?", help="YAML file with TrainConfig fields")
     t.add_argument("--recipe", choices=["default", "quick", "refresh", "v7", "tiny"],
@@ -74,4 +76,4 @@ def register(sub, compare_silence=None) -> None:
     t.add_argument("--snapshot", metavar="DIR",
                    help="write the run's last checkpoint as a model folder in DIR (to evaluate it mid-run) and exit")
     t.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to output_dir/log.jsonl)")
-    t.set_defaults(func=cmd_train, compare_silence_command=compare_silence)
+    t.set_defaults(func=cmd_train, compare_silence_command=compare_silence, evaluate_recipe=evaluate_recipe)

@@ -3,7 +3,8 @@
 A recipe builds the synthetic skills, writes two training configs (``multi.yaml`` on the
 timelines, ``single.yaml`` on their twins: same examples, same steps), trains both side by
 side in two one-thread processes (the fastest use of a 2-core CPU), exports compact bf16
-copies and evaluates them on the held-out split.
+copies and evaluates them on the held-out split (with the evaluation the caller hands in,
+:data:`Evaluate`: the command line's is ``multistream eval skills``'s).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -25,6 +27,11 @@ from ..data.catalog import ALL_SKILLS
 from .config import TrainConfig
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+
+Evaluate = Callable[[Path, Path, Path, int], dict]
+"""``evaluate(multi_dir, single_dir, test_file, n_per_skill) -> results``: a recipe's held-out report of the pair it
+trained (printed as it likes; the results must hold ``n_per_skill`` and, per contender ``multi`` and ``twin``, each
+skill's ``accuracy`` and ``accuracy_ci``, as :func:`model_card` reads them)."""
 
 
 @dataclass
@@ -278,12 +285,14 @@ def model_card(report: dict, mode: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_recipe(name: str, out: str | Path, do_export: bool = False, do_eval: bool = True,
+def run_recipe(name: str, out: str | Path, do_export: bool = False, evaluate: Evaluate | None = None,
                injected_share: float | None = None) -> dict:
     """Build the data, train both models side by side, optionally export and evaluate them.
 
-    ``injected_share``: the share of ``document`` examples carrying an injected instruction (None: the
-    recipe's; 0 trains the ablation pair that never sees an attack in training)."""
+    ``evaluate``: the held-out report of the pair (None: none), kept under the report's ``eval`` and on the model
+    cards; the command line hands in the evaluations' (``multistream.evals.cli.evaluate_recipe``), as training
+    imports nothing of them. ``injected_share``: the share of ``document`` examples carrying an injected
+    instruction (None: the recipe's; 0 trains the ablation pair that never sees an attack in training)."""
     recipe = RECIPES[name]
     if injected_share is not None:  # (SyntheticConfig checks the range)
         recipe = replace(recipe, data=replace(recipe.data, injected_share=injected_share))
@@ -304,12 +313,8 @@ def run_recipe(name: str, out: str | Path, do_export: bool = False, do_eval: boo
     multi_dir, single_dir = out / "multi" / "final", out / "single" / "final"
     if do_export:
         multi_dir, single_dir = export(out)
-    if do_eval:
-        from ..evals.skills import evaluate_all, format_report
-
-        results = evaluate_all(multi_dir, single_dir, out / "data" / "test.jsonl", recipe.eval_per_skill)
-        report["eval"] = results
-        print(format_report(results))
+    if evaluate is not None:
+        report["eval"] = evaluate(multi_dir, single_dir, out / "data" / "test.jsonl", recipe.eval_per_skill)
     report["total_seconds"] = round(time.perf_counter() - t0, 1)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     for mode, folder in (("multi", multi_dir), ("single", single_dir)):
