@@ -1,11 +1,12 @@
 """What a process of the toolkit sets for itself, applied by entry points only.
 
-The command line (``multistream.cli.main``) and the processes the library starts itself (the
+The command line (``multistream.cli.main``), the processes the library starts itself (the
 two one-thread workers of ``eval skills`` and ``train --compare-silence``, the server process of
-``bench serve``) call :func:`configure`; importing a library module changes nothing of the
-process, so that a program using the library keeps its own environment, warnings filters and
-torch threads. Another entry point (a module run with ``python -m``) calls it too if it wants
-the command line's set-up.
+``bench serve``) and the modules run to regenerate shipped data (``python -m
+multistream.data.everyday``, ``python -m multistream.data.retention``) call :func:`configure`;
+importing a library module changes nothing of the process, so that a program using the library
+keeps its own environment, warnings filters and torch threads. Another entry point (a module run
+with ``python -m``) calls it too if it wants the command line's set-up.
 """
 
 from __future__ import annotations

@@ -307,5 +307,8 @@ def everyday_items() -> list[EverydayItem]:
 
 
 if __name__ == "__main__":
+    from ..runtime import configure
+
+    configure()  # a process of its own: set up as the command line's (offline hub, quiet peft)
     records = ask_base()
     print(f"{write(records)} of {len(records)} candidate questions answered right by the base model -> {DATA}")

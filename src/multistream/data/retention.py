@@ -221,5 +221,8 @@ def retention_items() -> list[RetentionItem]:
 
 
 if __name__ == "__main__":
+    from ..runtime import configure
+
+    configure()  # a process of its own: set up as the command line's (offline hub, quiet peft)
     records = ask_base()
     print(f"{write(records)} of {len(records)} candidate questions answered right by the base model -> {DATA}")
