@@ -108,8 +108,9 @@ def run_multi(core, scene: Scene, tools, rate: float = ARRIVAL_RATE) -> dict:
 
 
 def run_twin(baseline, scene: Scene, tools, rate: float = ARRIVAL_RATE) -> dict:
-    """The twin as an ordinary chat (the single-stream tool loop, :func:`multistream.evals.twin.tool_loop`): it reads
-    whole messages and answers one at a time; a correction is read once its reply is complete."""
+    """The twin as an ordinary chat (the single-stream tool loop, :func:`multistream.evals.twin.tool_loop`, each
+    exchange within the baseline's ``max_new_tokens``): it reads whole messages and answers one at a time; a
+    correction is read once its reply is complete."""
     from .evals.scoring import reply_answer
     from .evals.twin import tool_loop
 
@@ -119,16 +120,16 @@ def run_twin(baseline, scene: Scene, tools, rate: float = ARRIVAL_RATE) -> dict:
     waited = 0.0
     if scene.document:  # a chat model starts once the whole document has arrived
         waited = len(baseline.tokenizer(scene.document, add_special_tokens=False)["input_ids"]) / rate
-    lines, replies, before = [], [], [waited]
+    lines, replies, offset = [], [], waited
 
-    def note(reply: str, seconds: float) -> None:
-        lines.append(f"  reply, {before[0] + seconds:5.2f} s: {reply}")
+    def note(reply: str, seconds: float) -> None:  # seconds into the exchange; it started at `offset`
+        lines.append(f"  reply, {offset + seconds:5.2f} s: {reply}")
         replies.append(reply)
 
     first, added = tool_loop(baseline, convo, tools, on_reply=note)
     spent = first.e2e
     if scene.correction:
-        before[0] += first.e2e
+        offset += first.e2e
         second, _ = tool_loop(baseline, convo + added + [{"role": "user", "content": scene.correction}], tools,
                               on_reply=note)
         spent += second.e2e
