@@ -67,6 +67,8 @@ def cmd_eval(args) -> int:
         return _skills(args)
     if kind == "chats":
         return _chats(args)
+    if kind == "injection-v3":
+        return _injection_v3(args)
     cases, errors = _cases(args, "prompts" if kind == "latency" else kind)
     if kind == "listening":
         return _listening(args, cases, errors)
@@ -174,6 +176,39 @@ def _chats(args) -> int:
     else:
         print(format_table(r))
     return 0
+
+
+def _injection_v3(args) -> int:
+    from .cases import CaseFileError
+    from .injection_v3 import eval_injection_v3, format_table, load_attack_cases
+
+    try:
+        cases, errors = load_attack_cases(args.cases, args.limit, args.families)
+    except (CaseFileError, OSError) as e:
+        print(f"multistream eval injection-v3: {e}", file=sys.stderr)
+        return 2
+    for e in errors:
+        print(f"skipped: {e}", file=sys.stderr)
+    r = eval_injection_v3(_contenders(args), cases, show_progress=not args.no_progress)
+    if args.json:
+        if errors:
+            r = {**r, "skipped": errors}
+        print(json.dumps(r if args.details else {k: v for k, v in r.items() if k != "cases"}, indent=2,
+                         ensure_ascii=False, default=str))
+    else:
+        print(format_table(r))
+    return 0
+
+
+def _families(text: str) -> tuple[str, ...]:
+    from .injection_v3 import FAMILIES
+
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in FAMILIES]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"unknown famil(ies) {', '.join(unknown) or repr(text)}; "
+                                         f"the families are {', '.join(FAMILIES)}")
+    return names
 
 
 def cmd_plot(args) -> int:
@@ -324,6 +359,16 @@ def register(sub) -> None:
     ch.add_argument("--json", action="store_true")
     ch.add_argument("--details", action="store_true", help="with --json: per-turn records too")
     ch.set_defaults(func=cmd_eval)
+
+    v3 = esub.add_parser("injection-v3", help="prompt injection v3: completion attacks in the twin's template, fake "
+                         "tool results, attacks mid-conversation, system-prompt leaks, multi-turn; plain and adaptive")
+    v3.add_argument("--cases", help="JSONL case file (default: the built-in suite, suites/injection_v3.jsonl)")
+    v3.add_argument("--limit", type=int, help="use the first N cases (the suite mixes families and variants in any first N)")
+    v3.add_argument("--families", type=_families, help="only these attack families, comma-separated (benign cases kept)")
+    _model_args(v3)
+    v3.add_argument("--json", action="store_true")
+    v3.add_argument("--details", action="store_true", help="with --json: per-case records too")
+    v3.set_defaults(func=cmd_eval)
 
     pl = sub.add_parser("plot", help="figures: a session's timeline, latency per case")
     psub = pl.add_subparsers(dest="what", required=True)
