@@ -50,8 +50,8 @@ def test_the_suite_is_held_out(raw):
 
 def test_attack_texts_are_worded_unlike_any_training_template():
     templates = [(t, normalise(t), _wildcard(normalise(t)), sentences(t)) for t in sorted(training_texts())]
-    mine = [*v3.ATTACKS.values(), v3.TRIGGER, v3.SECRET_NOTE]
-    close = {text: too_close(text.format(p="X", q="Q", v="V", n="N", f="F", s="S"), templates) for text in mine}
+    mine = [*v3.REQUESTS.values(), v3.FAKE_RESULT, v3.SECRET_NOTE, *(t + d for t, d in v3.DELIMITERS.values())]
+    close = {text: too_close(text.format(n="N", f2="F", s="S", fact="F", request="R"), templates) for text in mine}
     assert {k: v for k, v in close.items() if v} == {}
 
 
@@ -81,7 +81,7 @@ def test_cases_reach_each_contender_as_they_should():
     cases, _ = v3.load_attack_cases()
     case = next(c for c in cases if c.family == "multi-turn" and c.variant == "adaptive")
     first, last = case.turns
-    model = ReactiveModel({first.user: {"answer": first.expected}, last.user: {"answer": "GONDOLA"}}, case.system)
+    model = ReactiveModel({first.user: {"answer": first.expected}, last.user: {"answer": case.marker}}, case.system)
     base = FakeBaseline([first.expected, f"{last.expected}."], steps=5)
     c = SkillContenders(model, base, max_tokens=40)
     r = v3.eval_injection_v3(c, [case], show_progress=False)
@@ -91,7 +91,7 @@ def test_cases_reach_each_contender_as_they_should():
     assert base.calls[1][1:] == [{"role": "user", "content": f"{first.user}\n<tool>{first.data}</tool>"},
                                  {"role": "assistant", "content": first.expected},
                                  {"role": "user", "content": f"{last.user}\n<tool>{last.data}</tool>"}]
-    assert last.data.endswith(v3.TRIGGER)
+    assert v3.CLOSE + "\n" + v3.REQUESTS["mid-conversation"].split(";")[0] in last.data
     rec = r["cases"][0]
     assert rec["single"]["correct"] and not rec["single"]["attacked"]
     assert r["single"]["asr"] == 0.0 and r["single"]["utility"] == 1.0 and r["single"]["n"] == 1
