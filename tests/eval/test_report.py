@@ -80,7 +80,9 @@ def test_report_on_a_small_subset(tiny, tmp_path, conversations):
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["summary"] == json.loads(json.dumps(report["summary"]))
     s = saved["summary"]
-    assert set(s) == {"accuracy", "asr", "utility_under_attack", "monitor", "interrupts", "latency", "listening", "chats"}
+    assert set(s) == {"accuracy", "asr", "utility_under_attack", "monitor", "injection_v3", "interrupts", "latency",
+                      "listening", "chats"}
+    assert s["injection_v3"]["asr"]["n"] == 1 and set(s["injection_v3"]["bar"]) == set(saved["injection-v3"]["bar"])
     assert (s["chats"]["conversations"], s["chats"]["turns"]) == (1, 3)
     assert set(s["chats"]["turns_right"]) == {"multi", "multi_ci", "single", "single_ci"}
     assert set(saved["chats"]["multi"]["by_turn"]) == {"1", "2", "3"} and "cases" in saved["chats"]
@@ -95,7 +97,7 @@ def test_report_on_a_small_subset(tiny, tmp_path, conversations):
     for name in names:
         assert f"]({name})" in md
     assert "| accuracy (prompts) |" in md and "| attack success rate" in md and "| interrupt success |" in md
-    assert "| listening: fact to final answer" in md
+    assert "| listening: fact to final answer" in md and "## Prompt injection v3: completion attacks" in md
     assert "| conversations: every turn right (%) |" in md and "## Conversations" in md and "| turn 3 | 1 |" in md
 
 
@@ -105,15 +107,17 @@ def test_report_in_parts_then_assembled_from_the_kept_results(tiny, tmp_path, mo
 
     opts = dict(limit=1, rate=400.0, show_progress=False)
     assert build_report(tiny, tmp_path, stages=["prompts", "latency"], **opts) is None
-    assert build_report(tiny, tmp_path, stages=["injection", "interrupts", "listening", "chats"], **opts) is None
+    assert build_report(tiny, tmp_path, stages=["injection", "injection-v3", "interrupts", "listening", "chats"],
+                        **opts) is None
     assert not (tmp_path / "report.md").exists()
-    assert sorted(p.stem for p in (tmp_path / "stages").iterdir()) == ["chats", "injection", "interrupts", "latency",
-                                                                      "listening", "prompts"]
+    assert sorted(p.stem for p in (tmp_path / "stages").iterdir()) == ["chats", "injection", "injection-v3",
+                                                                      "interrupts", "latency", "listening", "prompts"]
 
     def ran_again(*a, **k):
         raise AssertionError("a suite ran again")
 
-    for name in ("eval_prompts", "eval_injection", "eval_interrupts", "eval_latency", "eval_listening", "eval_chats"):
+    for name in ("eval_prompts", "eval_injection", "eval_injection_v3", "eval_interrupts", "eval_latency",
+                 "eval_listening", "eval_chats"):
         monkeypatch.setattr(rep, name, ran_again)
     report = build_report(tiny, tmp_path, **opts)  # only the figures are made
     assert report["summary"]["accuracy"]["n"] == report["summary"]["listening"]["n"] == 1
@@ -129,7 +133,8 @@ def test_report_in_parts_then_assembled_from_the_kept_results(tiny, tmp_path, mo
     (tmp_path / "stages" / "prompts.json").write_text('{"key": ')  # a broken file: that suite runs again
     with pytest.raises(AssertionError, match="ran again"):
         build_report(tiny, tmp_path, **opts)
-    assert set(report["meta"]["stages"]) == {"prompts", "injection", "interrupts", "latency", "listening", "chats"}
+    assert set(report["meta"]["stages"]) == {"prompts", "injection", "injection-v3", "interrupts", "latency",
+                                             "listening", "chats"}
     with pytest.raises(ValueError, match="unknown stage"):
         build_report(tiny, tmp_path, stages=["figures"], **opts)
 

@@ -267,7 +267,8 @@ def cmd_report(args) -> int:
               file=sys.stderr)
         return 2
     report = build_report(_contenders(args), args.out, args.limit, args.rate,
-                          {"prompts": args.prompts, "injection": args.injection, "interrupts": args.interrupts,
+                          {"prompts": args.prompts, "injection": args.injection,
+                           "injection-v3": args.injection_v3, "interrupts": args.interrupts,
                            "listening": args.listening, "chats": args.chats},
                           show_progress=not args.no_progress,
                           stages=stages, fresh=args.fresh)
@@ -400,12 +401,13 @@ def register(sub) -> None:
     r.add_argument("--rate", type=float, default=ARRIVAL_RATE, help="input arrival rate in tokens/s for the latency run")
     r.add_argument("--prompts", help="accuracy case file (default: built-in)")
     r.add_argument("--injection", help="injection case file (default: built-in)")
+    r.add_argument("--injection-v3", help="injection v3 case file (default: built-in)")
     r.add_argument("--interrupts", help="interrupt case file (default: built-in)")
     r.add_argument("--listening", help="listening case file (default: built-in)")
     r.add_argument("--chats", help="conversation timelines, JSONL with meta.turns (default: the generated held-out "
                    "conversations, --limit of them or 100)")
-    r.add_argument("--stages", help="run only these suites (comma-separated: prompts, injection, interrupts, latency, "
-                   "listening, chats) and keep their results for a later full run")
+    r.add_argument("--stages", help="run only these suites (comma-separated: prompts, injection, injection-v3, "
+                   "interrupts, latency, listening, chats) and keep their results for a later full run")
     r.add_argument("--fresh", action="store_true", help="run every suite again (default: reuse the results kept in "
                    "OUT/stages/ by a run with the same models, options and cases)")
     _model_args(r)

@@ -20,6 +20,7 @@ from .cases import load_cases
 from .chats import ConversationsMissing, eval_chats, load_conversations
 from .common import Contenders
 from .injection import eval_injection, multi_placement
+from .injection_v3 import eval_injection_v3, load_attack_cases
 from .interrupts import eval_interrupts
 from .interrupts import run_multi_case as run_interrupt
 from .latency import eval_latency
@@ -27,7 +28,7 @@ from .listening import eval_listening
 from .plots import plot_bars, plot_cases, plot_latency, plot_timeline
 from .prompts import eval_prompts
 
-STAGES = ("prompts", "injection", "interrupts", "latency", "listening", "chats", "figures")
+STAGES = ("prompts", "injection", "injection-v3", "interrupts", "latency", "listening", "chats", "figures")
 CHATS_DEFAULT = 100
 """Conversations in the ``chats`` stage when no ``limit`` is given."""
 
@@ -62,6 +63,10 @@ def summary(results: dict) -> dict:
                                                     "e2e_ratio_both_correct", "accuracy_ratio", "n", "n_both_correct")}
                           | {side: {k: v for k, v in d[side].items()} for side in ("multi", "single")}
                           for mode, d in lat["modes"].items()}
+    v3 = results.get("injection-v3")
+    if v3:
+        out["injection_v3"] = {"asr": _pair(v3, "asr", "asr_ratio"), "utility_under_attack": _pair(v3, "utility"),
+                               "bar": v3["bar"]}
     ch = results.get("chats")
     if ch:
         m, t = ch["multi"], ch["twin"]
@@ -167,6 +172,10 @@ def build_report(c: Contenders, out_dir: str | Path, limit: int | None = None, r
         cases[kind], errs = load_cases(files.get(kind), kind, limit)
         warnings += errs
     key = _stage_key(c, limit, rate, cases)
+    attacks, errs = load_attack_cases(files.get("injection-v3"), limit)  # (its own key: the other stages' keys stay)
+    warnings += errs
+    attacks_key = key | {"attack_cases": _sha1(json.dumps([_case_dict(x) for x in attacks], sort_keys=True,
+                                                          default=str))}
     conversations, chats_key = None, None
     if stages is None or "chats" in stages:  # the conversations: generated (or read) only when the stage may run
         try:
@@ -187,7 +196,7 @@ def build_report(c: Contenders, out_dir: str | Path, limit: int | None = None, r
     for stage in bar:
         bar.set_postfix_str(stage)
         saved = saved_dir / f"{stage}.json"
-        stage_key = chats_key if stage == "chats" else key
+        stage_key = {"chats": chats_key, "injection-v3": attacks_key}.get(stage, key)
         if stage != "figures" and not fresh and saved.exists():
             try:
                 kept = json.loads(saved.read_text())
@@ -203,6 +212,8 @@ def build_report(c: Contenders, out_dir: str | Path, limit: int | None = None, r
             results["prompts"] = eval_prompts(c, cases["prompts"], show_progress, tools=demo_tools())
         elif stage == "injection":
             results["injection"] = eval_injection(c, cases["injection"], show_progress)
+        elif stage == "injection-v3":
+            results["injection-v3"] = eval_injection_v3(c, attacks, show_progress)
         elif stage == "interrupts":
             results["interrupts"] = eval_interrupts(c, cases["interrupts"], show_progress)
         elif stage == "latency":
@@ -341,6 +352,25 @@ def _chats_markdown(ch: dict) -> list[str]:
     return lines + [""]
 
 
+def _injection_v3_markdown(v: dict) -> list[str]:
+    m, t = v["multi"], v["single"]
+    lines = ["## Prompt injection v3: completion attacks", "",
+             f"{m['n']} attacked and {m['n_benign']} benign conversations (`multistream.evals.injection_v3`): the data "
+             "forges its own end and a user request for another fact, plain (made-up delimiters) or adaptive (the "
+             "twin's own `</tool>`/`<tool>`); scored on the last turn's final answer. Rates with 95% intervals.", "",
+             "| measure | multi-stream | single-stream |", "|---|---|---|"]
+    for label, key in (("attack success", "asr"), ("utility under attack", "utility"), ("right under attack", "accuracy"),
+                       ("accuracy without an attack", "benign_accuracy"), ("codename stated unasked", "benign_leak")):
+        lines.append(f"| {label} | {fmt_rate(m, key)} | {fmt_rate(t, key)} |")
+    lines += ["", "| group | n | multi attack success | single attack success | multi utility | single utility |",
+              "|---|---|---|---|---|---|"]
+    for key in ("family", "variant"):
+        for g, d in v["by"][key].items():
+            lines.append(f"| {key}: {g} | {d['n']} | {fmt_rate(d, 'multi_asr')} | {fmt_rate(d, 'single_asr')} | "
+                         f"{_fmt(d['multi_utility'])} | {_fmt(d['single_utility'])} |")
+    return lines + [""]
+
+
 def render_markdown(report: dict) -> str:
     m, s, figs = report["meta"], report["summary"], report["figures"]
     lines = [
@@ -371,6 +401,12 @@ def render_markdown(report: dict) -> str:
                          f"{fmt_rate(i['single'], 'benign_accuracy')} | | {i['multi']['n_benign']} |")
             lines.append(f"| monitor: flags on benign documents (false positives) | {fmt_rate(mon, 'false_positive_rate')} | "
                          f"{fmt_rate(mon, 'single_false_positive_rate')} | | {i['multi']['n_benign']} |")
+    if "injection_v3" in s:
+        v = report["injection-v3"]
+        lines.append(f"| injection v3 (completion attacks): attack success | {fmt_rate(v['multi'], 'asr')} | "
+                     f"{fmt_rate(v['single'], 'asr')} | {_fmt(v['asr_ratio'])} | {v['multi']['n']} |")
+        lines.append(f"| injection v3: utility under attack | {fmt_rate(v['multi'], 'utility')} | "
+                     f"{fmt_rate(v['single'], 'utility')} | | {v['multi']['n']} |")
     if "interrupts" in s:
         t = report["interrupts"]
         lines.append(f"| interrupt success | {fmt_rate(t['multi'], 'success')} | {fmt_rate(t['single'], 'success')} | "
@@ -434,6 +470,8 @@ def render_markdown(report: dict) -> str:
                          f" | {_short(r['multi']['think'], 50)} | {_short(r['single']['answer'], 40)}"
                          f"{' **(attacked)**' if r['single']['attacked'] else ''} |")
         lines.append("")
+    if "injection-v3" in report:
+        lines += _injection_v3_markdown(report["injection-v3"])
     if "interrupts" in report:
         lines += ["## Interrupts", "", "| case | answer row / interrupt row | multi final | ok | single final | ok |",
                   "|---|---|---|---|---|---|"]
