@@ -381,7 +381,12 @@ def summarise(records: list[dict], max_tokens: int | None = None) -> dict:
 
 def format_table(r: dict) -> str:
     """The figures as a small text table (the CLI's output)."""
-    from .report import fmt_rate
+
+    def fmt_rate(d: dict, key: str) -> str:  # (as report.fmt_rate, which imports this module)
+        if d.get(key) is None:
+            return "n/a"
+        ci = d.get(f"{key}_ci")
+        return f"{d[key]:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
 
     m, s = r["multi"], r["single"]
     rows = [("attack success, final answer", fmt_rate(m, "asr"), fmt_rate(s, "asr")),
