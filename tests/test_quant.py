@@ -138,3 +138,37 @@ def test_compiled_int4_rows_equal_the_reference_decoder(wrap):
     sid = run_engine(engine, INPUTS, 16)
     assert engine.compiled is not None, "the compiled forward fell back to eager"
     assert torch.equal(engine.grid(sid), expected)
+
+
+@pytest.mark.slow  # torch.compile with autotuning
+def test_autotuned_int4_rows_equal_eager_int4_rows(wrap):
+    """``EngineConfig.autotune`` lets inductor swap the 4-bit product for its own kernel: the same tokens."""
+    from engine.test_core import INPUTS, run_engine, talkative
+
+    from multistream.engine.core import EngineConfig, EngineCore
+
+    torch._dynamo.reset()
+    model = talkative(wrap("llama")).to(torch.bfloat16)
+    quantize_model(model)
+    eager = EngineCore(model, EngineConfig(idle_rows=None))
+    tuned = EngineCore(model, EngineConfig(idle_rows=None, compiled=True, autotune=True))
+    expected = eager.grid(run_engine(eager, INPUTS, 16))
+    got = tuned.grid(run_engine(tuned, INPUTS, 16))
+    assert tuned.compiled is not None and tuned.compiled.rows >= 13, "the compiled forward did not run"
+    assert torch.equal(got, expected)
+    outs = [i for i, s in enumerate(model.layout) if s.kind == "output"]
+    assert (got[1:, outs] != model.tok.silence_id).any(), "the test model never spoke: the comparison would be weak"
+
+
+@pytest.mark.slow  # torch.compile with autotuning
+def test_autotuned_int4_layer_equals_the_kernel():
+    """A layer of the default model's shapes (N a multiple of 64: inductor's own 4-bit kernel qualifies)."""
+    import torch._inductor.config as inductor
+
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    layer = Int4Linear.from_linear(nn.Linear(192, 320, bias=False).to(torch.bfloat16))
+    x = torch.randn(6, 192, dtype=torch.bfloat16)
+    with torch.no_grad(), inductor.patch(freezing=True, max_autotune_gemm=True):
+        got = torch.compile(layer, dynamic=False)(x)
+        torch.testing.assert_close(got, layer(x), rtol=2e-2, atol=2e-2)

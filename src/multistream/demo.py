@@ -15,7 +15,6 @@ with status 1 when a multi-stream answer is wrong (the twin's answers are shown,
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 
@@ -49,11 +48,12 @@ SCENES = [
 ]
 
 
-def right(expected: str, answer: str) -> bool:
-    """The final answer holds the expected value (numbers: the same numbers in order)."""
-    if re.fullmatch(r"[\d, ]+", expected):
-        return re.findall(r"\d+", answer) == re.findall(r"\d+", expected)
-    return re.search(rf"(?<!\w){re.escape(expected.lower())}(?!\w)", answer.lower()) is not None
+def right(scene: Scene, answer: str) -> bool:
+    """The final answer claims the scene's expected value, scored as every evaluation scores
+    (:func:`multistream.evals.scoring.correct`)."""
+    from .evals.scoring import correct
+
+    return correct(scene.expected, answer, scene.question)
 
 
 def mark(ok: bool) -> str:
@@ -159,7 +159,7 @@ def run_demo(model_name: str = "default", single_name: str = "default-single", r
     for scene in SCENES:
         multi = run_multi(core, scene, tools, rate)
         twin = run_twin(baseline, scene, tools, rate)
-        ok_m, ok_t = right(scene.expected, multi["answer"]), right(scene.expected, twin["answer"])
+        ok_m, ok_t = right(scene, multi["answer"]), right(scene, twin["answer"])
         if not ok_m:
             wrong.append(scene.title)
         print(f"\n== {scene.title}: user: {scene.question}")

@@ -35,4 +35,4 @@ def test_the_demos_twin_goes_through_the_loop():
     twin = run_twin(base, SCENES[2], calculator_tools())
     assert base.calls[1][-2:] == [{"role": "assistant", "content": "2, 3, 4, 5,"},
                                   {"role": "user", "content": SCENES[2].correction}]
-    assert right(SCENES[2].expected, twin["answer"]) and twin["time"] == 2.0
+    assert right(SCENES[2], twin["answer"]) and twin["time"] == 2.0

@@ -51,7 +51,8 @@ def cmd_bench(args) -> int:
     if args.what == "step":
         # the int4 kernel is the CPU's: its rows beside the plain ones, in the same run
         int4 = load(args, quant="int4") if args.device == "cpu" else None
-        result = bench_step(model, streams=args.streams, rounds=args.rounds, compiled=not args.eager_only, int4_model=int4)
+        result = bench_step(model, streams=args.streams, rounds=args.rounds, compiled=not args.eager_only, int4_model=int4,
+                            autotune=args.autotune)
     elif args.what == "latency":
         from ..engine.tools import demo_tools
         from ..zoo import load_single
@@ -113,6 +114,8 @@ def register(sub) -> None:
                         "(default: visible,invisible,invisible-bf16-base)")
     b.add_argument("--train-steps", type=int, default=4, help="'train': timed optimizer steps per variant (after one untimed)")
     b.add_argument("--per-skill", type=int, default=40, help="'train': synthetic timelines per skill to train on")
+    b.add_argument("--autotune", action="store_true",
+                   help="'step': compile the rows with inductor's GEMM autotuning (EngineConfig.autotune; minutes more)")
     b.add_argument("--eager-only", action="store_true", help="'step': skip the compiled columns (each compiles a minute)")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench)

@@ -14,15 +14,18 @@ from .common import DOC, QUESTION, SYSTEM, ms, timed
 
 
 @torch.no_grad()
-def bench_step(model, streams=(1, 2, 4, 6, 8), rounds: int = 20, compiled: bool = True, int4_model=None) -> dict:
+def bench_step(model, streams=(1, 2, 4, 6, 8), rounds: int = 20, compiled: bool = True, int4_model=None,
+               autotune: bool = False) -> dict:
     """Row cost with C streams after a shared context (the same prefix tokens for every contender), eager and compiled,
     against the bare model's one-token decode step (eager and compiled with a static cache), all in one run.
 
     ``int4_model``: the same model loaded with ``quant="int4"`` (its LoRA adapter unmerged beside the 4-bit base):
-    its rows are timed too (``int4_streams``), against the same bare step of ``model``."""
+    its rows are timed too (``int4_streams``), against the same bare step of ``model``. ``autotune``: the compiled rows
+    with inductor's GEMM autotuning (``EngineConfig.autotune``); the bare compiled step stays as it is."""
     from transformers import DynamicCache
 
-    from ..engine.core import EngineConfig, EngineCore
+    from ..engine.build import build_engine
+    from ..engine.core import EngineConfig
     from ..model import MultiStreamModel, unwrap_base
     from ..streams import Layout
 
@@ -56,8 +59,8 @@ def bench_step(model, streams=(1, 2, 4, 6, 8), rounds: int = 20, compiled: bool 
             capacity = 1 << (p + c * (rounds + 8)).bit_length()
             for kind in kinds:
                 config = EngineConfig(idle_rows=None, max_rows=8 * rounds + 64, capacity=capacity,
-                                      compiled=kind == "compiled")
-                core = EngineCore(wrapped, config)
+                                      compiled=kind == "compiled", autotune=autotune)
+                core = build_engine(wrapped, config, warm=False)  # bench: the first rows are timed apart
                 sid = core.open("bench", prefix=prefix_text, start=True)
                 if c > 1:
                     core.send_tokens(sid, "user", filler[: 8 * rounds + 48])
@@ -96,6 +99,7 @@ def bench_step(model, streams=(1, 2, 4, 6, 8), rounds: int = 20, compiled: bool 
         "threads": torch.get_num_threads(),
         "device": torch.cuda.get_device_name(model.device) if model.device.type == "cuda" else str(model.device),
         "dtype": str(model.dtype).removeprefix("torch."),
+        "autotune": autotune,
         **{f"{k}_ms": v for k, v in result.items()},
         "streams": per_streams[""],
         **({"int4_streams": per_streams["int4/"]} if int4_model is not None else {}),
@@ -153,7 +157,8 @@ def listening_cache(model, doc_tokens: int = 1000) -> dict:
     rule every row stores all its streams (and the row read past each message's end is
     stored too); under the invisible rule only what was said.
     """
-    from ..engine.core import EngineConfig, EngineCore
+    from ..engine.build import build_engine
+    from ..engine.core import EngineConfig
     from ..rows import SILENCE_RULES
 
     tok = model.tok
@@ -163,7 +168,7 @@ def listening_cache(model, doc_tokens: int = 1000) -> dict:
     try:
         for rule in SILENCE_RULES:  # the same weights, run under each rule
             model.silence = rule
-            core = EngineCore(model, EngineConfig(idle_rows=None, bulk_chunk=128))
+            core = build_engine(model, EngineConfig(idle_rows=None, bulk_chunk=128), warm=False)
             sid = core.open("listen", prefix=SYSTEM)
             for s in model.layout.outputs:
                 core.mute(sid, s.name)

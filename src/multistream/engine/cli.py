@@ -68,6 +68,9 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
                    help="run ordinary rows through a torch.compile'd forward (EngineConfig.compiled; default): the same "
                         "tokens, faster per row; each cache shape compiles once (20-50 s for SmolLM2 on a CPU the "
                         "first time, seconds once torch's compile cache holds it)")
+    p.add_argument("--autotune", action="store_true",
+                   help="with --compile: inductor times its own matrix kernels (AMX; 4-bit ones with --quant int4) against "
+                        "the library's and keeps the faster (EngineConfig.autotune): a few minutes more of compiling")
     p.add_argument("--input-wait", type=_seconds, default=INPUT_WAIT_S, metavar="SECONDS",
                    help="how long the model, silent part-way through an input message, waits for its next token before "
                         f"running a row without it (EngineConfig.input_wait; default {INPUT_WAIT_S}, 0: never): text typed or "
@@ -83,7 +86,7 @@ def engine_from_args(args, **config):
     from .session import StreamParams
 
     core = build_engine(args.model, EngineConfig(speculative=args.speculative, compiled=args.compile,
-                                                 speak_rule=args.speak_rule, input_wait=args.input_wait,
+                                                 autotune=args.autotune, speak_rule=args.speak_rule, input_wait=args.input_wait,
                                                  quant=args.quant, **config), dtype=args.dtype)
     sampling = SamplingParams(args.temperature, args.top_k, args.top_p, args.seed)
     params = {s.name: StreamParams(sampling, args.max_tokens) for s in core.layout.outputs}

@@ -63,7 +63,7 @@ class CompiledRows:
     ``compile_seconds`` adds up the time spent compiling (the first call per cache shape pays it).
     """
 
-    def __init__(self, model):
+    def __init__(self, model, autotune: bool = False):
         from ..model import unwrap_base
 
         core = unwrap_base(model.base)
@@ -73,7 +73,9 @@ class CompiledRows:
         self.width = len(model.layout)
         # freezing folds the weights into the graph, prepacked for the CPU's matrix units (oneDNN): about 1.5x
         # faster per row than compiling without it; it needs the weights to stay as they are (see EngineConfig)
-        self.fn = torch.compile(_row_forward, dynamic=False, options={"freezing": True})
+        # autotune: inductor's own GEMM templates (AMX micro-kernels, 4-bit weight ones) timed against the library's
+        options = {"freezing": True, **({"max_autotune_gemm": True} if autotune else {})}
+        self.fn = torch.compile(_row_forward, dynamic=False, options=options)
         self.shapes: set[tuple[int, int]] = set()
         self.compile_seconds = 0.0
         self.rows = 0

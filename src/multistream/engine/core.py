@@ -95,6 +95,10 @@ class EngineConfig:
     most ``torch._dynamo.config.recompile_limit`` shapes (8) per process; past that rows run uncompiled over the whole
     cache, slower than eager: a server whose session count swings widely should raise the limit or run eager. A
     forward that fails to compile falls back to eager for good (logged)."""
+    autotune: bool = False
+    """With ``compiled``: let inductor time its own matrix-product kernels (AMX, and 4-bit ones under
+    ``quant="int4"``) against the library's for every weight shape and keep the faster (``max_autotune_gemm``):
+    faster rows on CPUs with AMX, a few minutes more of compiling the first time."""
     speak_rule: str = SPEAK_RULE
     """How a greedy output stream chooses between silence and speech (:func:`.sampling.greedy`): ``likely``
     speaks when all spoken tokens together outweigh silence, ``argmax`` only when one spoken token alone does
@@ -172,7 +176,7 @@ class EngineCore:
         if self.config.compiled:
             from .compiled import CompiledRows
 
-            self.compiled = CompiledRows(model)
+            self.compiled = CompiledRows(model, autotune=self.config.autotune)
         self.rotation = None
         if self.config.window_rows is not None:
             from ..model import unwrap_base

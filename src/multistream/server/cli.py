@@ -38,6 +38,7 @@ def cmd_serve(args) -> int:
             max_kv_tokens=args.max_kv_tokens or None,
             window_rows=args.window_rows or None,
             compiled=args.compile,
+            autotune=args.autotune,
             speak_rule=args.speak_rule,
             input_wait=args.input_wait,
             quant=args.quant,
