@@ -6,6 +6,7 @@ import json
 import re
 
 _CALL = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.\-]*)\s*\((.*)\)\s*$", re.DOTALL)
+_NAME = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_.\-]*)\s*\(")
 
 
 class ToolCallError(ValueError):
@@ -22,6 +23,12 @@ def format_call(name: str, arguments: dict | str | None) -> str:
     if not isinstance(arguments, (dict, type(None))):
         raise ToolCallError(f"tool call {name!r}: arguments must be a JSON object")
     return f"{name}({json.dumps(arguments or {}, ensure_ascii=False, separators=(', ', ': '))})"
+
+
+def call_name(text: str) -> str | None:
+    """The tool a call names, as soon as its ``(`` has been written (the rest may still be coming); None before."""
+    m = _NAME.match(text)
+    return m.group(1) if m else None
 
 
 def parse_call(text: str) -> tuple[str, dict]:

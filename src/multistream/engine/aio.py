@@ -7,8 +7,8 @@ events arrive on its own asyncio queue. When a session's ``call`` stream complet
 call, the tool runs as a task and its result streams into that session's ``tool``
 stream while the model keeps going.
 
-This is the interface servers and UIs use: ``open``, ``send``, ``abort``, ``close`` and
-``events``, and what they read of the engine: ``layout``, ``tok`` and ``limits()``.
+This is the interface servers and UIs use: ``open``, ``send``, ``abort``, ``resume``, ``mute``, ``close``
+and ``events``, and what they read of the engine: ``layout``, ``tok`` and ``limits()``.
 
 Everything waiting here is bounded. A session's event queue holds at most ``max_events``
 events: a reader that falls that far behind gets an ``error`` and its session is closed
@@ -26,11 +26,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from concurrent.futures import ThreadPoolExecutor
 
 from ..streams import Layout
 from ..text import StreamTokenizer
+from ..toolcall import call_name
 from .core import EngineCore, EngineError
 from .session import Event, StreamParams
 from .tools import RESULT_DELAY_ROWS, ToolRegistry
@@ -63,7 +64,7 @@ class AsyncEngine:
         self._queues: dict[str, asyncio.Queue] = {}
         self._overflowed: set[str] = set()
         self._calls: dict[str, int] = {}  # session -> its tool calls running
-        self._tools_on: dict[str, bool] = {}
+        self._tools_on: dict[str, bool | frozenset[str]] = {}
         self._tasks: set[asyncio.Task] = set()
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task | None = None
@@ -119,10 +120,12 @@ class AsyncEngine:
         return self.core.limits()
 
     def open(self, session_id: str | None = None, prefix: str = "", params: dict[str, StreamParams] | None = None,
-             tools: bool = True, max_rows: int | None = None) -> str:
+             tools: bool | Collection[str] = True, max_rows: int | None = None) -> str:
+        """Open a session (see :meth:`EngineCore.open`). ``tools``: run every completed call (True), none (False), or
+        only the calls that name one of these tools (the others are left to the caller, who reads them as events)."""
         sid = self.core.open(session_id, prefix, params, max_rows=max_rows)
         self._queues[sid] = asyncio.Queue()
-        self._tools_on[sid] = tools
+        self._tools_on[sid] = tools if isinstance(tools, bool) else frozenset(tools)
         self._wake.set()
         return sid
 
@@ -132,6 +135,11 @@ class AsyncEngine:
 
     def abort(self, session_id: str, stream: str | None = None) -> None:
         self.core.abort(session_id, stream)
+        self._wake.set()
+
+    def resume(self, session_id: str, stream: str | None = None) -> None:
+        """Let output streams stopped by ``abort`` (or by their budget) speak again (:meth:`EngineCore.resume`)."""
+        self.core.resume(session_id, stream)
         self._wake.set()
 
     def mute(self, session_id: str, stream: str, muted: bool = True) -> None:
@@ -217,10 +225,17 @@ class AsyncEngine:
             return
         self._put(ev)
         if (ev.type == "message_end" and ev.stream == self.call_stream and ev.text.strip()
-                and self._tools_on.get(ev.session) and ev.session not in self._overflowed):
+                and self._runs(ev.session, ev.text) and ev.session not in self._overflowed):
             task = asyncio.get_running_loop().create_task(self._run_tool(ev.session, ev.text, ev.row))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _runs(self, sid: str, call_text: str) -> bool:
+        """Whether this session has its tools run on this completed call."""
+        on = self._tools_on.get(sid, False)
+        if isinstance(on, bool):
+            return on
+        return call_name(call_text) in on
 
     def _refusal(self, sid: str) -> str | None:
         """Why a new tool call of ``sid`` must not run now (None: it may)."""

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass, field
 
 from ..engine.aio import AsyncEngine
@@ -71,8 +71,11 @@ class Hub:
 
     # -- sessions ------------------------------------------------------------------------
     def open(
-        self, kind: str, peer: str, prefix: str = "", params: dict[str, StreamParams] | None = None, tools: bool = True
+        self, kind: str, peer: str, prefix: str = "", params: dict[str, StreamParams] | None = None,
+        tools: bool | Collection[str] = True,
     ) -> str:
+        """A new session (its id: ``kind`` and a random part). ``tools``: run the server's tools on every completed
+        call, on none, or on the calls that name one of these tools."""
         if self.closing:
             raise ProtocolError("shutting_down", "the server is shutting down")
         if len(self.sessions) >= self.limits.max_sessions:
@@ -109,6 +112,15 @@ class Hub:
             self.check_stream(stream, "output")
         try:
             self.engine.abort(sid, stream)
+        except EngineError as e:
+            raise ProtocolError(_code(e), str(e)) from None
+
+    def resume(self, sid: str, stream: str | None = None) -> None:
+        """Let output streams stopped by ``abort`` speak again."""
+        if stream is not None:
+            self.check_stream(stream, "output")
+        try:
+            self.engine.resume(sid, stream)
         except EngineError as e:
             raise ProtocolError(_code(e), str(e)) from None
 
@@ -172,6 +184,10 @@ class Hub:
     def idle(self, sid: str) -> bool:
         """True when the engine has paused ``sid`` (nothing queued, nothing said for its idle rows)."""
         return self.engine.idle(sid)
+
+    def settled(self, sid: str) -> bool:
+        """True when ``sid`` is idle with none of its tool calls running: nothing more comes until it gets input."""
+        return self.engine.settled(sid)
 
     @contextlib.contextmanager
     def handler(self):

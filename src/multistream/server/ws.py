@@ -1,24 +1,19 @@
-"""One WebSocket connection = one session: a reader, a writer and an event pump, each its own task.
+"""One WebSocket connection on ``/v1/sessions`` = one session (the socket's plumbing: :mod:`.conn`).
 
 The reader parses client frames and acts on them at once (so input arrives while the
 model writes); whatever it refuses becomes an ``error`` and the session goes on. The
-pump turns the session's engine events into wire messages. The writer is the only task
-that sends on the socket, from one queue, so messages never interleave; a client that
-stops reading fills that queue and gets its session closed (``slow_client``), without
-holding up anyone else. Every message goes through that one bound (events, pongs and
-errors alike): a client that sends and never reads cannot grow the server's memory.
+pump turns the session's engine events into wire messages, through the connection's
+one bounded outbox.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import logging
 
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from ..engine.session import StreamParams
+from .conn import Connection
 from .hub import Hub
 from .protocol import (
     Abort,
@@ -37,115 +32,22 @@ from .protocol import (
     parse_client,
 )
 
-log = logging.getLogger("multistream.server")
-_CLOSE = object()
 
-
-class WsSession:
+class WsSession(Connection):
     def __init__(self, hub: Hub, ws: WebSocket):
-        self.hub, self.ws = hub, ws
-        self.limits = hub.limits
-        self.out: asyncio.Queue = asyncio.Queue()
-        self.sid: str | None = None
-        self.pump: asyncio.Task | None = None
+        super().__init__(hub, ws)
         self.backlog: dict[str, int] = {}  # input stream -> characters sent and not yet read
-        self.peer = f"{ws.client.host}:{ws.client.port}" if ws.client else "?"
-        self.overflowed = False
-        """The outbox reached ``max_outbox``: the session is closed and the reader stops."""
-        self.last_activity = asyncio.get_running_loop().time()
 
-    # -- the connection's life -------------------------------------------------------------
-    async def serve(self) -> None:
-        with self.hub.handler():
-            tasks = [asyncio.create_task(self._read()), asyncio.create_task(self._write())]
-            watchdog = asyncio.create_task(self._watch_idle())
-            try:
-                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                watchdog.cancel()
-                for t in tasks:
-                    t.cancel()
-                if self.sid is not None:
-                    self.hub.close(self.sid, "disconnected")
-                if self.pump is not None:
-                    with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-                        await asyncio.wait_for(self.pump, 5)
-                for t in tasks:
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await t
+    def error(self, code: str, message: str) -> None:
+        self.emit(Error(code=code, message=message, session=self.sid))
 
-    def _emit(self, msg) -> None:
-        """Queue a message for the client; past ``max_outbox`` waiting, drop it and give up on the client."""
-        if self.out.qsize() >= self.limits.max_outbox and not isinstance(msg, Closed):
-            self._overflow()
-            return
-        self.out.put_nowait(msg.model_dump(exclude_none=True) if not isinstance(msg, dict) else msg)
+    def handle(self, text: str) -> None:
+        self._handle(parse_client(text))
 
-    def _overflow(self) -> None:
-        if self.overflowed:
-            return
-        self.overflowed = True
-        log.warning("%s: %d messages wait for a client that does not read: closing (slow_client)", self.peer, self.out.qsize())
-        if self.sid is not None:
-            self.hub.close(self.sid, "slow_client")
-
-    def _error(self, code: str, message: str) -> None:
-        self._emit(Error(code=code, message=message, session=self.sid))
-
-    async def _write(self) -> None:
-        while True:
-            msg = await self.out.get()
-            if msg is _CLOSE:
-                with contextlib.suppress(Exception):
-                    await self.ws.close(1001 if self.hub.closing else 1000)
-                return
-            try:
-                await self.ws.send_text(json.dumps(msg, ensure_ascii=False))
-            except (WebSocketDisconnect, RuntimeError, OSError):
-                return  # the client is gone; the reader notices too
-
-    async def _watch_idle(self) -> None:
-        loop = asyncio.get_running_loop()
-        timeout = self.limits.idle_timeout_s
-        while True:
-            await asyncio.sleep(min(timeout / 4, 1.0))
-            if loop.time() - self.last_activity > timeout:
-                if self.sid is None:
-                    self._error("idle_timeout", f"no message for {timeout:g} s (idle_timeout_s)")
-                    self.out.put_nowait(_CLOSE)
-                    return
-                self._error("idle_timeout", f"no activity for {timeout:g} s (idle_timeout_s): closing the session")
-                self.hub.close(self.sid, "idle_timeout")
-                return
-
-    async def _read(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            frame = await self.ws.receive()
-            if frame["type"] == "websocket.disconnect":
-                return
-            self.last_activity = loop.time()
-            if frame.get("bytes") is not None:
-                self._error("binary_frame", "binary frames are not part of the protocol; send JSON text frames")
-                continue
-            text = frame.get("text") or ""
-            if len(text.encode("utf-8", "surrogatepass")) > self.limits.max_message_bytes:
-                self._error(
-                    "message_too_large",
-                    f"a frame of {len(text.encode('utf-8', 'surrogatepass'))} bytes; "
-                    f"max_message_bytes is {self.limits.max_message_bytes}",
-                )
-                continue
-            try:
-                self._handle(parse_client(text))
-            except ProtocolError as e:
-                self._error(e.code, e.message)
-            if self.overflowed:
-                return  # read no more from a client that reads nothing
     # -- client messages ------------------------------------------------------------------
     def _handle(self, msg) -> None:
         if isinstance(msg, Ping):
-            self._emit(Pong(session=self.sid))
+            self.emit(Pong(session=self.sid))
             return
         if isinstance(msg, Open):
             self._open(msg)
@@ -188,7 +90,7 @@ class WsSession:
             except ValueError as e:
                 raise ProtocolError("invalid_message", f"open: streams.{name}: {e}") from None
         self.sid = self.hub.open("ws", self.peer, prefix=msg.prefix, params=params, tools=msg.tools)
-        self._emit(
+        self.emit(
             Opened(
                 session=self.sid,
                 model=self.hub.model_name,
@@ -207,13 +109,13 @@ class WsSession:
             async for ev in self.hub.events(sid):
                 self.last_activity = loop.time()
                 if ev.type == "closed":
-                    self._emit(Closed(session=sid, row=ev.row, reason=ev.text))
+                    self.emit(Closed(session=sid, row=ev.row, reason=ev.text), final=True)
                     break
                 if ev.type in ("token", "message_end") and ev.stream in inputs and ev.stream in self.backlog:
                     read = len(ev.text) if ev.type == "token" else 1
                     self.backlog[ev.stream] = max(0, self.backlog[ev.stream] - read)
                 msg = from_event(ev)
                 if msg is not None:
-                    self._emit(msg)
+                    self.emit(msg)
         finally:
-            self.out.put_nowait(_CLOSE)
+            self.hang_up()
