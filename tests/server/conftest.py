@@ -31,18 +31,20 @@ class EchoModel(nn.Module):
 
     ``repeats=0`` says it back forever (until interrupted or aborted); ``think`` writes
     ``len=N`` on the think stream first. A message containing ``+`` is also sent to the
-    calculator on the ``call`` stream instead of being said back. The model keeps no state of its own: it reads the
+    calculator on the ``call`` stream instead of being said back; with ``results``, a
+    tool result read after the user's message is then said back on the answer stream. The model keeps no state of its own: it reads the
     tokens (ids, streams, positions) back from the engine's KV cache, so what it says
     comes only from what its session's cache holds.
     """
 
-    def __init__(self, repeats: int = 1, delay: float = 0.0, think: bool = False, layout=DEFAULT_LAYOUT):
+    def __init__(self, repeats: int = 1, delay: float = 0.0, think: bool = False, layout=DEFAULT_LAYOUT,
+                 results: bool = False):
         super().__init__()
         self.layout = layout  # (the streams are found by their roles: any names will do)
         self.role_of = {name: role for role, name in layout.roles.items()}
         self.tok = StreamTokenizer.wrap(make_tokenizer())
         self.vocab = len(self.tok)
-        self.repeats, self.delay, self.think = repeats, delay, think
+        self.repeats, self.delay, self.think, self.results = repeats, delay, think, results
         cfg = SimpleNamespace(num_hidden_layers=1, num_key_value_heads=1, head_dim=3, hidden_size=3, num_attention_heads=1)
         emb = nn.Embedding(self.vocab, 3)
         self.base = SimpleNamespace(config=cfg, get_input_embeddings=lambda: emb)
@@ -55,6 +57,9 @@ class EchoModel(nn.Module):
 
     def _target(self, stream: str, message: list[int], n: int) -> int | None:
         tok = self.tok
+        if stream == "result":  # (``results``) a tool result, said back once
+            seq = message + [tok.end_id]
+            return seq[n] if n < len(seq) else None
         if stream == "answer" and "+" in tok.decode(message):
             return None  # a sum goes to the calculator instead
         if stream == "answer":
@@ -93,6 +98,15 @@ class EchoModel(nn.Module):
             if not message:
                 continue
             end_row = int(user_pos[ends[-1]])
+            if self.results and stream == "answer":  # a tool result read since: say it back
+                tool = self.idx[self.layout.role("tool")]
+                tool_ids, tool_pos = sid[sst == tool], spos[sst == tool]
+                tool_ends = [i for i in (tool_ids == end).nonzero().flatten().tolist() if int(tool_pos[i]) > end_row]
+                if tool_ends:
+                    first = max([i + 1 for i in (tool_ids == end).nonzero().flatten().tolist() if i < tool_ends[-1]], default=0)
+                    message = [t for t in tool_ids[first : tool_ends[-1]].tolist() if t != silence] or message
+                    end_row = int(tool_pos[tool_ends[-1]])
+                    stream = "result"
             mine = (sst == int(streams[j, q])) & (spos > end_row + 1) & (sid != silence)
             target = self._target(stream, message, int(mine.sum()))
             if target is not None:
@@ -155,8 +169,9 @@ def echo_app(
     max_sessions: int = 32,
     max_rows: int = 4096,
     layout=DEFAULT_LAYOUT,
+    results: bool = False,
 ):
-    model = EchoModel(repeats, delay, think, layout)
+    model = EchoModel(repeats, delay, think, layout, results)
     core = EngineCore(model, EngineConfig(max_sessions=max_sessions, idle_rows=idle_rows, max_rows=max_rows))
     return create_app(AsyncEngine(core, demo_tools()), api_key=api_key, limits=limits, model_name="echo")
 

@@ -1,10 +1,11 @@
 """The FastAPI application: ``create_app(engine_or_model, api_key=None, limits=ServerLimits())``.
 
 Routes: ``GET /`` (the live page) and ``/static``, ``GET /health``, ``GET /v1/models``,
-``POST /v1/chat/completions`` and the WebSocket ``/v1/sessions``. With an API key every
-``/v1`` route and ``/health`` need ``Authorization: Bearer KEY`` (WebSockets may pass ``?api_key=KEY``
-instead, as browsers cannot set headers on them); without it HTTP gets 401 and a
-WebSocket is refused before it opens.
+``POST /v1/chat/completions`` and the WebSockets ``/v1/sessions`` (our protocol) and ``/v1/realtime``
+(OpenAI's Realtime protocol, text). With an API key every ``/v1`` route and ``/health`` need
+``Authorization: Bearer KEY`` (WebSockets may pass ``?api_key=KEY`` instead, or on ``/v1/realtime`` the
+subprotocol ``openai-insecure-api-key.KEY``, as browsers cannot set headers on them); without it HTTP
+gets 401 and a WebSocket is refused before it opens.
 """
 
 from __future__ import annotations
@@ -27,9 +28,12 @@ from ..engine.tools import ToolRegistry, demo_tools
 from .hub import Hub
 from .limits import ServerLimits
 from .openai_compat import chat_completions, models_response, openai_error
+from .realtime import RealtimeSession
 from .ws import WsSession
 
 STATIC = Path(__file__).parent / "static"
+_KEY_PROTOCOL = "openai-insecure-api-key."
+"""A browser's Realtime client passes its key as a WebSocket subprotocol, beside ``realtime``."""
 log = logging.getLogger("multistream.server")
 
 
@@ -52,6 +56,10 @@ def _authorized(header: str | None, query: str | None, api_key: str | None) -> b
     elif query:
         given = query
     return given is not None and hmac.compare_digest(given.encode(), api_key.encode())
+
+
+def _subprotocols(ws: WebSocket) -> list[str]:
+    return [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
 
 
 def _same_origin(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
@@ -133,21 +141,35 @@ def create_app(
     async def completions(request: Request):
         return await chat_completions(hub, request)
 
+    async def refused(ws: WebSocket, key: str | None = None, model: str | None = None) -> bool:
+        """Refuse a WebSocket before it opens: no API key, another origin's page, another model."""
+        refusal = None
+        if not _authorized(ws.headers.get("authorization"), ws.query_params.get("api_key") or key, api_key):
+            refusal = openai_error("invalid_api_key", "missing or wrong API key")
+        elif not _same_origin(ws.headers.get("origin"), ws.headers.get("host"), tuple(allowed_origins)):
+            refusal = openai_error("forbidden_origin", "WebSocket from another origin", status=403)
+        elif model is not None and model != model_name:
+            refusal = openai_error("model_not_found", f"the model {model!r} does not exist; this server has {model_name!r}")
+        if refusal is None:
+            return False
+        with contextlib.suppress(RuntimeError):  # servers without the denial-response extension: a plain refusal
+            await ws.send_denial_response(refusal)
+            return True
+        await ws.close(code=1008)
+        return True
+
     @app.websocket("/v1/sessions")
     async def sessions(ws: WebSocket):
-        if not _authorized(ws.headers.get("authorization"), ws.query_params.get("api_key"), api_key):
-            with contextlib.suppress(RuntimeError):  # servers without the denial-response extension: a plain refusal
-                await ws.send_denial_response(openai_error("invalid_api_key", "missing or wrong API key"))
-                return
-            await ws.close(code=1008)
-            return
-        if not _same_origin(ws.headers.get("origin"), ws.headers.get("host"), tuple(allowed_origins)):
-            with contextlib.suppress(RuntimeError):
-                await ws.send_denial_response(openai_error("forbidden_origin", "WebSocket from another origin", status=403))
-                return
-            await ws.close(code=1008)
-            return
-        await ws.accept()
-        await WsSession(hub, ws).serve()
+        if not await refused(ws):
+            await ws.accept()
+            await WsSession(hub, ws).serve()
+
+    @app.websocket("/v1/realtime")
+    async def realtime(ws: WebSocket):
+        protocols = _subprotocols(ws)
+        key = next((p.removeprefix(_KEY_PROTOCOL) for p in protocols if p.startswith(_KEY_PROTOCOL)), None)
+        if not await refused(ws, key, ws.query_params.get("model")):
+            await ws.accept(subprotocol="realtime" if "realtime" in protocols else None)
+            await RealtimeSession(hub, ws).serve()
 
     return app

@@ -55,9 +55,6 @@ class Connection:
     def started(self) -> None:
         """Called once the socket is accepted, before the first frame is read."""
 
-    def stopped(self) -> None:
-        """Called once the connection has ended (its session closed, its tasks done)."""
-
     # -- the connection's life -------------------------------------------------------------
     async def serve(self) -> None:
         with self.hub.handler():
@@ -78,7 +75,6 @@ class Connection:
                 for t in tasks:
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await t
-                self.stopped()
 
     def emit(self, msg: BaseModel | dict, final: bool = False) -> None:
         """Queue a message for the client; past ``max_outbox`` waiting, drop it and give up on the client
