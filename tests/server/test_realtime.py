@@ -281,6 +281,10 @@ def test_bad_events_get_errors_and_the_session_and_server_live(live):
                  "previous_item_id"),
                 ({"type": "session.update", "session": {"multistream": {"server_tools": ["rm"]}}}, "invalid_value",
                  "session.multistream.server_tools"),
+                ({"type": "session.update", "session": {"multistream": {"streams": {"user": {}}}}}, "invalid_value",
+                 "session.multistream.streams.user"),
+                ({"type": "session.update", "session": {"multistream": {"streams": {"answer": {"top_p": 2}}}}},
+                 "invalid_value", "session.multistream.streams.answer.top_p"),
                 ({"type": "response.cancel"}, "response_cancel_not_active", None),
                 ({"type": "conversation.item.create", "item": user("y" * 4000)}, "message_too_large", None),
             ]
@@ -316,6 +320,27 @@ def test_bad_events_get_errors_and_the_session_and_server_live(live):
 
     asyncio.run(go())
     assert health(server)["status"] == "ok"
+
+
+def test_stream_settings_extension_budgets_the_answer(live):
+    server = live()
+
+    async def go():
+        async with client(server).realtime.connect(model="echo") as conn:
+            await conn.session.update(session={"multistream": {"streams": {"answer": {"max_tokens": 3, "temperature": 0}}}})
+            await until(conn, of("session.updated"))
+            await conn.conversation.item.create(item=user("hello world, user tool think answer call system"))
+            await conn.response.create()
+            seen: list = []
+            done = await until(conn, of("response.done"), seen)
+            assert len([ev for ev in seen if ev.type == "response.output_text.delta"]) == 3
+            assert done.response.status == "completed" and done.response.output[0].status == "completed"
+            # fixed once the session has run
+            await conn.session.update(session={"multistream": {"streams": {"answer": {"max_tokens": 5}}}})
+            err = await until(conn, of("error"))
+            assert err.error.code == "invalid_value" and err.error.param == "session.multistream"
+
+    asyncio.run(go())
 
 
 def test_max_output_tokens_and_a_second_response_create_while_one_runs(live):
@@ -396,3 +421,60 @@ def test_call_arguments_are_streamed_as_sure_prefixes():
     assert final == '{"expression": "(2+3)"}'
     assert all(final.startswith(p) for p in prefixes)
     assert tools_prompt([FunctionInfo(**CALCULATOR)]).splitlines()[1] == '- calculator({"expression": "string"}): Arithmetic.'
+
+
+RT, OTHERS = 30, 15
+
+
+async def rt_session(base: str, question: str) -> tuple[str, dict]:
+    """One realtime session through the SDK: ask, read the answer's deltas until response.done."""
+    c = openai.AsyncOpenAI(base_url=base + "/v1", api_key="none", max_retries=0)
+    async with c.realtime.connect(model="echo") as conn:
+        await conn.conversation.item.create(item=user(question))
+        await conn.response.create()
+        seen: list = []
+        done = await until(conn, of("response.done"), seen, timeout=120)
+    await c.close()
+    return deltas(seen), {"status": done.response.status, "deltas": len([e for e in seen if e.type.endswith("text.delta")])}
+
+
+@pytest.mark.slow  # a load test: 60 sessions at once
+def test_thirty_realtime_sessions_beside_websocket_and_http_ones_all_finish(live):
+    from .test_load import http_completion, ws_session
+
+    server = live(limits=ServerLimits(max_sessions=RT + 2 * OTHERS + 4), max_sessions=RT + 2 * OTHERS + 4)
+    hub, cache = server.app.state.hub, server.app.state.hub.engine.core.cache
+    before = cache.nbytes
+    questions = [f"question number {k} about {'xyz'[k % 3] * (1 + k % 4)}" for k in range(RT + 2 * OTHERS)]
+    peak = {"sessions": 0}
+
+    async def everyone():
+        async def watch():
+            while True:
+                peak["sessions"] = max(peak["sessions"], len(hub.sessions))
+                await asyncio.sleep(0.005)
+
+        watcher = asyncio.create_task(watch())
+        t = time.perf_counter()
+        rt = [rt_session(server.http, q) for q in questions[:RT]]
+        ws = [ws_session(server.ws, q) for q in questions[RT : RT + OTHERS]]
+        http = [http_completion(server.http, q) for q in questions[RT + OTHERS :]]
+        results = await asyncio.gather(*rt, *ws, *http)
+        wall = time.perf_counter() - t
+        watcher.cancel()
+        return results, wall
+
+    results, wall = asyncio.run(everyone())
+    rt_answers = results[:RT]
+    for q, (text, info) in zip(questions, rt_answers):
+        assert text == q and info["status"] == "completed" and info["deltas"] > 2  # its own question, nobody else's
+    assert ["".join(tokens) for tokens in results[RT : RT + OTHERS]] == questions[RT : RT + OTHERS]
+    assert results[RT + OTHERS :] == questions[RT + OTHERS :]
+    for _ in range(200):
+        if not hub.sessions:
+            break
+        time.sleep(0.05)
+    assert not hub.sessions and cache.nbytes == before  # every session gone, the cache back where it was
+    assert peak["sessions"] > RT  # they really were open at once
+    print(f"\nrealtime load: {RT} realtime + {OTHERS} WebSocket + {OTHERS} HTTP sessions at once in {wall:.2f} s, "
+          f"at most {peak['sessions']} open at once")

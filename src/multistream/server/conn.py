@@ -141,5 +141,9 @@ class Connection:
                 self.handle(text)
             except ProtocolError as e:
                 self.error(e.code, e.message)
+            except Exception:  # a bug: say so in the log, and end this connection alone
+                log.exception("%s: handling a message failed", self.peer)
+                self.error("server_error", "the server failed on this message; closing the connection")
+                raise
             if self.overflowed:
                 return  # read no more from a client that reads nothing

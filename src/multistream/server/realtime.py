@@ -204,7 +204,7 @@ class RealtimeSession(Connection):
     def _describe(self) -> None:
         self.info.multistream = {
             **self.ext.model_dump(),
-            "streams": [{"name": s.name, "kind": s.kind, "role": self.hub.layout.role_of(s.name)} for s in self.hub.layout],
+            "layout": [{"name": s.name, "kind": s.kind, "role": self.hub.layout.role_of(s.name)} for s in self.hub.layout],
             "available_side_streams": self.side,
             "available_server_tools": self.hub.tools,
         }
@@ -223,9 +223,18 @@ class RealtimeSession(Connection):
                 if unknown:
                     raise EventError("invalid_value", f"no such {field.replace('_', ' ')}: {', '.join(unknown)}; "
                                      f"this server has: {', '.join(available) or 'none'}", f"session.multistream.{field}")
-            if self.sid is not None and self._server_tools(ext) != self.server_tools:
-                raise EventError("invalid_value", "server_tools are set before the first response, not after",
-                                 "session.multistream.server_tools")
+            outputs = [s.name for s in self.hub.layout.outputs]
+            for name, settings in ext.streams.items():
+                param = f"session.multistream.streams.{name}"
+                if name not in outputs:
+                    raise EventError("invalid_value", f"no output stream {name!r}; outputs: {', '.join(outputs)}", param)
+                try:
+                    settings.to_params()
+                except ValueError as e:
+                    raise EventError("invalid_value", str(e), param) from None
+            if self.sid is not None and (self._server_tools(ext) != self.server_tools or ext.streams != self.ext.streams):
+                raise EventError("invalid_value", "server_tools and streams are set before the first response, not after",
+                                 "session.multistream")
         if "instructions" in given:
             info.instructions = cfg.instructions or ""
         if "tools" in given:
@@ -324,7 +333,9 @@ class RealtimeSession(Connection):
         sends = ([(self.system, params.instructions)] if params.instructions else []) + self.pending
         if self.sid is None and sends:
             self.server_tools = self._server_tools(self.ext)
-            self.sid = self.hub.open("rt", self.peer, prefix=self._prompt(self.info), tools=self.server_tools or False)
+            settings = {name: stream.to_params() for name, stream in self.ext.streams.items()}
+            self.sid = self.hub.open("rt", self.peer, prefix=self._prompt(self.info), params=settings,
+                                     tools=self.server_tools or False)
             self.pump = asyncio.create_task(self._pump(self.sid))
         self.response = r = _Response(self.conversation, budget, params.metadata, requested=True)
         self.emit(ResponseCreated(response=r.info))

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from .protocol import ProtocolError
+from .protocol import ProtocolError, StreamSettings
 
 MAX_ID = 64
 """Characters of an id a client may choose (an item's, an event's)."""
@@ -55,6 +55,8 @@ class Extensions(_In):
     (True: all of them)."""
     server_tools: bool | list[str] = False
     """The server's own tools (``calculator``, ``clock``) to run without a round trip to the client (True: all)."""
+    streams: dict[str, StreamSettings] = Field(default_factory=dict)
+    """Sampling and budget per output stream, as in ``/v1/sessions``' ``open`` (before the first response)."""
 
 
 class SessionConfig(_In):
