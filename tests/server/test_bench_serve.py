@@ -19,19 +19,21 @@ N = 8
 
 @pytest.mark.slow  # a load test: a server process, sessions at once, a soak
 def test_bench_serve_every_session_answers_as_it_does_alone():
-    r = bench_serve("tiny", sessions=N, soak=50, max_tokens=8, soak_concurrency=8)
-    assert r["model"] == "tiny" and r["sessions"] == N and r["max_tokens"] == 8
-    assert set(r["modes"]) == {"ws_1", f"ws_{N}", f"http_{N}"}
+    r = bench_serve("tiny", sessions=N, soak=50, max_tokens=8, soak_concurrency=8, realtime=N)
+    assert r["model"] == "tiny" and r["sessions"] == N and r["max_tokens"] == 8 and r["realtime"] == N
+    mixed = f"mixed_{N}rt_{N}ws_{N}http"
+    assert set(r["modes"]) == {"ws_1", f"ws_{N}", f"http_{N}", f"realtime_{N}", mixed}
     for name, m in r["modes"].items():
-        assert m["sessions"] == N and m["answered"] == N, (name, m.get("errors"))
+        n = 3 * N if name == mixed else N
+        assert m["sessions"] == n and m["answered"] == n, (name, m.get("errors"))
         assert m["left_open"] == 0
         assert m["tokens"] > 0 and m["sessions_per_s"] > 0 and m["tokens_per_s"] > 0
         assert set(m["rss_mb"]) == {"before", "peak", "after"}
         if sys.platform == "linux":
             assert 0 < m["rss_mb"]["before"] <= m["rss_mb"]["peak"]
     assert r["modes"]["ws_1"]["held_at_once"] == 1
-    for name in (f"ws_{N}", f"http_{N}"):
-        assert r["modes"][name]["same_as_alone"] == N  # token for token as alone: nobody heard anybody else
+    for name in (f"ws_{N}", f"http_{N}", f"realtime_{N}", mixed):
+        assert r["modes"][name]["same_as_alone"] == r["modes"][name]["sessions"]  # token for token as alone: no cross-talk
         assert r["modes"][name]["held_at_once"] > 1
         assert set(r["ratios"][f"{name}_vs_ws_1"]) == {"sessions_per_s", "tokens_per_s"}
     # every output stream writes its 8 tokens, in every mode: the same work, so the rates compare
@@ -51,3 +53,4 @@ def test_questions_differ_from_their_first_word():
 def test_bench_serve_is_on_the_command_line():
     args = build_parser().parse_args(["bench", "serve", "--sessions", "5", "--soak", "0", "--json"])
     assert args.what == "serve" and args.sessions == 5 and args.soak == 0 and args.model is None and args.json
+    assert args.realtime == 0 and build_parser().parse_args(["bench", "serve", "--realtime", "30"]).realtime == 30

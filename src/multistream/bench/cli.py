@@ -30,7 +30,7 @@ def _print(result: dict, as_json: bool) -> None:
 def cmd_bench(args) -> int:
     if args.what == "serve":
         result = bench_serve(args.model or "tiny", sessions=args.sessions, soak=args.soak, max_tokens=args.max_tokens,
-                             soak_concurrency=args.soak_concurrency, dtype=args.dtype)
+                             soak_concurrency=args.soak_concurrency, dtype=args.dtype, realtime=args.realtime)
         if args.json:
             print(json.dumps(result, indent=2, ensure_ascii=False))
         else:
@@ -106,6 +106,8 @@ def register(sub) -> None:
     b.add_argument("--limit", type=int, default=12, help="'latency': the first N built-in accuracy cases")
     b.add_argument("--doc-tokens", type=int, default=1000)
     b.add_argument("--sessions", type=int, default=100, help="'serve': sessions at once (WebSocket, then HTTP)")
+    b.add_argument("--realtime", type=int, default=0,
+                   help="'serve': also R /v1/realtime sessions at once, then R of them beside the WebSocket and HTTP ones")
     b.add_argument("--soak", type=int, default=2000, help="'serve': sessions opened and dropped abruptly (0: no soak)")
     b.add_argument("--soak-concurrency", type=int, default=32, help="'serve': soak sessions in flight at once")
     b.add_argument("--max-tokens", type=int, default=16, help="'serve': tokens each output stream may write")

@@ -1,7 +1,8 @@
 """``multistream bench serve``: the real server (a child process on a loopback port; ``--model tiny`` by default, a
 random model built in-process) under load: sessions one at a time, then N WebSocket sessions at once, then N HTTP
-completions at once: sessions/s, generated tokens/s, whether every session answered and answered as it does alone,
-and the server process's RSS before, at its peak and after; then a soak of sessions dropped abruptly."""
+completions at once (and with ``--realtime R``, R Realtime sessions at once, then R Realtime sessions beside N
+WebSocket and N HTTP ones): sessions/s, generated tokens/s, whether every session answered and answered as it does
+alone, and the server process's RSS before, at its peak and after; then a soak of sessions dropped abruptly."""
 
 from __future__ import annotations
 
@@ -162,6 +163,48 @@ class _Clients:
         return {"answer": answer, "tokens": generated, "seconds": time.perf_counter() - t,
                 "ok": error is None and bool(answer), "error": error}
 
+    async def realtime(self, question: str) -> dict:
+        """A ``/v1/realtime`` session: the question as an item, ``response.create``, the answer's deltas until
+        ``response.done``. Each output stream has the budget of a WebSocket session, so the answers compare."""
+        import asyncio
+
+        from websockets.asyncio.client import connect
+
+        t = time.perf_counter()
+        answer, generated, held, error = [], 0, False, None
+        budget = {"max_tokens": self.max_tokens, "temperature": 0}
+        try:
+            async with asyncio.timeout(self.timeout):
+                async with connect(f"ws://127.0.0.1:{self.port}/v1/realtime?model={SERVE_MODEL_NAME}",
+                                   open_timeout=self.timeout, max_size=None) as ws:
+                    await ws.send(json.dumps({"type": "session.update", "session": {
+                        "multistream": {"streams": {s: budget for s in ("think", "answer", "call")}}}}))
+                    await ws.send(json.dumps({"type": "conversation.item.create", "item": {
+                        "type": "message", "role": "user", "content": [{"type": "input_text", "text": question}]}}))
+                    await ws.send(json.dumps({"type": "response.create"}))
+                    async for raw in ws:
+                        m = json.loads(raw)
+                        if m["type"] == "session.created":
+                            held = True
+                            self._hold(1)
+                        elif m["type"] == "error":
+                            error = m["error"]["code"]
+                            break
+                        elif m["type"] == "response.output_text.delta":
+                            answer.append(m["delta"])
+                        elif m["type"] == "response.done":
+                            generated = m["response"]["usage"]["output_tokens"]
+                            if m["response"]["status"] != "completed":
+                                error = m["response"]["status"]
+                            break
+        except Exception as e:  # a failed session is a figure, not a crash
+            error = error or f"{type(e).__name__}: {e}"
+        finally:
+            if held:
+                self._hold(-1)
+        return {"answer": answer, "tokens": generated, "seconds": time.perf_counter() - t,
+                "ok": error is None and bool(answer), "error": error}
+
     async def _http(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
         """One HTTP/1.1 request on its own connection (no client library needed)."""
         import asyncio
@@ -244,21 +287,23 @@ def bench_serve(
     soak_concurrency: int = 32,
     dtype: str = "auto",
     timeout: float = 120.0,
+    realtime: int = 0,
 ) -> dict:
     """The server under load, every figure from this one run (see the module docstring).
 
     Each output stream may write ``max_tokens`` tokens (greedy); a session ends when its
-    answer message does. ``same_as_alone``: sessions whose answer equals, token for token,
-    what the same question got when it was the only session (no cross-talk).
+    answer message does (a Realtime session: at its ``response.done``). ``same_as_alone``:
+    sessions whose answer equals, token for token, what the same question got when it was
+    the only session (no cross-talk). ``realtime``: Realtime sessions in the two phases that have them (0: none).
     """
     import asyncio
     import select
     import subprocess
     import sys
 
-    if sessions < 1 or soak < 0 or soak_concurrency < 1 or max_tokens < 1:
-        raise ValueError("sessions >= 1, soak >= 0, soak_concurrency >= 1 and max_tokens >= 1 are required")
-    max_sessions = 2 * max(sessions, soak_concurrency) + 8  # room for dropped sessions not yet noticed
+    if sessions < 1 or soak < 0 or soak_concurrency < 1 or max_tokens < 1 or realtime < 0:
+        raise ValueError("sessions >= 1, soak >= 0, soak_concurrency >= 1, max_tokens >= 1 and realtime >= 0 are required")
+    max_sessions = 2 * max(sessions + realtime, soak_concurrency) + 8  # room for dropped sessions not yet noticed
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-c", "from multistream.bench.serve import _serve_child; _serve_child()", model, dtype,
@@ -271,7 +316,8 @@ def bench_serve(
             raise RuntimeError(f"the server process did not start (exit code {proc.poll()})")
         port = int(line.split()[1])
         with _RssWatch(proc.pid) as rss:
-            result = asyncio.run(_serve_load(_Clients(port, max_tokens, timeout), rss, sessions, soak, soak_concurrency))
+            result = asyncio.run(_serve_load(_Clients(port, max_tokens, timeout), rss, sessions, soak, soak_concurrency,
+                                             realtime))
     finally:
         proc.terminate()  # SIGTERM: the server says goodbye to its sessions and exits
         try:
@@ -283,6 +329,7 @@ def bench_serve(
     return {
         "model": model,
         "sessions": sessions,
+        "realtime": realtime,
         "max_tokens": max_tokens,
         "threads": os.environ.get("OMP_NUM_THREADS"),
         "startup_s": round(result.pop("startup_s") - t0, 2),
@@ -290,7 +337,8 @@ def bench_serve(
     }
 
 
-async def _serve_load(clients: _Clients, rss: _RssWatch, n: int, soak: int, soak_concurrency: int) -> dict:
+async def _serve_load(clients: _Clients, rss: _RssWatch, n: int, soak: int, soak_concurrency: int,
+                      realtime: int = 0) -> dict:
     import asyncio
 
     mb = lambda kb: round(kb / 1024, 1) if kb else None  # noqa: E731
@@ -335,12 +383,25 @@ async def _serve_load(clients: _Clients, rss: _RssWatch, n: int, soak: int, soak
     async def http_all():
         return await asyncio.gather(*(clients.http(q) for q in questions))
 
+    rt_questions = [questions[k % n] for k in range(realtime)]
+
+    async def realtime_all():
+        return await asyncio.gather(*(clients.realtime(q) for q in rt_questions))
+
+    async def mixed():  # Realtime sessions beside WebSocket and HTTP ones, all at once
+        return await asyncio.gather(*(clients.realtime(q) for q in rt_questions), *(clients.ws(q) for q in questions),
+                                    *(clients.http(q) for q in questions))
+
     modes = {"ws_1": await phase("ws_1", one_at_a_time)}
     alone = ["".join(r["answer"]) for r in modes["ws_1"].pop("_results")]
-    for name, run in ((f"ws_{n}", ws_all), (f"http_{n}", http_all)):
+    runs = [(f"ws_{n}", ws_all, questions), (f"http_{n}", http_all, questions)]
+    if realtime:
+        runs += [(f"realtime_{realtime}", realtime_all, rt_questions),
+                 (f"mixed_{realtime}rt_{n}ws_{n}http", mixed, rt_questions + questions + questions)]
+    for name, run, asked in runs:
         modes[name] = await phase(name, run)
         got = ["".join(r["answer"]) if isinstance(r["answer"], list) else r["answer"] for r in modes[name].pop("_results")]
-        modes[name]["same_as_alone"] = sum(a == b and bool(a) for a, b in zip(got, alone))
+        modes[name]["same_as_alone"] = sum(a == alone[questions.index(q)] and bool(a) for a, q in zip(got, asked))
     one = modes["ws_1"]
     ratios = {
         f"{name}_vs_ws_1": {
