@@ -59,8 +59,9 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
     add_engine_args(p)
 
 
-def add_engine_args(p: argparse.ArgumentParser) -> None:
-    """The engine's options shared by every command that runs the multi-stream model."""
+def add_engine_args(p: argparse.ArgumentParser, autotune: bool = True) -> None:
+    """The engine's options shared by every command that runs the multi-stream model (``autotune``: offer
+    ``--autotune``; the evaluations compare contenders as they run by default and leave it out)."""
     p.add_argument("--speak-rule", choices=SPEAK_RULES, default=SPEAK_RULE,
                    help="greedy streams: speak when all spoken tokens together outweigh silence (likely) "
                         f"or only when one spoken token alone does (argmax); default {SPEAK_RULE}")
@@ -68,9 +69,11 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
                    help="run ordinary rows through a torch.compile'd forward (EngineConfig.compiled; default): the same "
                         "tokens, faster per row; each cache shape compiles once (20-50 s for SmolLM2 on a CPU the "
                         "first time, seconds once torch's compile cache holds it)")
-    p.add_argument("--autotune", action="store_true",
-                   help="with --compile: inductor times its own matrix kernels (AMX; 4-bit ones with --quant int4) against "
-                        "the library's and keeps the faster (EngineConfig.autotune): a few minutes more of compiling")
+    if autotune:
+        p.add_argument("--autotune", action="store_true",
+                       help="with --compile: inductor times its own matrix kernels (AMX; 4-bit ones with --quant int4) "
+                            "against the library's and keeps the faster (EngineConfig.autotune): a few minutes more of "
+                            "compiling")
     p.add_argument("--input-wait", type=_seconds, default=INPUT_WAIT_S, metavar="SECONDS",
                    help="how long the model, silent part-way through an input message, waits for its next token before "
                         f"running a row without it (EngineConfig.input_wait; default {INPUT_WAIT_S}, 0: never): text typed or "

@@ -312,7 +312,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                    help="total token budget of a reply, the same for both: all output streams together (multi), "
                         "the reply with its thinking and tags (single)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    add_engine_args(p)
+    add_engine_args(p, autotune=False)
 
 
 def register(sub) -> None:
@@ -437,7 +437,7 @@ def register_evaluate_default(sub) -> None:
     e.add_argument("--single", default="default-single", help="single-stream twin (name or folder; 'none' to skip)")
     add_skills_args(e)
     add_dtype_arg(e)
-    add_engine_args(e)
+    add_engine_args(e, autotune=False)
     e.add_argument("--max-tokens", type=int, default=EVAL_MAX_TOKENS,
                    help="total token budget of each contender on a case (all output streams together; all replies)")
     e.add_argument("--json", help="also write the results here")
