@@ -209,6 +209,34 @@ def test_a_user_item_mid_answer_changes_the_answer(live):
     asyncio.run(go())
 
 
+def test_an_answer_left_open_ends_the_response_after_completion_idle_s(live):
+    """Interrupted by a sum, the echo model leaves its answer open and calls the calculator instead."""
+    server = live(delay=0.01, limits=ServerLimits(completion_idle_s=0.3))
+    question = "What is the capital of France? Paris is the capital of France."
+
+    async def go():
+        async with client(server).realtime.connect(model="echo") as conn:
+            await conn.session.update(session={"tools": [CALCULATOR]})
+            await conn.conversation.item.create(item=user(question))
+            await conn.response.create()
+            seen: list = []
+            await until(conn, lambda ev: len(deltas(seen)) >= 8, seen)
+            await conn.conversation.item.create(item=user("2+3"))
+            done = await until(conn, of("response.done"), seen)
+            assert done.response.status == "completed"
+            answer, call = done.response.output
+            assert answer.type == "message" and answer.status == "completed" and question.startswith(answer.content[0].text)
+            assert call.type == "function_call" and json.loads(call.arguments) == {"expression": "2+3"}
+            # the session goes on: the answer was ended, the next response is heard
+            await conn.conversation.item.create(item=user("hello world"))
+            await conn.response.create()
+            seen = []
+            await until(conn, of("response.done"), seen)
+            assert deltas(seen) == "hello world"
+
+    asyncio.run(go())
+
+
 def test_live_input_off_waits_for_the_next_response(live):
     server = live(delay=0.01)
     question = "What is the capital of France? Paris is the capital of France."

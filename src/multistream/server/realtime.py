@@ -15,9 +15,10 @@ How the protocol maps onto the streams (docs/realtime.md says it for clients):
   streams (``think``, ...) are forwarded as ``multistream.stream.*`` events when asked for.
 - A response is done once the model has read everything sent to it, has replied (an answer or call message has
   ended since it last read input), and has no message open; or once it has gone quiet (the engine has paused the
-  session, no tool running). ``response.cancel`` and ``max_output_tokens`` stop the outputs until the next
-  ``response.create``. When the model speaks unasked (a second message after the response was done), the server
-  opens a response itself, as a server-side turn detection would, and it answers the next ``response.create``.
+  session, no tool running; or a message is left open with nothing written for ``completion_idle_s``).
+  ``response.cancel`` and ``max_output_tokens`` stop the outputs until the next response has had its input read.
+  When the model speaks unasked (a second message after the response was done), the server opens a response
+  itself, as a server-side turn detection would, and it answers the next ``response.create``.
 
 The socket's plumbing (bounded outbox, frame size, idle timeout) is :class:`.conn.Connection`'s, and every
 session goes through the :class:`.hub.Hub` like the other endpoints' (same limits, same batching).
@@ -160,6 +161,8 @@ class RealtimeSession(Connection):
         """Output streams whose message in progress belongs to a stopped response: dropped until it ends."""
         self.event_id: str | None = None
         """The client event being handled (errors name it)."""
+        self.last_event = 0.0
+        """When the engine last said something of this session (``loop.time()``)."""
 
     # -- the wire -------------------------------------------------------------------------------
     def error(self, code: str, message: str, param: str | None = None) -> None:
@@ -377,7 +380,7 @@ class RealtimeSession(Connection):
         watch = asyncio.create_task(self._watch_settled(sid))
         try:
             async for ev in self.hub.events(sid):
-                self.last_activity = loop.time()
+                self.last_activity = self.last_event = loop.time()
                 if ev.type == "closed":
                     self._closed(ev)
                     break
@@ -387,10 +390,20 @@ class RealtimeSession(Connection):
             self.hang_up()
 
     async def _watch_settled(self, sid: str) -> None:
-        """End a response whose model has gone quiet without replying (the engine paused the session)."""
+        """End a response whose model has gone quiet: it said nothing more (the engine paused the session), or it
+        left a message open and wrote nothing for ``completion_idle_s`` (that message is ended where it stopped)."""
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(SETTLE_POLL_S)
-            if self.response is not None and not self.open and not any(self.unread.values()) and self.hub.settled(sid):
+            r = self.response
+            if r is None or any(self.unread.values()):
+                continue
+            if not self.open and self.hub.settled(sid):
+                self._finish("completed")
+            elif self.open - self.dropping and loop.time() - self.last_event > self.limits.completion_idle_s:
+                self._stop()
+                if r.answer is not None:
+                    self._end_answer(r, "completed")  # what it said is its answer
                 self._finish("completed")
 
     def _on_event(self, ev: Event) -> None:
