@@ -4,12 +4,13 @@ loopback port) and the echoing mock model: questions, function calls, cancel, in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 
 import openai
 import pytest
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from multistream.server import ServerLimits
 from multistream.server.realtime import call_arguments, tools_prompt
@@ -440,6 +441,52 @@ def test_instructions_changed_later_go_to_the_system_stream(live):
             assert seen[0].type == "response.created"
 
     asyncio.run(go())
+
+
+def test_row_limit_ends_the_response_and_the_connection_with_an_error(live):
+    server = live(repeats=0, max_rows=30)
+
+    async def go():
+        async with client(server).realtime.connect(model="echo") as conn:
+            await conn.conversation.item.create(item=user("alpha question"))
+            await conn.response.create()
+            seen: list = []
+            done = await until(conn, of("response.done"), seen)
+            assert done.response.status == "incomplete" and done.response.status_details.reason == "row_limit"
+            err = await until(conn, of("error"), seen)
+            assert err.error.code == "row_limit"
+            with pytest.raises(ConnectionClosed):
+                await until(conn, lambda ev: False, timeout=5)
+
+    asyncio.run(go())
+
+
+def test_a_client_dropped_mid_answer_leaves_nothing_behind_and_others_go_on(live):
+    server = live(repeats=0, delay=0.002)
+    hub, cache = server.app.state.hub, server.app.state.hub.engine.core.cache
+    before = cache.nbytes
+    witness = WsClient(server.ws)
+    witness.open()
+
+    async def drop():
+        async with client(server).realtime.connect(model="echo") as conn:
+            await conn.conversation.item.create(item=user("alpha question"))
+            await conn.response.create()
+            await until(conn, of("response.output_text.delta"))
+            conn._connection.transport.abort()  # no close frame, no goodbye
+
+    for _ in range(3):
+        with contextlib.suppress(ConnectionClosed):
+            asyncio.run(drop())
+    witness.send(type="input", text="still here")
+    witness.until(lambda m: m["type"] == "token" and "still here" in witness.text("answer"))
+    witness.send(type="close")
+    witness.until(lambda m: m["type"] == "closed")
+    for _ in range(200):
+        if not hub.sessions:
+            break
+        time.sleep(0.05)
+    assert not hub.sessions and cache.nbytes == before
 
 
 def test_call_arguments_are_streamed_as_sure_prefixes():
