@@ -10,13 +10,15 @@ import time
 
 import openai
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from multistream.server import ServerLimits
 from multistream.server.realtime import call_arguments, tools_prompt
-from multistream.server.realtime_events import FunctionInfo
+from multistream.server.realtime_events import CLIENT_TYPES, UNSUPPORTED_TYPES, EventError, FunctionInfo, parse_client
 
-from .conftest import WsClient
+from .conftest import LiveServer, WsClient, echo_app
 from .test_ws import health, wait_sessions
 
 CALCULATOR = {
@@ -553,3 +555,77 @@ def test_thirty_realtime_sessions_beside_websocket_and_http_ones_all_finish(live
     assert peak["sessions"] > RT  # they really were open at once
     print(f"\nrealtime load: {RT} realtime + {OTHERS} WebSocket + {OTHERS} HTTP sessions at once in {wall:.2f} s, "
           f"at most {peak['sessions']} open at once")
+
+
+# -- fuzzing (hypothesis): every frame gets events of the protocol's shape, a witness beside answers as alone --------
+_leaf = (st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=30)
+         | st.sampled_from(["2+3", "<|im_end|>", "\ud800", "inf", "calculator", "user", "assistant", "function_call_output"]))
+_any = st.recursive(_leaf, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+                    max_leaves=20)
+_content = st.lists(st.fixed_dictionaries({"type": st.sampled_from(["input_text", "input_audio"]) | _leaf,
+                                           "text": st.text(max_size=40) | _leaf}), max_size=3) | _leaf
+_item = st.fixed_dictionaries({"type": st.sampled_from(["message", "function_call_output", "function_call"]) | _leaf},
+                              optional={"role": st.sampled_from(["user", "system", "assistant"]) | _leaf, "content": _content,
+                                        "call_id": _leaf, "output": st.text(max_size=20) | _leaf, "id": _leaf, "junk": _any})
+_session = st.fixed_dictionaries({}, optional={
+    "type": st.just("realtime") | _leaf, "instructions": st.text(max_size=40) | _leaf, "max_output_tokens": _leaf,
+    "tools": st.lists(st.fixed_dictionaries({"type": st.just("function"), "name": st.sampled_from(["calculator", "f", "1x"]) | _leaf},
+                                            optional={"parameters": _any}), max_size=2) | _leaf,
+    "output_modalities": st.lists(st.sampled_from(["text", "audio"]), max_size=2) | _leaf,
+    "multistream": st.fixed_dictionaries({}, optional={"live_input": _leaf, "side_streams": _leaf | st.just(["think"]),
+                                                       "server_tools": _leaf | st.just(["calculator"]), "streams": _any}) | _leaf,
+    "voice": _leaf})
+_event = st.fixed_dictionaries(
+    {"type": st.sampled_from([*CLIENT_TYPES, *UNSUPPORTED_TYPES, "nope"]) | _leaf},
+    optional={"event_id": _leaf, "session": _session | _leaf, "item": _item | _leaf, "previous_item_id": _leaf,
+              "response": st.fixed_dictionaries({}, optional={"instructions": _leaf, "max_output_tokens": _leaf,
+                                                             "conversation": _leaf, "metadata": _any}) | _leaf,
+              "response_id": _leaf, "junk": _any},
+)
+_frame = _event.map(lambda e: json.dumps(e, allow_nan=True)) | _any.map(json.dumps) | st.text(max_size=60) | st.binary(max_size=30)
+_FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+@pytest.mark.slow  # hypothesis fuzzing
+@_FUZZ
+@given(text=_event.map(lambda e: json.dumps(e, allow_nan=True)) | _any.map(json.dumps) | st.text(max_size=100))
+def test_parse_returns_an_event_or_an_error(text):
+    try:
+        ev = parse_client(text)
+    except EventError as e:
+        assert e.code and e.message
+    else:
+        assert ev.type in CLIENT_TYPES
+
+
+@pytest.fixture(scope="module")
+def fuzz_server():
+    limits = ServerLimits(completion_idle_s=0.2, max_sessions=64)
+    with LiveServer(echo_app(limits=limits, max_sessions=64, results=True)) as s:
+        yield s
+
+
+@pytest.mark.slow  # hypothesis fuzzing through a live server
+@settings(_FUZZ, max_examples=60)
+@given(frames=st.lists(_frame, min_size=1, max_size=6))
+def test_realtime_frames_of_any_shape(fuzz_server, frames):
+    url = f"ws://127.0.0.1:{fuzz_server.port}/v1/realtime"
+    witness = WsClient(fuzz_server.ws)
+    witness.open()
+    c = WsClient(url)
+    try:
+        assert c.recv()["type"] == "session.created"
+        witness.send(type="input", text="witness question")  # a session beside, while the frames go in
+        for f in frames:
+            c.send_raw(f)
+        c.send(type="probe", event_id="probe")  # always refused: its error says every frame before it was handled
+        c.until(lambda m: m["type"] == "error" and m["error"].get("event_id") == "probe", timeout=20)
+        for m in c.seen:
+            assert isinstance(m.get("type"), str) and m["event_id"], m
+            if m["type"] == "error":
+                assert m["error"]["code"] and m["error"]["message"], m
+        witness.until(lambda m: m["type"] == "message_end" and m["stream"] == "answer")
+        assert witness.text("answer") == "witness question"  # as alone: nobody heard the fuzz
+    finally:
+        c.close()
+        witness.close()
