@@ -163,6 +163,8 @@ class RealtimeSession(Connection):
         """The client event being handled (errors name it)."""
         self.last_event = 0.0
         """When the engine last said something of this session (``loop.time()``)."""
+        self.reported = False
+        """The engine's error that ends the session has been passed on to the client."""
 
     # -- the wire -------------------------------------------------------------------------------
     def error(self, code: str, message: str, param: str | None = None) -> None:
@@ -329,9 +331,10 @@ class RealtimeSession(Connection):
                                  "wait for its response.done or cancel it")
             r.requested = True  # the model spoke before it was asked: its response answers this request
             r.budget = budget
-            r.info.max_output_tokens = budget or "inf"
-            if params.instructions:
-                self._send(self.system, params.instructions)
+            r.info.max_output_tokens, r.info.metadata = budget or "inf", params.metadata
+            for stream, text in ([(self.system, params.instructions)] if params.instructions else []) + self.pending:
+                self._send(stream, text)
+            self.pending.clear()
             return
         sends = ([(self.system, params.instructions)] if params.instructions else []) + self.pending
         if self.sid is None and sends:
@@ -430,6 +433,7 @@ class RealtimeSession(Connection):
         elif ev.type == "error":
             code = ev.code or "engine_error"
             self.error(code, ev.text)
+            self.reported = True
             self._finish("failed", error=(code, ev.text))
 
     def _output_token(self, ev: Event) -> None:
@@ -463,8 +467,9 @@ class RealtimeSession(Connection):
         if r is None:
             return
         if s == self.answer:
-            self._end_answer(r, "completed")
-            r.replied = True
+            if r.answer is not None:
+                self._end_answer(r, "completed")
+                r.replied = True
         elif s == self.call:
             self._end_call(r)
             r.replied = True
@@ -590,5 +595,5 @@ class RealtimeSession(Connection):
         reason = ev.text or "closed"
         code = reason.replace(" ", "_")
         self._finish("incomplete" if code == "row_limit" else "failed", reason=code, error=(code, f"the session ended: {reason}"))
-        if code not in _QUIET_ENDS:
+        if code not in _QUIET_ENDS and not self.reported:
             self.error(code, f"the session has ended ({reason}); open a new connection to go on")
