@@ -57,10 +57,12 @@ def cmd_serve(args) -> int:
     )
     where = f"http://{args.host}:{args.port}"
     log.info(
-        "open %s/ in a browser; WebSocket %s/v1/sessions; OpenAI base URL %s/v1%s",
+        "open %s/ in a browser; WebSocket %s/v1/sessions; OpenAI base URL %s/v1 (chat completions, and Realtime at "
+        "%s/v1/realtime)%s",
         where,
         where.replace("http", "ws", 1),
         where,
+        where.replace("http", "ws", 1),
         " (API key required)" if api_key else "",
     )
     Server(app, args.host, args.port, log_level=args.log_level.lower()).run()
