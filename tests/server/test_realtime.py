@@ -420,6 +420,13 @@ def test_api_key_model_name_and_session_limit(live):
             break
         time.sleep(0.05)
     assert not server.app.state.hub.sessions
+    # a browser passes its key as a subprotocol beside "realtime", and gets "realtime" back
+    url = f"ws://127.0.0.1:{server.port}/v1/realtime"
+    c = WsClient(url, subprotocols=["realtime", "openai-insecure-api-key.sekret"])
+    assert c.conn.subprotocol == "realtime" and c.recv()["type"] == "session.created"
+    c.close()
+    with pytest.raises(InvalidStatus, match="HTTP 401"):
+        WsClient(url, subprotocols=["realtime", "openai-insecure-api-key.wrong"])
 
 
 def test_instructions_changed_later_go_to_the_system_stream(live):
