@@ -23,7 +23,7 @@ from ..streams import DEFAULT_LAYOUT
 from ..timeline import reaction_row
 from . import skills, wording
 from .skills import FACTS, Example, Placer, _item_ok, _pick, calculator_turn, held_out_templates, user_spread
-from .tables import CAPITALS
+from .tables import CAPITAL_OTHER_NAMES, CAPITALS
 
 TURN_WEIGHTS = {
     "retention": 2.0, "everyday": 3.0, "tool": 1.5, "wordproblem": 2.5, "reading": 1.0, "listening": 1.0,
@@ -81,7 +81,8 @@ def _follow_up_capital(rng, split, p, at, ctx) -> dict | None:
     p.put("answer", CAPITAL_REPLY.format(c=c, v=CAPITALS[c]), reaction_row(end))
     ctx["capital"] = c
     return {"skill": "capital_follow_up", "template": f"capital_follow_up:{ti}", "item": f"capital:{c}",
-            "expected": CAPITALS[c], "accepted": [CAPITALS[c]], "input_end": end}
+            "expected": CAPITALS[c], "accepted": [CAPITALS[c], *CAPITAL_OTHER_NAMES.get(CAPITALS[c], ())],
+            "input_end": end}
 
 
 def _follow_up_arith(rng, split, p, at, ctx) -> dict | None:

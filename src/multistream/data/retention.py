@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from .tables import CAPITALS
+from .tables import CAPITAL_OTHER_NAMES, CAPITALS
 
 DATA = Path(__file__).with_name("retention.json")
 SYSTEM = "You are a helpful assistant."
@@ -25,7 +25,6 @@ TEST_CAPITAL_PHRASINGS = ["What city is the capital of {c}?", "Tell me the capit
 """More test-only phrasings (numbered after :data:`CAPITAL_PHRASINGS`): with them the held-out retention questions
 number over a hundred. Test-only items never enter the pool that the training split draws from, so adding them left
 the training data, and the weights trained on it, unchanged."""
-OTHER_NAMES = {"Kyiv": ("Kiev",)}  # other spellings a reply may use
 FACT_QUESTIONS = [
     ("sky", ["What color is the sky on a clear day?", "What colour is a clear sky?"], ("blue",)),
     ("grass", ["What color is grass?", "What colour is fresh grass?"], ("green",)),
@@ -140,7 +139,7 @@ def candidates() -> list[tuple[str, int, str, tuple[str, ...]]]:
     out = []
     for c, cap in CAPITALS.items():
         for i, q in enumerate(CAPITAL_PHRASINGS + TEST_CAPITAL_PHRASINGS):
-            out.append((f"capital:{c}", i, q.format(c=c), (cap, *OTHER_NAMES.get(cap, ()))))
+            out.append((f"capital:{c}", i, q.format(c=c), (cap, *CAPITAL_OTHER_NAMES.get(cap, ()))))
     for key, phrasings, answers in FACT_QUESTIONS:
         for i, q in enumerate([*phrasings, TEST_FACT_PHRASINGS[key]]):
             out.append((f"fact:{key}", i, q, answers))

@@ -40,6 +40,8 @@ CAPITALS = {
     "Nigeria": "Abuja",
     "Ukraine": "Kyiv",
 }
+CAPITAL_OTHER_NAMES = {"Kyiv": ("Kiev",)}
+"""Other spellings of a capital that an answer may use (and the base model does)."""
 
 WORDS = [
     "apple",

@@ -44,7 +44,7 @@ from .skills import (
     person,
     user_spread,
 )
-from .tables import CAPITALS
+from .tables import CAPITAL_OTHER_NAMES, CAPITALS
 
 # -- word problems ----------------------------------------------------------------------------------------------------
 
@@ -237,7 +237,8 @@ def place_correction(rng: random.Random, split: str, p: Placer, at: int) -> dict
                 break
         x = c2
         ask, first = ask.format(c=c), CAPITAL_REPLY.format(c=c, v=CAPITALS[c])
-        second, expected, accepted = CAPITAL_REPLY.format(c=c2, v=CAPITALS[c2]), CAPITALS[c2], [CAPITALS[c2]]
+        second, expected = CAPITAL_REPLY.format(c=c2, v=CAPITALS[c2]), CAPITALS[c2]
+        accepted = [expected, *CAPITAL_OTHER_NAMES.get(expected, ())]
     else:
         pool = _everyday_pool(split)
         families = sorted({it.family for it in pool if it.family not in ("fact",)})
