@@ -37,6 +37,8 @@ def cmd_train(args) -> int:
     cfg = TrainConfig.from_yaml(args.config)
     if args.output_dir:
         cfg.output_dir = args.output_dir
+    if args.threads:
+        cfg.threads = args.threads
     configure(threads=cfg.threads)  # this process is the run's: its torch threads are the config's
     if args.snapshot:
         from .loop import snapshot
@@ -73,6 +75,8 @@ def register(sub, compare_silence=None, evaluate_recipe=None) -> None:
     t.add_argument("--minutes", type=float, default=25.0, help="--compare-silence: training minutes per rule")
     t.add_argument("--n", type=int, default=24, help="--compare-silence: held-out examples per skill")
     t.add_argument("--output-dir", help="override output_dir of the config")
+    t.add_argument("--threads", type=int,
+                   help="override the config's torch threads (e.g. a run resumed alone on a machine its twin shared)")
     t.add_argument("--snapshot", metavar="DIR",
                    help="write the run's last checkpoint as a model folder in DIR (to evaluate it mid-run) and exit")
     t.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to output_dir/log.jsonl)")
