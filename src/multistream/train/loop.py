@@ -419,9 +419,8 @@ def _checkpoint(path: Path, raw: nn.Module, optimizer, scheduler, step: int, his
     accelerator.wait_for_everyone()
 
 
-def _resume(path: Path, raw: nn.Module, optimizer, scheduler) -> tuple[int, list[dict]]:
-    if not (path / "progress.json").exists():
-        return 0, []
+def _load_trainable(path: Path, raw: nn.Module) -> None:
+    """Copy a checkpoint's trainable weights into ``raw`` (refused when the config now trains another set)."""
     weights = load_file(path / "trainable.safetensors")
     params = _trainable(raw)
     missing = sorted(set(params) - set(weights))
@@ -430,6 +429,12 @@ def _resume(path: Path, raw: nn.Module, optimizer, scheduler) -> tuple[int, list
     with torch.no_grad():
         for n, p in params.items():
             p.copy_(weights[n].to(p.device, p.dtype))
+
+
+def _resume(path: Path, raw: nn.Module, optimizer, scheduler) -> tuple[int, list[dict]]:
+    if not (path / "progress.json").exists():
+        return 0, []
+    _load_trainable(path, raw)
     state = torch.load(path / "state.pt", weights_only=True)  # tensors and plain containers only: no code runs
     configured = [g["initial_lr"] for g in optimizer.param_groups]
     optimizer.load_state_dict(state["optimizer"])
@@ -453,14 +458,7 @@ def snapshot(cfg: TrainConfig, path: Path) -> tuple[Path, int]:
     if not (ckpt / "progress.json").exists():
         raise FileNotFoundError(f"{ckpt}: no checkpoint yet (the run saves one every {cfg.save_every} steps)")
     model = build_model(cfg)
-    weights = load_file(ckpt / "trainable.safetensors")
-    params = _trainable(model)
-    missing = sorted(set(params) - set(weights))
-    if missing:
-        raise ValueError(f"{ckpt}: checkpoint lacks trainable parameter(s) {missing[:3]}; was the config changed?")
-    with torch.no_grad():
-        for n, p in params.items():
-            p.copy_(weights[n].to(p.dtype))
+    _load_trainable(ckpt, model)
     step = json.loads((ckpt / "progress.json").read_text())["step"]
     return save_final(model, path), step
 
