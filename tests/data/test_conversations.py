@@ -118,7 +118,7 @@ def test_follow_ups_refer_to_what_came_before(tok):
             before = turns[:i]
             if t["skill"] == "arith_follow_up":  # the last number said is the start of the new calculation
                 numbers = [b["expected"] for b in before if b["skill"] in
-                           ("tool", "wordproblem", "reading", "arith_follow_up")]
+                           ("tool", "wordproblem", "arithmetic", "units", "reading", "arith_follow_up")]
                 assert t["expression"].split(" ")[0] == str(numbers[-1])
             if t["skill"] == "person_follow_up":  # the person was the subject of an earlier document
                 person = t["item"].split(":")[1]

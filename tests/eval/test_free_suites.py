@@ -12,7 +12,7 @@ from multistream.evals.cases import SUITES, builtin_path, load_cases
 from multistream.evals.scoring import correct_any, interrupt_ok
 
 TRAINING_MODULES = ("multistream.data.skills", "multistream.data.retention", "multistream.data.wording",
-                    "multistream.data.everyday", "multistream.data.conversations")
+                    "multistream.data.everyday", "multistream.data.conversations", "multistream.data.problems")
 """Every module that writes training text (a module missing from this checkout is skipped)."""
 WHOLE, SENTENCE = 0.7, 0.8
 """A case is too close to a template when their word sequences are this similar (difflib's ratio), whole texts or

@@ -234,6 +234,27 @@ def test_the_ablation_recipe_trains_without_injected_documents(tmp_path, monkeyp
         recipes.run_recipe("tiny", tmp_path / "bad", injected_share=1.5)
 
 
+def test_init_from_points_a_recipe_at_an_earlier_run(tmp_path, monkeypatch):
+    from multistream.cli import main
+    from multistream.train import recipes
+
+    class Trained(Exception):
+        pass
+
+    def fake_train(configs, log_dir):
+        raise Trained([TrainConfig.from_yaml(c).init_from for c in configs])
+
+    monkeypatch.setattr(recipes, "train_side_by_side", fake_train)
+    earlier = tmp_path / "v7"
+    for mode in ("multi", "single"):
+        (earlier / mode / "final").mkdir(parents=True)
+    with pytest.raises(Trained) as got:
+        main(["train", "--recipe", "tiny", "--init-from", str(earlier), "--out", str(tmp_path / "next")])
+    assert got.value.args[0] == [str(earlier / "multi" / "final"), str(earlier / "single" / "final")]
+    with pytest.raises(FileNotFoundError, match="no trained model"):
+        recipes.run_recipe("tiny", tmp_path / "next", init_from=tmp_path / "nowhere")
+
+
 def test_a_continued_run_s_model_card_keeps_the_earlier_run_s_facts_but_not_its_figures():
     from multistream.train.recipes import model_card
 

@@ -1,17 +1,18 @@
 """Every skill the data builders know: the v6 skills (:mod:`.skills`), the same situations in everyday wording
-(:mod:`.wording`) and whole conversations (:mod:`.conversations`)."""
+(:mod:`.wording`), composed word problems and unit conversions (:mod:`.problems`) and whole conversations
+(:mod:`.conversations`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import conversations, skills, wording
+from . import conversations, problems, skills, wording
 
-WORDING_SKILLS = tuple(wording.PLACERS)
+WORDING_SKILLS = tuple(wording.PLACERS) + tuple(problems.PLACERS)
 ALL_SKILLS = skills.SKILLS + WORDING_SKILLS + ("conversation",)
 GENERATORS = {
     **skills.GENERATORS,
-    **{name: skills.single(place) for name, place in wording.PLACERS.items()},
+    **{name: skills.single(place) for name, place in {**wording.PLACERS, **problems.PLACERS}.items()},
     "conversation": conversations.conversation,
 }
 
@@ -26,7 +27,7 @@ def held_out_template_ids() -> set[str]:
     """Every template id that only the test split uses, over all skills."""
     from .everyday import everyday_items
 
-    ids = skills.held_out_template_ids() | conversations.held_out_template_ids()
+    ids = skills.held_out_template_ids() | conversations.held_out_template_ids() | problems.held_out_template_ids()
     ids |= {f"wordproblem:{i}" for i in skills.held_out_templates(len(wording.WORD_PROBLEMS))}
     ids |= {f"prose:{i}" for i in skills.held_out_templates(len(wording.PROSE_QUESTIONS))}
     ids |= {f"everyday:{it.family}:{it.phrasing}" for it in everyday_items() if it.phrasing_held_out}

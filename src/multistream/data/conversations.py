@@ -21,16 +21,16 @@ from collections.abc import Callable
 
 from ..streams import DEFAULT_LAYOUT
 from ..timeline import reaction_row
-from . import skills, wording
+from . import problems, skills, wording
 from .skills import FACTS, Example, Placer, _item_ok, _pick, calculator_turn, held_out_templates, user_spread
 from .tables import CAPITAL_OTHER_NAMES, CAPITALS
 
 TURN_WEIGHTS = {
     "retention": 2.0, "everyday": 3.0, "tool": 1.5, "wordproblem": 2.5, "reading": 1.0, "listening": 1.0,
-    "document": 1.0, "prose": 2.0, "interrupt": 0.5, "correction": 1.0,
+    "document": 1.0, "prose": 2.0, "interrupt": 0.5, "correction": 1.0, "arithmetic": 2.0, "units": 1.5,
 }
 """How often each skill opens an exchange."""
-PLACERS = {**skills.PLACERS, **wording.PLACERS}
+PLACERS = {**skills.PLACERS, **wording.PLACERS, **problems.PLACERS}
 FOLLOW_UP_SHARE = 0.4
 """Chance that an exchange is a follow-up, where the session so far allows one."""
 OVERLAP_SHARE = 0.15
@@ -138,7 +138,7 @@ FOLLOW_UPS = {"capital": _follow_up_capital, "arith": _follow_up_arith, "person"
 def _remember(ctx: dict, meta: dict) -> None:
     """What later follow-ups may refer to."""
     skill = meta["skill"]
-    if skill in ("tool", "wordproblem", "reading", "arith_follow_up"):
+    if skill in ("tool", "wordproblem", "arithmetic", "units", "reading", "arith_follow_up"):
         ctx.setdefault("numbers", []).append(str(meta["expected"]))
     if meta.get("item", "").startswith("capital:") and skill in ("retention", "correction", "capital_follow_up"):
         ctx["capital"] = meta["item"].split(":", 1)[1]
@@ -184,7 +184,8 @@ def place_conversation(rng: random.Random, split: str, p: Placer) -> dict:
         turns.append(turn)
         end = max(p.free.values())
         answers = [s for s in p.segments[first:] if s.stream == "answer"]
-        if (split == "train" and answers and meta["skill"] in ("retention", "everyday", "tool", "wordproblem")
+        if (split == "train" and answers and meta["skill"] in ("retention", "everyday", "tool", "wordproblem", "arithmetic",
+                                                               "units")
                 and rng.random() < OVERLAP_SHARE):
             at = rng.randint(answers[-1].start_row + 1, max(answers[-1].start_row + 1, end - 2))
         else:

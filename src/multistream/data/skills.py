@@ -367,14 +367,16 @@ def place_tool(rng: random.Random, split: str, p: Placer, at: int) -> dict:
             "input_end": end}
 
 
-def calculator_turn(rng: random.Random, p: Placer, expression: str, end: int) -> str:
+def calculator_turn(rng: random.Random, p: Placer, expression: str, end: int, result_forms: list[str] | None = None
+                    ) -> str:
     """The calculator's part of an exchange whose question ends at row ``end``: the call and a word of waiting at
-    once, the result on ``tool``, then the answer that gives it. Returns the result."""
+    once, the result on ``tool``, then the answer that gives it (one of ``result_forms``, default
+    :data:`RESULT_FORMS`). Returns the result."""
     x = calculate(expression)
     call_end = p.put("call", format_call("calculator", {"expression": expression}), reaction_row(end))
     p.put("answer", rng.choice(WAIT_FORMS), reaction_row(end))
     tool_end = p.put("tool", x, reaction_row(call_end), result=True)
-    p.put("answer", rng.choice(RESULT_FORMS).format(x=x), reaction_row(tool_end))
+    p.put("answer", rng.choice(result_forms or RESULT_FORMS).format(x=x), reaction_row(tool_end))
     return x
 
 

@@ -24,7 +24,8 @@ def cmd_train(args) -> int:
 
         out = args.out or f"runs/{args.recipe}"
         report = run_recipe(args.recipe, out, do_export=args.export,
-                            evaluate=None if args.no_eval else args.evaluate_recipe, injected_share=args.injected_share)
+                            evaluate=None if args.no_eval else args.evaluate_recipe, injected_share=args.injected_share,
+                            init_from=args.init_from)
         print(json.dumps({k: v for k, v in report.items() if k != "eval"}, indent=2))
         return 0
     if not args.config:
@@ -61,11 +62,14 @@ def register(sub, compare_silence=None, evaluate_recipe=None) -> None:
     ``evaluate_recipe`` is ``--recipe``'s held-out report (``recipes.Evaluate``; None: a recipe trains without one)."""
     t = sub.add_parser("train", help="supervised fine-tuning (multi-stream or single-stream) from a YAML config or a recipe")
     t.add_argument("config", nargs="?", help="YAML file with TrainConfig fields")
-    t.add_argument("--recipe", choices=["default", "quick", "refresh", "v7", "tiny"],
+    t.add_argument("--recipe", choices=["default", "quick", "refresh", "v7", "v8", "tiny"],
                    help="build data, train the multi-stream model and its twin (refresh: continue the shipped pair)")
     t.add_argument("--out", help="recipe output folder (default runs/RECIPE)")
     t.add_argument("--export", action="store_true", help="recipe: write the compact weights into the package (weights/default*)")
     t.add_argument("--no-eval", action="store_true", help="recipe: skip the held-out report")
+    t.add_argument("--init-from", metavar="DIR",
+                   help="recipe: continue from an earlier recipe run's DIR/multi/final and DIR/single/final instead of "
+                        "the recipe's starting point (the shipped pair for refresh, v7 and v8)")
     t.add_argument("--injected-share", type=float,
                    help="recipe: share of document examples with an injected instruction (default: the recipe's, 0.6; "
                    "0 trains the ablation pair, which never sees an attack; the test split is the same)")

@@ -102,6 +102,19 @@ RECIPES = {
         eval_per_skill=24,
         init_from={"multi": WEIGHTS / "default", "single": WEIGHTS / "default-single"},
     ),
+    # v8: continues the shipped pair (or --init-from a v7 run) on fresh examples (seed 8) with word problems composed
+    # from situations and questions and unit conversions of many units (data.problems) beside everything v7 trains:
+    # v7 picked the wrong operation or factor off its 32 fixed word problems and miscopied long numbers
+    "v8": Recipe(
+        "v8",
+        SyntheticConfig(train_per_skill=250, test_per_skill=40, seed=8, skills=list(ALL_SKILLS),
+                        train_counts={"conversation": 3000, "arithmetic": 1200, "units": 1000, "wordproblem": 300,
+                                      "everyday": 800, "correction": 600, "prose": 600}),
+        dict(_SHARED, seq_len=2048, base_dtype="bfloat16", lr=1.5e-4, new_token_lr=1e-4, stream_embed_lr=1e-4,
+             warmup_steps=10, max_steps=600, save_every=5, eval_every=50, log_every=5),
+        eval_per_skill=24,
+        init_from={"multi": WEIGHTS / "default", "single": WEIGHTS / "default-single"},
+    ),
     "tiny": Recipe(
         "tiny",
         SyntheticConfig(train_per_skill=4, test_per_skill=1, seed=0),
@@ -295,14 +308,22 @@ def model_card(report: dict, mode: str) -> str:
 
 
 def run_recipe(name: str, out: str | Path, do_export: bool = False, evaluate: Evaluate | None = None,
-               injected_share: float | None = None) -> dict:
+               injected_share: float | None = None, init_from: str | Path | None = None) -> dict:
     """Build the data, train both models side by side, optionally export and evaluate them.
 
     ``evaluate``: the held-out report of the pair (None: none), kept under the report's ``eval`` and on the model
     cards; the command line hands in the evaluations' (``multistream.evals.cli.evaluate_recipe``), as training
     imports nothing of them. ``injected_share``: the share of ``document`` examples carrying an injected
-    instruction (None: the recipe's; 0 trains the ablation pair that never sees an attack in training)."""
+    instruction (None: the recipe's; 0 trains the ablation pair that never sees an attack in training). ``init_from``:
+    an earlier recipe's output folder whose ``multi/final`` and ``single/final`` the runs continue from (None: the
+    recipe's own starting point)."""
     recipe = RECIPES[name]
+    if init_from is not None:
+        folders = {mode: Path(init_from) / mode / "final" for mode in ("multi", "single")}
+        missing = [str(f) for f in folders.values() if not f.is_dir()]
+        if missing:
+            raise FileNotFoundError(f"--init-from {init_from}: no trained model in {', '.join(missing)}")
+        recipe = replace(recipe, init_from=folders)
     if injected_share is not None:  # (SyntheticConfig checks the range)
         recipe = replace(recipe, data=replace(recipe.data, injected_share=injected_share))
     out = Path(out)
