@@ -284,6 +284,121 @@ def templated_reply(family: str, x: str, answers: tuple[str, ...]) -> str:
     return reply.replace("one wheels", "one wheel")
 
 
+SCENES: dict[str, tuple[str, list[str]]] = {
+    "legs": ("A {x} has {w} legs.", [
+        "There is a {x} in the picture book. How many legs does the artist give it?",
+        "If I watched a {x} walk by, how many legs would I count?",
+        "Think of a healthy {x}: on how many legs does it stand?",
+        "I'm making a toy {x} out of clay. How many legs must I roll?",
+        "Quick animal quiz: the number of legs of a {x}?",
+        "Suppose a {x} stepped in paint. How many legs would leave marks?",
+        "A {x} walks across the field. It moves on how many legs?",
+        "My little sister asks how many legs a {x} has. What do I tell her?"]),
+    "colour": ("A {x} is usually {a}.", [
+        "I want to paint a {x}. Which colour paint should I buy?",
+        "Picture a {x} in your head. What colour is it?",
+        "In a colouring book there is a {x}. Which pencil colour suits it best?",
+        "My son asks what colour a {x} is. What should I answer?",
+        "Quick quiz: the colour of a {x}?",
+        "Someone describes a {x} to a friend. Which colour do they name?",
+        "For a poster of a {x}, which colour should I use most?",
+        "Imagine holding a {x}. Which colour would you see?"]),
+    "sound": ("A {x} says {a}.", [
+        "In a children's song, what noise does the {x} make?",
+        "I can hear a {x} outside the window. What sound is it making?",
+        "Copy the {x}: what sound do you make?",
+        "A toddler points at a {x}. Which sound should I make for it?",
+        "Quick quiz: the sound of a {x}?",
+        "What would I hear if a {x} were calling nearby?",
+        "Which word spells the sound of a {x}?",
+        "At the farm show a {x} calls out. What does it say?"]),
+    "opposite": ("The opposite of {x} is {a}.", [
+        "Complete the pair of opposites: {x} and what?",
+        "A word that means the reverse of {x}, please.",
+        "{x} is one half of a pair of opposites. Name the other half.",
+        "Which word is the reverse of {x}?",
+        "Quick word game: the opposite of {x}?",
+        "If something is the very opposite of {x}, how would you describe it?",
+        "Give the antonym of {x}.",
+        "In a list of opposites, what goes next to {x}?"]),
+    "after": ("The day after {x} is {a}.", [
+        "The party is the day after {x}. On which day is it?",
+        "My shift ends on {x} and I am free the next day. Which day is that?",
+        "{x} is nearly over. Which day starts at midnight?",
+        "We arrive on {x} and the tour begins the following day. Which day does it begin?",
+        "Quick calendar quiz: the day following {x}?",
+        "The shop is closed on {x} and opens again the day after. When does it open?",
+        "Count one day on from {x}. Where do you land?",
+        "It is {x} evening. What will tomorrow be?"]),
+    "month": ("The month after {x} is {a}.", [
+        "My birthday is the month after {x}. Which month is it in?",
+        "The course starts in {x} and the exam is one month later. In which month is the exam?",
+        "{x} is ending. Which month begins next?",
+        "We move house in the month that follows {x}. Which month is that?",
+        "Quick calendar quiz: the month following {x}?",
+        "The bill comes in {x} and is paid one month later. When is it paid?",
+        "Count one month on from {x}. Which month is it?",
+        "The garden fair is one month after {x}. Name the month."]),
+    "young": ("A baby {x} is called a {a}.", [
+        "Our {x} has a newborn. What word do we use for it?",
+        "A farmer shows me a newborn {x}. What name does such a baby have?",
+        "In a story, a mother {x} looks after her baby. What is the baby called?",
+        "A young {x} has its own name. What is it?",
+        "Quick quiz: the name for a baby {x}?",
+        "What word do people use for a newborn {x}?",
+        "A {x} gave birth this morning. What is the young one called?",
+        "My book shows a {x} with its baby. What do you call the baby?"]),
+    "language": ("People in {x} speak {a}.", [
+        "I am travelling to {x}. Which language will I hear most?",
+        "A friend grew up in {x}. Which language did she speak at school?",
+        "To read newspapers in {x}, which language do I need?",
+        "Which language should I learn before moving to {x}?",
+        "Quick quiz: the language of {x}?",
+        "Most people in {x} talk to each other in which language?",
+        "The signs in {x} are written in which language?",
+        "Before my trip to {x}, which language phrasebook should I pack?"]),
+    "eat": ("{X} mostly eat {a}.", [
+        "At the zoo, the keepers feed the {x}. What food do they bring?",
+        "I am writing about {x}. What is their favourite food?",
+        "What should you give {x} if you look after them?",
+        "Which food do {x} need most?",
+        "Quick quiz: what do {x} eat?",
+        "Which food would you put out for {x}?",
+        "{x} are hungry. What will they look for?",
+        "What fills the bellies of {x} in the wild?"]),
+}
+"""Everyday questions set in a small scene ("I want to paint a pumpkin..."), eight for each of these families, with
+replies written from the accepted answers (one plain form per family): the v7 model, trained on the bare phrasings
+above, answered such questions with fragments of other skills ("The document says:", "I will use the calculator
+for that."). The last quarter of each family's scenes is test-only."""
+SCENE_PHRASING = 10
+"""Phrasing numbers of scenes start here (the plain phrasings are 0-3)."""
+
+
+def _articles(text: str) -> str:
+    """"a elephant" -> "an elephant" (the scenes put animals of either kind into one sentence)."""
+    return re.sub(r"\b([Aa]) (?=[aeiouAEIOU])", r"\1n ", text)
+
+
+def _scene_items() -> list[EverydayItem]:
+    from .skills import held_out_templates
+
+    members = {family: items for family, _, items in FAMILIES}
+    out = []
+    for family, (reply, scenes) in SCENES.items():
+        held = held_out_templates(len(scenes))
+        for x, answers in members[family]:
+            words = [a for a in answers if not a.isdigit()]
+            text = _articles(reply.format(x=x, X=x[:1].upper() + x[1:], a=answers[0], w=words[0] if words else answers[0]))
+            for i, scene in enumerate(scenes):
+                q = _articles(scene.format(x=x))
+                if BAD_PLURALS.search(q):
+                    continue
+                out.append(EverydayItem(f"everyday:{family}:{x}", family, SCENE_PHRASING + i, q[:1].upper() + q[1:],
+                                        text, answers, i in held))
+    return out
+
+
 @lru_cache(maxsize=1)
 def everyday_items() -> list[EverydayItem]:
     """The base model's kept replies (``everyday.json``) and, for :data:`TEMPLATED` families, written ones."""
@@ -303,7 +418,7 @@ def everyday_items() -> list[EverydayItem]:
                     continue
                 items.append(EverydayItem(f"everyday:{family}:{x}", family, i, q.format(x=x),
                                           templated_reply(family, x, answers), answers, held_phrasing(family, i)))
-    return items
+    return items + _scene_items()
 
 
 if __name__ == "__main__":
