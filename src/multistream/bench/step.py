@@ -113,6 +113,8 @@ def _compiled_bare_step(base, ctx: torch.Tensor):
     """The bare model's one-token decode step, compiled over transformers' static cache; returns (step, compile s)."""
     from transformers import StaticCache
 
+    from ..engine.compiled import compile_frozen
+
     p = ctx.shape[1]
     cache = StaticCache(config=base.config, max_cache_len=p + 8)
     base(input_ids=ctx, cache_position=torch.arange(p, device=ctx.device), past_key_values=cache, use_cache=True)
@@ -124,7 +126,7 @@ def _compiled_bare_step(base, ctx: torch.Tensor):
         return base(input_ids=ids, position_ids=pos, cache_position=cache_position, past_key_values=cache,
                     use_cache=True).logits
 
-    fn = torch.compile(forward, dynamic=False, options={"freezing": True})  # as the engine compiles its rows
+    fn = compile_frozen(forward)  # as the engine compiles its rows
     t = time.perf_counter()
     fn(one, one_pos, at)  # the context stays p tokens
     return (lambda: fn(one, one_pos, at)), round(time.perf_counter() - t, 1)

@@ -5,8 +5,8 @@ the cache takes part (``[slots, width]`` new tokens, ``width`` the number of str
 without a row get padding that is never kept), attention runs over the cache's whole capacity
 (cells a slot has not filled are masked), and each slot's logits are read at its output
 streams. ``torch.compile`` then traces the base model's own code once per (slots, capacity),
-fuses its small kernels and folds the weights in (freezing), which removes Python and dispatch;
-what remains on a CPU is reading the weights once per row.
+fuses its small kernels and folds the weights in (freezing: :func:`compile_frozen`), which removes
+Python and dispatch; what remains on a CPU is reading the weights once per row.
 
 Plans that feed a prefix, several rows (bulk or speculative reading) or need several rows'
 logits keep the eager path: they are prefill-like, bound by arithmetic, and their shapes vary.
@@ -57,6 +57,24 @@ def _row_forward(model, body, head, keys, values, ids, streams, pos, write, k_po
     return head(picked).float()
 
 
+def compile_frozen(fn, autotune: bool = False):
+    """``torch.compile(fn)`` with inductor's freezing (and ``max_autotune_gemm`` if ``autotune``): the weights become
+    constants of the graph, prepacked for the CPU's matrix units (oneDNN), and 4-bit layers qualify for inductor's own
+    AMX kernel. Freezing is read from inductor's config when a graph compiles; handed to ``torch.compile`` as an option
+    it is silently ignored (torch 2.13: the weights stayed graph inputs), so every call runs under a patched config
+    (a graph may compile again on any call, for a new shape)."""
+    import torch._inductor.config as inductor
+
+    compiled = torch.compile(fn, dynamic=False)
+    settings = {"freezing": True, **({"max_autotune_gemm": True} if autotune else {})}
+
+    def call(*args):
+        with inductor.patch(settings):
+            return compiled(*args)
+
+    return call
+
+
 class CompiledRows:
     """The engine's compiled forward of one row per slot (see the module docstring).
 
@@ -71,11 +89,9 @@ class CompiledRows:
         self.body = core.get_decoder() if hasattr(core, "get_decoder") else core.model
         self.head = core.get_output_embeddings()
         self.width = len(model.layout)
-        # freezing folds the weights into the graph, prepacked for the CPU's matrix units (oneDNN): about 1.5x
-        # faster per row than compiling without it; it needs the weights to stay as they are (see EngineConfig)
-        # autotune: inductor's own GEMM templates (AMX micro-kernels, 4-bit weight ones) timed against the library's
-        options = {"freezing": True, **({"max_autotune_gemm": True} if autotune else {})}
-        self.fn = torch.compile(_row_forward, dynamic=False, options=options)
+        # freezing needs the weights to stay as they are (see EngineConfig); autotune: inductor's own GEMM templates
+        # (AMX micro-kernels, 4-bit weight ones) timed against the library's
+        self.fn = compile_frozen(_row_forward, autotune)
         self.shapes: set[tuple[int, int]] = set()
         self.compile_seconds = 0.0
         self.rows = 0
