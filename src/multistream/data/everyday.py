@@ -279,9 +279,14 @@ answer to this classic question is 4.", "Penguins have two flippers on their fli
 
 
 def templated_reply(family: str, x: str, answers: tuple[str, ...]) -> str:
+    return written_reply(TEMPLATED[family], x, answers).replace("one wheels", "one wheel")
+
+
+def written_reply(template: str, x: str, answers: tuple[str, ...]) -> str:
+    """``template`` filled with the item ``x`` (``{X}`` capitalised), its first answer ``{a}`` and its first answer in
+    words ``{w}`` ("four" rather than "4")."""
     words = [a for a in answers if not a.isdigit()]
-    reply = TEMPLATED[family].format(x=x, a=answers[0], w=words[0] if words else answers[0])
-    return reply.replace("one wheels", "one wheel")
+    return template.format(x=x, X=x[:1].upper() + x[1:], a=answers[0], w=words[0] if words else answers[0])
 
 
 SCENES: dict[str, tuple[str, list[str]]] = {
@@ -388,8 +393,7 @@ def _scene_items() -> list[EverydayItem]:
     for family, (reply, scenes) in SCENES.items():
         held = held_out_templates(len(scenes))
         for x, answers in members[family]:
-            words = [a for a in answers if not a.isdigit()]
-            text = _articles(reply.format(x=x, X=x[:1].upper() + x[1:], a=answers[0], w=words[0] if words else answers[0]))
+            text = _articles(written_reply(reply, x, answers))
             for i, scene in enumerate(scenes):
                 q = _articles(scene.format(x=x))
                 if BAD_PLURALS.search(q):

@@ -204,16 +204,16 @@ CONTEXTS = {
 CONTEXT_ASKS = ["Give the number of {v}.", "Tell me that in {v}.", "How much is that in {v}?",
                 "How many {v} does that make?", "Give it in {v}.", "Say that in {v}, please.",
                 "Can you put that in {v}?", "And in {v}?"]
-# a rate over a span: {r} {things} per {one} for {a} {u}, asked per {v}: expression r * a * factor; or per unit
+# a rate over a span ({r} a unit, for {a} of a larger unit) and the factor between the units: r * a * factor
 RATES = [
-    ("A tap drips {r} times a minute. How many drips is that in {a} hours?", "minute", "hours", 60),
-    ("A bird flaps its wings {r} times a second. How many flaps in {a} minutes?", "second", "minutes", 60),
-    ("A factory makes {r} toys an hour. How many toys does it make in {a} days?", "hour", "days", 24),
-    ("{n} spends {r} dollars a day. How much is that over {a} weeks?", "day", "weeks", 7),
-    ("A plant grows {r} millimetres a day. How many millimetres does it grow in {a} weeks?", "day", "weeks", 7),
-    ("The heart beats about {r} times a minute. How many beats in {a} hours?", "minute", "hours", 60),
-    ("{n} earns {r} dollars a month. How much is that in {a} years?", "month", "years", 12),
-    ("A clock ticks {r} times a minute. How many ticks in {a} hours?", "minute", "hours", 60),
+    ("A tap drips {r} times a minute. How many drips is that in {a} hours?", 60),
+    ("A bird flaps its wings {r} times a second. How many flaps in {a} minutes?", 60),
+    ("A factory makes {r} toys an hour. How many toys does it make in {a} days?", 24),
+    ("{n} spends {r} dollars a day. How much is that over {a} weeks?", 7),
+    ("A plant grows {r} millimetres a day. How many millimetres does it grow in {a} weeks?", 7),
+    ("The heart beats about {r} times a minute. How many beats in {a} hours?", 60),
+    ("{n} earns {r} dollars a month. How much is that in {a} years?", 12),
+    ("A clock ticks {r} times a minute. How many ticks in {a} hours?", 60),
 ]
 # mixed quantities: {a} {u} and {b} {v}, asked in {v}: expression a * factor + b
 MIXED = [
@@ -239,7 +239,7 @@ def place_units(rng: random.Random, split: str, p: Placer, at: int) -> dict:
     kind = rng.choices(["plain", "context", "rate", "mixed"], [4, 4, 1, 1])[0]
     n = rng.choice(NAMES)
     if kind == "rate":
-        ti, (template, per, over, factor) = _pick(rng, RATES, split)
+        ti, (template, factor) = _pick(rng, RATES, split)
         held = ti in held_out_templates(len(RATES))
         while True:
             r, a = rng.randint(2, 90), rng.randint(2, 12)
