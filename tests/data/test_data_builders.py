@@ -137,6 +137,25 @@ def test_test_only_retention_phrasings_stay_out_of_training_and_leave_its_draws_
     assert [ex.timeline.segments for ex in again] == [ex.timeline.segments for ex in train]
 
 
+def test_training_only_capitals_train_long_names_and_leave_the_test_split_unchanged(tok, monkeypatch):
+    import multistream.data.skills as skills
+    from multistream.data.tables import CAPITALS, TRAIN_CAPITALS
+
+    items = retention_items()
+    extra = [it for it in items if it.train_only]
+    assert len(extra) >= 20 and not set(TRAIN_CAPITALS) & set(CAPITALS)
+    assert any(len(it.answers[0].split()) > 1 for it in extra)  # "Kuala Lumpur", "Addis Ababa", ...
+    assert not any(it.phrasing_held_out for it in extra)
+    train = generate("retention", 600, "train", 0, tok.message_rows)
+    assert {ex.meta["item"] for ex in train} & {it.key for it in extra}
+    test = generate("retention", 100, "test", 0, tok.message_rows)
+    assert not {ex.meta["item"] for ex in test} & {it.key for it in extra}
+    # without them the test split draws exactly the same questions
+    monkeypatch.setattr(skills, "retention_items", lambda: [it for it in items if not it.train_only])
+    again = generate("retention", 100, "test", 0, tok.message_rows)
+    assert [ex.timeline.segments for ex in again] == [ex.timeline.segments for ex in test]
+
+
 def test_answers_are_correct_by_construction(synthetic, tok):
     out, _ = synthetic
     for tl in _timelines(out / "train.jsonl"):

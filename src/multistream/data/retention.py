@@ -5,17 +5,20 @@ below (greedily, as a plain chat model in its own template, with the default sys
 prompt) and keeps in ``retention.json`` those whose reply's first sentence holds an
 accepted answer, with that sentence as the training reply. Fine-tuning on them is
 self-distillation: the multi-stream model keeps what the base knew, in its manner.
+``--train-capitals`` asks only the :data:`~.tables.TRAIN_CAPITALS` questions the file lacks and appends the right
+ones, leaving every earlier reply (and the test split drawn from them) as it was.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from .tables import CAPITAL_OTHER_NAMES, CAPITALS
+from .tables import CAPITAL_OTHER_NAMES, CAPITALS, TRAIN_CAPITALS
 
 DATA = Path(__file__).with_name("retention.json")
 SYSTEM = "You are a helpful assistant."
@@ -133,6 +136,8 @@ class RetentionItem:
     phrasing_held_out: bool
     test_only: bool = False
     """One of the test-only phrasings added after the training data was fixed (see :data:`TEST_CAPITAL_PHRASINGS`)."""
+    train_only: bool = False
+    """A question about a :data:`~.tables.TRAIN_CAPITALS` capital: training only, whatever its key's hash."""
 
 
 def candidates() -> list[tuple[str, int, str, tuple[str, ...]]]:
@@ -140,6 +145,10 @@ def candidates() -> list[tuple[str, int, str, tuple[str, ...]]]:
     for c, cap in CAPITALS.items():
         for i, q in enumerate(CAPITAL_PHRASINGS + TEST_CAPITAL_PHRASINGS):
             out.append((f"capital:{c}", i, q.format(c=c), (cap, *CAPITAL_OTHER_NAMES.get(cap, ()))))
+    for c, cap in TRAIN_CAPITALS.items():  # the training phrasings only
+        for i, q in enumerate(CAPITAL_PHRASINGS):
+            if i != HELD_OUT_CAPITAL_PHRASING:
+                out.append((f"capital:{c}", i, q.format(c=c), (cap,)))
     for key, phrasings, answers in FACT_QUESTIONS:
         for i, q in enumerate([*phrasings, TEST_FACT_PHRASINGS[key]]):
             out.append((f"fact:{key}", i, q, answers))
@@ -155,8 +164,9 @@ def holds(answers: tuple[str, ...], text: str) -> bool:
     return any(re.search(rf"(?<![\w]){re.escape(a.lower())}(?![\w])", text.lower()) for a in answers)
 
 
-def ask_base(ref: str = "default", max_new_tokens: int = 28) -> list[dict]:
-    """Every candidate with the base model's greedy reply and whether its first sentence is right."""
+def ask_base(ref: str = "default", max_new_tokens: int = 28, skip: set[tuple[str, int]] = frozenset()) -> list[dict]:
+    """Every candidate (less the ``(key, phrasing)`` pairs in ``skip``) with the base model's greedy reply and whether
+    its first sentence is right."""
     import torch
     from tqdm.auto import tqdm
 
@@ -165,7 +175,8 @@ def ask_base(ref: str = "default", max_new_tokens: int = 28) -> list[dict]:
     model, tok = load_base(ref)
     end = tok.convert_tokens_to_ids("<|im_end|>")
     out = []
-    for key, phrasing, question, answers in tqdm(candidates(), desc="asking the base model"):
+    todo = [c for c in candidates() if (c[0], c[1]) not in skip]
+    for key, phrasing, question, answers in tqdm(todo, desc="asking the base model"):
         msgs = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}]
         enc = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)
         with torch.no_grad():
@@ -199,11 +210,12 @@ def said(answers: tuple[str, ...], reply: str) -> str:
     raise ValueError(f"no accepted answer in {reply!r}")
 
 
-def write(records: list[dict], path: Path = DATA) -> int:
-    """Keep the right, complete replies; returns how many."""
+def write(records: list[dict], path: Path = DATA, append: bool = False) -> int:
+    """Keep the right, complete replies (``append``: after the file's own); returns how many."""
     keep = [r for r in records if r["ok"] and complete(r["reply"])]
     kept = [{k: r[k] for k in ("key", "phrasing", "question", "answers", "reply")} for r in keep]
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept), encoding="utf-8")
+    before = path.read_text(encoding="utf-8") if append else ""
+    path.write_text(before + "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept), encoding="utf-8")
     return len(kept)
 
 
@@ -215,7 +227,9 @@ def retention_items() -> list[RetentionItem]:
         capital = r["key"].startswith("capital:")
         added = r["phrasing"] >= (len(CAPITAL_PHRASINGS) if capital else FACT_TRAIN_PHRASINGS)
         held = added or (capital and r["phrasing"] == HELD_OUT_CAPITAL_PHRASING)
-        items.append(RetentionItem(r["key"], r["phrasing"], r["question"], r["reply"], tuple(r["answers"]), held, added))
+        train_only = capital and r["key"].split(":", 1)[1] in TRAIN_CAPITALS
+        items.append(RetentionItem(r["key"], r["phrasing"], r["question"], r["reply"], tuple(r["answers"]), held, added,
+                                   train_only))
     return items
 
 
@@ -223,5 +237,11 @@ if __name__ == "__main__":
     from ..runtime import configure
 
     configure()  # a process of its own: set up as the command line's (offline hub, quiet peft)
-    records = ask_base()
-    print(f"{write(records)} of {len(records)} candidate questions answered right by the base model -> {DATA}")
+    if "--train-capitals" in sys.argv[1:]:  # ask only the training-only capitals the file lacks; keep what it has
+        have = {(it.key, it.phrasing) for it in retention_items()}
+        have |= {(k, i) for k, i, _, _ in candidates() if k.split(":", 1)[1] not in TRAIN_CAPITALS}
+        records = ask_base(skip=have)
+        print(f"{write(records, append=True)} of {len(records)} new candidate questions answered right -> {DATA}")
+    else:
+        records = ask_base()
+        print(f"{write(records)} of {len(records)} candidate questions answered right by the base model -> {DATA}")

@@ -127,10 +127,11 @@ def _item_ok(key: str, split: str, template_held: bool) -> bool:
 
 def place_retention(rng: random.Random, split: str, p: Placer, at: int) -> dict:
     """An everyday question and the base model's own (checked) reply to it."""
-    items = [it for it in retention_items() if split == "test" or not it.test_only]
+    # (the test split's list leaves the training-only items out, so its draws stay as they were before them)
+    items = [it for it in retention_items() if (not it.train_only if split == "test" else not it.test_only)]
     while True:
         it = rng.choice(items)
-        if split == "train" and not held_out_item(it.key) and not it.phrasing_held_out:
+        if split == "train" and (it.train_only or not held_out_item(it.key)) and not it.phrasing_held_out:
             break
         if split == "test" and (held_out_item(it.key) or it.phrasing_held_out):
             break

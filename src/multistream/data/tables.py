@@ -40,6 +40,31 @@ CAPITALS = {
     "Nigeria": "Abuja",
     "Ukraine": "Kyiv",
 }
+TRAIN_CAPITALS = {
+    "Malaysia": "Kuala Lumpur",
+    "Ethiopia": "Addis Ababa",
+    "United Arab Emirates": "Abu Dhabi",
+    "Sri Lanka": "Colombo",
+    "South Korea": "Seoul",
+    "Philippines": "Manila",
+    "Pakistan": "Islamabad",
+    "New Zealand": "Wellington",
+    "Saudi Arabia": "Riyadh",
+    "Uruguay": "Montevideo",
+    "Romania": "Bucharest",
+    "Bulgaria": "Sofia",
+    "Serbia": "Belgrade",
+    "Croatia": "Zagreb",
+    "Tunisia": "Tunis",
+    "Ghana": "Accra",
+    "Senegal": "Dakar",
+    "Lebanon": "Beirut",
+    "Syria": "Damascus",
+    "Qatar": "Doha",
+}
+"""Capitals for training only (never in a test split or a suite), of the kind the base model names right: many are
+several tokens long ("Kuala Lumpur", "Addis Ababa"), so that a fine-tuned model learns to finish a long name rather
+than stop after its first token ("Buenos." for Buenos Aires)."""
 CAPITAL_OTHER_NAMES = {"Kyiv": ("Kiev",)}
 """Other spellings of a capital that an answer may use (and the base model does)."""
 

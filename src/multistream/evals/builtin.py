@@ -43,7 +43,7 @@ def prompt_cases(rng: random.Random) -> list[dict]:
             cases.append({"id": f"tool-{kind}-{ti}-{k}", "prompt": template.format(**slots),
                           "answer": skills.calculate(expression), "system": rng.choice(SYSTEMS), "item": key})
     # (the test-only phrasings added later stay out: the suite's cases, and the reports on them, are unchanged)
-    held = [it for it in retention_items() if skills.held_out_item(it.key) and not it.test_only]
+    held = [it for it in retention_items() if skills.held_out_item(it.key) and not (it.test_only or it.train_only)]
     for k, it in enumerate(rng.sample(held, k=min(16, len(held)))):
         cases.append({"id": f"retention-{k}", "prompt": it.question, "answer": it.answers[0],
                       "system": rng.choice(SYSTEMS), "item": it.key})
