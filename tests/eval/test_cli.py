@@ -89,6 +89,17 @@ def test_plot_and_report_commands(models, capsys, tmp_path):
     assert (tmp_path / "l.png").read_bytes()[:8] == PNG
 
 
+def test_eval_prompts_scores_the_untrained_base_like_the_twin_without_tools(models, capsys):
+    """--base: the base answers as a plain chat without tools; with the twin itself as the base and no tools for the
+    twin either, the two answer every case alike."""
+    single = models[models.index("--single") + 1].removeprefix("base:")
+    out = run_json(capsys, "eval", "prompts", "--limit", "3", "--no-tools", "--json", "--details", "--base", single,
+                   *models)
+    assert out["base"]["n"] == 3 and "accuracy_ci" in out["base"]
+    assert [c["base"]["final"] for c in out["cases"]] == [c["single"]["final"] for c in out["cases"]]
+    assert out["base"]["accuracy"] == out["single"]["accuracy"]
+
+
 @pytest.mark.slow  # eval commands end to end
 def test_free_suites_and_chats_from_the_command_line(models, capsys, tmp_path):
     out = run_json(capsys, "eval", "prompts", "--suite", "free", "--limit", "2", "--json", "--details", *models)

@@ -83,6 +83,19 @@ def cmd_eval(args) -> int:
                 ("n", r["multi"]["n"], r["single"]["n"], None),
                 ("median time to first token (s)", r["multi"]["ttft_median"], r["single"]["ttft_median"], None),
                 ("median end-to-end (s)", r["multi"]["e2e_median"], r["single"]["e2e_median"], None)]
+        if args.base:
+            from ..zoo import load_single
+            from .prompts import eval_base_prompts
+            from .twin import Twin
+
+            base = Twin(*load_single(f"base:{args.base}" if args.base != "default" else "base", c.multi.dtype),
+                        max_new_tokens=c.max_tokens)
+            b = eval_base_prompts(base, cases, c.max_tokens, progress)
+            r["base"] = {k: v for k, v in b.items() if k != "cases"}
+            for rec, brec in zip(r["cases"], b["cases"]):
+                rec["base"] = {k: v for k, v in brec.items() if k != "id"}
+            return _emit(args, r, rows, errors,
+                         f"untrained base model, no tools: accuracy {_ci(r['base'], 'accuracy')} of {b['n']}")
         return _emit(args, r, rows, errors)
     if kind == "injection":
         from .injection import eval_injection
@@ -339,6 +352,10 @@ def register(sub) -> None:
             p.add_argument("--rate", type=float, default=ARRIVAL_RATE, help="input arrival rate in tokens/s")
         if what in ("prompts", "latency"):
             p.add_argument("--no-tools", action="store_true", help="no calculator/clock for either contender")
+        if what == "prompts":
+            p.add_argument("--base", nargs="?", const="default", metavar="REF",
+                           help="also the untrained base model (REF: its reference; default: the default base) as "
+                                "a plain chat model without tools, with the same budget: what it knows already")
         if what == "interrupts":
             p.add_argument("--no-tools", action="store_true",
                            help="no calculator for either contender, not even for the cases marked tools")

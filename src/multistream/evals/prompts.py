@@ -15,6 +15,10 @@ twin's rendering of tool results) and replies again, within what is left of its 
 (:func:`.twin.tool_loop`, the one single-stream tool loop). Its time to first token is the
 first answer token's (inline thinking is not answer); its end-to-end time the sum of the
 replies'.
+
+With a ``base`` model (:func:`eval_base_prompts`, ``eval prompts --base``) the untrained base model answers each
+case too, as a plain chat model without tools, within the same budget: what the base already knows in these words,
+the ceiling that fine-tuning on other items can at best keep for the questions that need no calculator.
 """
 
 from __future__ import annotations
@@ -62,6 +66,17 @@ def eval_prompts(c: Contenders, cases: list[PromptCase], show_progress: bool = T
                        "tokens": s.steps},
         })
     return summarise(records)
+
+
+def eval_base_prompts(base, cases: list[PromptCase], budget: int, show_progress: bool = True) -> dict:
+    """The untrained base model (a ``Twin`` over it) on ``cases``, no tools: its accuracy, interval and records."""
+    records = []
+    for case in progress(cases, "prompts: base", show_progress):
+        reply = run_single(base, case, None, budget=budget).streams["answer"]
+        final = final_reply_answer(reply)
+        records.append({"id": case.id, "final": final, "reply": reply,
+                        "correct": correct_any(case.answers, final, case.prompt)})
+    return {**rate_ci("accuracy", [r["correct"] for r in records]), "n": len(records), "cases": records}
 
 
 def summarise(records: list[dict]) -> dict:
