@@ -449,6 +449,21 @@ def late_rows(split: str, *key: object) -> int:
     return late
 
 
+DOC_GAP_SHARE, DOC_GAP_ROWS = 0.3, (8, 60)
+"""Share of training documents that come long after the question, and how many rows after it (uniform): in a chat
+the user asks, the model settles, and the document is pasted a while later."""
+
+
+def doc_gap(split: str, *key: object) -> int:
+    """Rows a document waits after its question beyond the usual few: 0 in the test split; in training, now and then
+    :data:`DOC_GAP_ROWS`, drawn (as in :func:`late_rows`) from a generator of its own so the rest of the example
+    does not change."""
+    if split != "train":
+        return 0
+    rng = random.Random(":".join(map(str, ("gap", *key))))
+    return rng.randint(*DOC_GAP_ROWS) if rng.random() < DOC_GAP_SHARE else 0
+
+
 def person(rng: random.Random) -> tuple[str, dict]:
     n = rng.choice(NAMES)
     return n, {"city": rng.choice(CITIES), "job": rng.choice(JOBS), "color": rng.choice(COLORS), "pet": rng.choice(PETS)}
@@ -489,7 +504,7 @@ def place_listening(rng: random.Random, split: str, p: Placer, at: int) -> dict:
     p.user_spread = user_spread(split, rng)
     q_end = p.put("user", question.format(n=n), at)
     p.put("think", rng.choice(WAIT_THINK).format(n=n, f=FIELD_WORDS[field_]), reaction_row(q_end))
-    doc_start = max(q_end + rng.randint(0, 3), p.free.get("tool", 0))
+    doc_start = max(q_end + rng.randint(0, 3) + doc_gap(split, key, facts), p.free.get("tool", 0))
     spread = rng.choice(SPREADS)
     doc_end = p.put("tool", " ".join(facts), doc_start, spread)
     seen = _row_after(doc_start, facts, facts.index(fact), p.length_of, spread)

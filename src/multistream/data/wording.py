@@ -38,6 +38,7 @@ from .skills import (
     _pick,
     _row_after,
     calculator_turn,
+    doc_gap,
     held_out_item,
     held_out_templates,
     late_rows,
@@ -283,6 +284,28 @@ PROSE_FACTS = {
             "A {v} lives with {n} as a pet.", "{n} owns a pet {v}."],
 }
 """Prose sentences per fact; the last quarter of each list is test-only."""
+PROSE_FACTS_TRAIN = {
+    "city": ["After years abroad, {n} came back to settle in {v}.", "{n} cycles to work through the streets of {v}.",
+             "For most of the year {n} stays in {v}, where the rent is cheap.", "{n} bought a house in {v} two summers ago.",
+             "Friends who visit {n} have to travel all the way to {v}.", "{n} knows every cafe in {v}, the city {n} lives in."],
+    "job": ["On weekdays {n} goes to work as a {v}.", "{n} spent years studying and now works as a {v}.",
+            "Colleagues say {n} is the best {v} they know.", "{n} pays the bills by working as a {v}.",
+            "Early each morning {n} starts another day as a {v}.", "{n} is proud to be a {v}."],
+    "color": ["{n} chose {v} curtains, since {v} is the colour {n} likes most.",
+              "Give {n} a choice of colours and {n} will take {v}.", "{n} always wears something {v}, the colour {n} likes best.",
+              "{n} painted the front door {v}, because {v} is {n}'s favourite.", "Nothing makes {n} happier than the colour {v}.",
+              "The car, the bike and the bag of {n} are all {v}, the colour {n} loves."],
+    "pet": ["After months of asking, {n} finally brought home a {v}.",
+            "{n} works long hours, so a quiet {v} keeps {n}'s flat company.",
+            "Every morning {n} feeds a small {v} before leaving for the day.",
+            "The shelter gave {n} a young {v}, and the two are now inseparable.",
+            "In the end {n} adopted a {v} and named it after a singer.", "{n} spends the evenings looking after a {v}."],
+}
+"""More prose forms, for training only: longer sentences that carry the fact in a clause, with adjectives in between
+("adopted a grey rabbit" is how people write; every form above is short and direct). The test split never draws them,
+and drawing them costs it nothing: its documents stay as they were."""
+PROSE_FACTS_TRAIN_SHARE = 0.5
+"""Share of a training document's sentences about a person written in a form of :data:`PROSE_FACTS_TRAIN`."""
 FILLERS = [
     "It rained for most of the week.", "The town holds a market every Saturday.", "Trains were late again on Monday.",
     "The new library opened in the spring.", "Everyone met for dinner on Friday.", "The park was full of children.",
@@ -314,6 +337,8 @@ FACT_FIRST_SHARE = 0.35
 
 
 def _prose_sentence(rng: random.Random, split: str, field_: str, n: str, v: str) -> tuple[str, bool]:
+    if split == "train" and rng.random() < PROSE_FACTS_TRAIN_SHARE:
+        return rng.choice(PROSE_FACTS_TRAIN[field_]).format(n=n, v=v), False
     forms = PROSE_FACTS[field_]
     i, form = _pick(rng, forms, split)
     return form.format(n=n, v=v), i in held_out_templates(len(forms))
@@ -370,7 +395,7 @@ def place_prose(rng: random.Random, split: str, p: Placer, at: int) -> dict:
     spread = rng.choice(SPREADS)
     if listening:
         p.put("think", rng.choice(WAIT_THINK).format(n=n, f=FIELD_WORDS[field_]), reaction_row(q_end))
-        doc_start = max(q_end + rng.randint(0, 3), p.free.get("tool", 0))
+        doc_start = max(q_end + rng.randint(0, 3) + doc_gap(split, key, sentences), p.free.get("tool", 0))
     else:
         doc_start = max(at + rng.randint(0, max(0, q_end - at - 2)), p.free.get("tool", 0))
     doc_end = p.put("tool", " ".join(sentences), doc_start, spread)
