@@ -82,8 +82,10 @@ def test_held_out_items_stay_out_of_training(built):
         turns = tl.meta["turns"] if tl.meta["skill"] == "conversation" else [tl.meta]
         for t in turns:
             item = t["item"]
-            if item.startswith(("capital:", "tool:", "doc:", "everyday:")) and item[8:] not in TRAIN_CAPITALS:
-                assert not held_out_item(item), (tl.meta["skill"], item)  # (training-only capitals: never tested)
+            if item.removeprefix("capital:") in TRAIN_CAPITALS:  # training-only, whatever the hash: never tested
+                continue
+            if item.startswith(("capital:", "tool:", "doc:", "everyday:")):
+                assert not held_out_item(item), (tl.meta["skill"], item)
 
 
 def test_conversations_have_one_answer_per_exchange(tok):
@@ -93,7 +95,7 @@ def test_conversations_have_one_answer_per_exchange(tok):
             turns = ex.meta["turns"]
             rows, _, _ = resolve_rows(ex.timeline, tok.message_rows)
             last = max(r + span(tok.message_rows(s.text), s.spread) for r, s in zip(rows, ex.timeline.segments))
-            assert lo <= len(turns) <= hi or (split == "train" and last > conversations.MAX_ROWS)  # (cut short)
+            assert len(turns) <= hi and (len(turns) >= lo or (split == "train" and last > conversations.MAX_ROWS))
             starts = [t["start_row"] for t in turns]
             assert starts == sorted(starts) and len(set(starts)) == len(starts)
             answers = sorted((r, s.text) for r, s in zip(rows, ex.timeline.segments) if s.stream == "answer")
@@ -163,9 +165,10 @@ def test_training_documents_use_more_prose_and_come_later_while_the_test_split_s
     from multistream.data import skills
 
     train = catalog.generate("prose", 300, "train", 0, tok.message_rows)
-    docs = [s.text for ex in train for s in ex.timeline.segments if s.stream == "tool"]
     extra = [f for forms in wording.PROSE_FACTS_TRAIN.values() for f in forms]
-    assert any(_pattern(f).search(d) for f in extra for d in docs)
+    facts = [next(s.text for s in ex.timeline.segments if s.stream == "tool") for ex in train]
+    share = sum(any(_pattern(f).search(d) for f in extra) for d in facts) / len(facts)
+    assert 0.4 < share < 0.9  # about half the sentences about a person, and a document has one to three
     def doc_rows(exs):
         return [next(s.start_row for s in ex.timeline.segments if s.stream == "tool") for ex in exs]
 
@@ -181,3 +184,45 @@ def test_training_documents_use_more_prose_and_come_later_while_the_test_split_s
         assert [ex.timeline.segments for ex in again] == [ex.timeline.segments for ex in exs]
         docs = [s.text for ex in again for s in ex.timeline.segments if s.stream == "tool"]
         assert not any(_pattern(f).search(d) for f in extra for d in docs)
+
+
+TEST_SPLIT_DIGESTS = {
+    "retention": "42d2fece87280b21", "tool": "b9b5e205950a1861", "reading": "b35dbe892569580a",
+    "listening": "91985179d8b2e68e", "interrupt": "6efd6ca1bcadab1a", "document": "b429901fb5981fb9",
+    "wordproblem": "aa3150fecaddf5b0", "everyday": "e511f64d965ae233", "correction": "90a86b1141a2ff38",
+    "prose": "198f3b3bd2c4d225", "arithmetic": "e410125732b8d9e0", "units": "a846cc0fdfaf8dfd",
+    "conversation": "f76c3eaf02590934",
+}
+"""The test split of every skill (30 cases, seed 0, the test tokenizer) as v8 was evaluated on it (e53af5b)."""
+
+
+@pytest.mark.parametrize("skill", sorted(TEST_SPLIT_DIGESTS))
+def test_the_test_split_is_the_one_v8_was_evaluated_on(tok, skill):
+    """Training-only data (capitals, prose forms, document gaps, redrawn long sessions) never moves a test draw;
+    a change that must move them (a new held-out template) updates this digest on purpose."""
+    import hashlib
+    import json
+
+    exs = catalog.generate(skill, 30, "test", 0, tok.message_rows)
+    blob = json.dumps([ex.timeline.to_dict() | {"meta": ex.meta} for ex in exs], sort_keys=True, default=str)
+    assert hashlib.sha1(blob.encode()).hexdigest()[:16] == TEST_SPLIT_DIGESTS[skill]
+
+
+def test_training_sessions_fit_a_training_sequence_with_the_real_tokenizer():
+    """The recipes train on 2048-token sequences and refuse a longer example; sessions that would pack longer are
+    drawn again, and the estimate that decides it never falls short of the packed length."""
+    from transformers import AutoTokenizer
+
+    from multistream.rows import RowFormat, pack_grid, timeline_to_grid
+    from multistream.zoo import WEIGHTS
+
+    real = StreamTokenizer.wrap(AutoTokenizer.from_pretrained(WEIGHTS / "default"))
+    fmt = RowFormat(tuple(DEFAULT_LAYOUT.output_mask), real.silence_id, "invisible")
+    longest = 0
+    for seed in (8, 9):
+        for ex in conversations.generate_conversations(300, "train", seed, real.message_rows):
+            n = pack_grid(timeline_to_grid(ex.timeline, real, DEFAULT_LAYOUT), fmt).input_ids.shape[0]
+            estimate = conversations.packed_tokens(ex.timeline, real.message_rows)
+            assert n <= estimate <= n + 16 and n <= conversations.TRAIN_MAX_TOKENS
+            longest = max(longest, n)
+    assert longest > 1500  # long sessions are still made

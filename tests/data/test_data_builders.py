@@ -22,6 +22,7 @@ from multistream.data.skills import (
     held_out_templates,
     late_rows,
 )
+from multistream.data.tables import TRAIN_CAPITALS
 from multistream.data.twin import twin_messages, twin_pieces
 from multistream.rows import timeline_to_grid
 from multistream.streams import DEFAULT_LAYOUT
@@ -139,11 +140,12 @@ def test_test_only_retention_phrasings_stay_out_of_training_and_leave_its_draws_
 
 def test_training_only_capitals_train_long_names_and_leave_the_test_split_unchanged(tok, monkeypatch):
     import multistream.data.skills as skills
-    from multistream.data.tables import CAPITALS, TRAIN_CAPITALS
+    from multistream.data.tables import CAPITALS
 
     items = retention_items()
     extra = [it for it in items if it.train_only]
-    assert len(extra) >= 20 and not set(TRAIN_CAPITALS) & set(CAPITALS)
+    assert len(extra) >= 12 and not set(TRAIN_CAPITALS) & set(CAPITALS)
+    assert len({it.key for it in extra}) == len(extra)  # one phrasing each
     assert any(len(it.answers[0].split()) > 1 for it in extra)  # "Kuala Lumpur", "Addis Ababa", ...
     assert not any(it.phrasing_held_out for it in extra)
     train = generate("retention", 600, "train", 0, tok.message_rows)
@@ -417,3 +419,19 @@ def test_cli_synthetic(tmp_path):
     )
     assert len((tmp_path / "d" / "train.jsonl").read_text().splitlines()) == 6
     assert main(["data", "twin", str(tmp_path / "d" / "test.jsonl"), str(tmp_path / "t.jsonl"), "--model", str(folder)]) == 0
+
+
+def test_retention_appends_new_replies_after_the_kept_ones(tmp_path):
+    from multistream.data import retention
+
+    path = tmp_path / "r.json"
+    old = {"key": "fact:sky", "phrasing": 0, "question": "Q?", "answers": ["blue"], "reply": "It is blue."}
+    retention.write([{**old, "ok": True}], path)
+    new = [{"key": "capital:Malaysia", "phrasing": 0, "question": "Q2?", "answers": ["Kuala Lumpur"],
+            "reply": "The capital of Malaysia is Kuala Lumpur.", "ok": True},
+           {"key": "capital:Qatar", "phrasing": 1, "question": "Q3?", "answers": ["Doha"], "reply": "Dunno.", "ok": False}]
+    assert retention.write(new, path, append=True) == 1
+    lines = path.read_text().splitlines()
+    assert [json.loads(x)["key"] for x in lines] == ["fact:sky", "capital:Malaysia"]
+    asked = [c for c in retention.candidates() if c[0].removeprefix("capital:") in TRAIN_CAPITALS]
+    assert asked and all(i != retention.HELD_OUT_CAPITAL_PHRASING for _, i, _, _ in asked)

@@ -20,7 +20,7 @@ import random
 from collections.abc import Callable
 
 from ..streams import DEFAULT_LAYOUT
-from ..timeline import reaction_row
+from ..timeline import reaction_row, resolve_rows, span
 from . import problems, skills, wording
 from .skills import FACTS, Example, Placer, _item_ok, _pick, calculator_turn, held_out_templates, user_spread
 from .tables import CAPITAL_OTHER_NAMES, CAPITALS
@@ -36,7 +36,10 @@ FOLLOW_UP_SHARE = 0.4
 OVERLAP_SHARE = 0.15
 """Chance (training only) that the next question is typed while the previous answer is being written."""
 MAX_ROWS = 400
-"""No exchange starts past this row (keeps a session within a 2048-token training sequence)."""
+"""No exchange starts past this row (keeps most sessions within a 2048-token training sequence)."""
+TRAIN_MAX_TOKENS = 2048
+"""A training session longer than this once packed (:func:`packed_tokens`) is drawn again: the recipes train on
+sequences of 2048 tokens, and a longer example stops training."""
 TURNS = {"train": (2, 8), "test": (3, 8)}
 
 CAPITAL_FOLLOW_UPS = ["And of {c}?", "What about {c}?", "And {c}?", "How about {c}?", "And the capital of {c}?",
@@ -195,10 +198,23 @@ def place_conversation(rng: random.Random, split: str, p: Placer) -> dict:
             "expected": turns[-1]["expected"], "input_end": max(i["row"] for t in turns for i in t["inputs"])}
 
 
+def packed_tokens(tl, length_of: Callable[[str], int]) -> int:
+    """About how many tokens ``tl`` packs to under the invisible silence rule, a few over rather than under: every
+    row up to the last holds one cell per output stream, and every input token and the prefix one more."""
+    rows, _, _ = resolve_rows(tl, length_of)
+    last = max(r + span(length_of(s.text), s.spread) for r, s in zip(rows, tl.segments))
+    inputs = sum(length_of(s.text) for s in tl.segments if DEFAULT_LAYOUT[s.stream].kind == "input")
+    return len(DEFAULT_LAYOUT.outputs) * last + inputs + length_of(tl.prefix) + 8
+
+
 def conversation(rng: random.Random, split: str, length_of: Callable[[str], int]) -> Example:
-    p = Placer(length_of)
-    meta = place_conversation(rng, split, p)
-    return Example(skills._timeline(rng, p), meta)
+    while True:
+        p = Placer(length_of)
+        meta = place_conversation(rng, split, p)
+        ex = Example(skills._timeline(rng, p), meta)
+        # (only training sessions can be drawn again, so the test split's draws stay as they were)
+        if split != "train" or packed_tokens(ex.timeline, length_of) <= TRAIN_MAX_TOKENS:
+            return ex
 
 
 def held_out_template_ids() -> set[str]:

@@ -145,10 +145,9 @@ def candidates() -> list[tuple[str, int, str, tuple[str, ...]]]:
     for c, cap in CAPITALS.items():
         for i, q in enumerate(CAPITAL_PHRASINGS + TEST_CAPITAL_PHRASINGS):
             out.append((f"capital:{c}", i, q.format(c=c), (cap, *CAPITAL_OTHER_NAMES.get(cap, ()))))
-    for c, cap in TRAIN_CAPITALS.items():  # the training phrasings only
-        for i, q in enumerate(CAPITAL_PHRASINGS):
-            if i != HELD_OUT_CAPITAL_PHRASING:
-                out.append((f"capital:{c}", i, q.format(c=c), (cap,)))
+    for k, (c, cap) in enumerate(TRAIN_CAPITALS.items()):  # one training phrasing each, in turn: capitals stay
+        i = k % HELD_OUT_CAPITAL_PHRASING                   # about two thirds of what retention trains
+        out.append((f"capital:{c}", i, CAPITAL_PHRASINGS[i].format(c=c), (cap,)))
     for key, phrasings, answers in FACT_QUESTIONS:
         for i, q in enumerate([*phrasings, TEST_FACT_PHRASINGS[key]]):
             out.append((f"fact:{key}", i, q, answers))

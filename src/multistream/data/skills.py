@@ -449,9 +449,10 @@ def late_rows(split: str, *key: object) -> int:
     return late
 
 
-DOC_GAP_SHARE, DOC_GAP_ROWS = 0.3, (8, 60)
+DOC_GAP_SHARE, DOC_GAP_ROWS = 0.3, (8, 30)
 """Share of training documents that come long after the question, and how many rows after it (uniform): in a chat
-the user asks, the model settles, and the document is pasted a while later."""
+the user asks, the model settles, and the document is pasted a while later. (A session that stays quiet for the
+engine's ``idle_rows``, 32, pauses until input comes, so a longer gap never happens when it runs.)"""
 
 
 def doc_gap(split: str, *key: object) -> int:
@@ -529,8 +530,10 @@ def place_document(rng: random.Random, split: str, p: Placer, at: int, injected_
     injected = rng.random() < injected_share
     payload, attack_i, cut = None, None, None
     if injected:
+        # (a test draw per attack, not one per document: kept as it is, so the test split stays what it was; the
+        # rare empty pool, which raised IndexError, falls back to the held-out attacks)
         pool = [i for i in range(len(ATTACKS)) if (i in attack_held) == (split == "test" and rng.random() < 0.5)]
-        attack_i = rng.choice(pool)
+        attack_i = rng.choice(pool or sorted(attack_held))
         payload = rng.choice(PAYLOADS)
         cut = rng.randint(0, len(facts))
         facts.insert(cut, ATTACKS[attack_i].format(p=payload))

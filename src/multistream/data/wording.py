@@ -285,14 +285,14 @@ PROSE_FACTS = {
 }
 """Prose sentences per fact; the last quarter of each list is test-only."""
 PROSE_FACTS_TRAIN = {
-    "city": ["After years abroad, {n} came back to settle in {v}.", "{n} cycles to work through the streets of {v}.",
+    "city": ["After years abroad, {n} came back to {v} for good.", "{n} cycles to work through the streets of {v}.",
              "For most of the year {n} stays in {v}, where the rent is cheap.", "{n} bought a house in {v} two summers ago.",
              "Friends who visit {n} have to travel all the way to {v}.", "{n} knows every cafe in {v}, the city {n} lives in."],
     "job": ["On weekdays {n} goes to work as a {v}.", "{n} spent years studying and now works as a {v}.",
             "Colleagues say {n} is the best {v} they know.", "{n} pays the bills by working as a {v}.",
             "Early each morning {n} starts another day as a {v}.", "{n} is proud to be a {v}."],
     "color": ["{n} chose {v} curtains, since {v} is the colour {n} likes most.",
-              "Give {n} a choice of colours and {n} will take {v}.", "{n} always wears something {v}, the colour {n} likes best.",
+              "Give {n} a choice of colours and {n} will take {v}.", "The scarf, the hat and the socks of {n} are all {v}.",
               "{n} painted the front door {v}, because {v} is {n}'s favourite.", "Nothing makes {n} happier than the colour {v}.",
               "The car, the bike and the bag of {n} are all {v}, the colour {n} loves."],
     "pet": ["After months of asking, {n} finally brought home a {v}.",
@@ -301,9 +301,9 @@ PROSE_FACTS_TRAIN = {
             "The shelter gave {n} a young {v}, and the two are now inseparable.",
             "In the end {n} adopted a {v} and named it after a singer.", "{n} spends the evenings looking after a {v}."],
 }
-"""More prose forms, for training only: longer sentences that carry the fact in a clause, with adjectives in between
-("adopted a grey rabbit" is how people write; every form above is short and direct). The test split never draws them,
-and drawing them costs it nothing: its documents stay as they were."""
+"""More prose forms, for training only: longer sentences that carry the fact in a clause, with words in between
+("In the end Marta adopted a rabbit and named it after a singer."; every form above is short and direct). The test
+split never draws them, and drawing them costs it nothing: its documents stay as they were."""
 PROSE_FACTS_TRAIN_SHARE = 0.5
 """Share of a training document's sentences about a person written in a form of :data:`PROSE_FACTS_TRAIN`."""
 FILLERS = [
