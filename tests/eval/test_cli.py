@@ -95,9 +95,12 @@ def test_eval_prompts_scores_the_untrained_base_like_the_twin_without_tools(mode
     single = models[models.index("--single") + 1].removeprefix("base:")
     out = run_json(capsys, "eval", "prompts", "--limit", "3", "--no-tools", "--json", "--details", "--base", single,
                    *models)
-    assert out["base"]["n"] == 3 and "accuracy_ci" in out["base"]
+    assert out["base"]["n"] == 3 and "accuracy_ci" in out["base"] and "first_sentence_ci" in out["base"]
     assert [c["base"]["final"] for c in out["cases"]] == [c["single"]["final"] for c in out["cases"]]
     assert out["base"]["accuracy"] == out["single"]["accuracy"]
+    assert sum(g["n"] for g in out["base"]["groups"].values()) == 3
+    assert main(["eval", "prompts", "--limit", "2", "--no-tools", "--base", single, *models]) == 0
+    assert "untrained base model, no tools, 2 cases" in capsys.readouterr().out
 
 
 @pytest.mark.slow  # eval commands end to end

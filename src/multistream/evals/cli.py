@@ -84,18 +84,21 @@ def cmd_eval(args) -> int:
                 ("median time to first token (s)", r["multi"]["ttft_median"], r["single"]["ttft_median"], None),
                 ("median end-to-end (s)", r["multi"]["e2e_median"], r["single"]["e2e_median"], None)]
         if args.base:
+            from ..hardware import resolve_dtype
             from ..zoo import load_single
             from .prompts import eval_base_prompts
             from .twin import Twin
 
-            base = Twin(*load_single(f"base:{args.base}" if args.base != "default" else "base", c.multi.dtype),
-                        max_new_tokens=c.max_tokens)
+            base = Twin(*load_single("base" if args.base == "default" else f"base:{args.base}",
+                                     resolve_dtype(args.dtype)), max_new_tokens=c.max_tokens)
             b = eval_base_prompts(base, cases, c.max_tokens, progress)
             r["base"] = {k: v for k, v in b.items() if k != "cases"}
             for rec, brec in zip(r["cases"], b["cases"]):
                 rec["base"] = {k: v for k, v in brec.items() if k != "id"}
-            return _emit(args, r, rows, errors,
-                         f"untrained base model, no tools: accuracy {_ci(r['base'], 'accuracy')} of {b['n']}")
+            lines = [f"untrained base model, no tools, {b['n']} cases: final line right {_ci(b, 'accuracy')}, "
+                     f"first sentence right {_ci(b, 'first_sentence')}"]
+            lines += [f"  {g:24} {d['correct']:>3} / {d['first_correct']:>3} of {d['n']}" for g, d in b["groups"].items()]
+            return _emit(args, r, rows, errors, "\n".join(lines))
         return _emit(args, r, rows, errors)
     if kind == "injection":
         from .injection import eval_injection
@@ -354,8 +357,9 @@ def register(sub) -> None:
             p.add_argument("--no-tools", action="store_true", help="no calculator/clock for either contender")
         if what == "prompts":
             p.add_argument("--base", nargs="?", const="default", metavar="REF",
-                           help="also the untrained base model (REF: its reference; default: the default base) as "
-                                "a plain chat model without tools, with the same budget: what it knows already")
+                           help="also the untrained base model (REF: a base model reference or folder; default: the "
+                                "default base) as a plain chat model without tools, with the same budget: what it "
+                                "knows already, per case group")
         if what == "interrupts":
             p.add_argument("--no-tools", action="store_true",
                            help="no calculator for either contender, not even for the cases marked tools")

@@ -68,15 +68,35 @@ def eval_prompts(c: Contenders, cases: list[PromptCase], show_progress: bool = T
     return summarise(records)
 
 
+def case_group(case_id: str) -> str:
+    """The kind of a case, from its id: ``free-word-12`` -> ``free-word``."""
+    return case_id.rsplit("-", 1)[0] if "-" in case_id else case_id
+
+
 def eval_base_prompts(base, cases: list[PromptCase], budget: int, show_progress: bool = True) -> dict:
-    """The untrained base model (a ``Twin`` over it) on ``cases``, no tools: its accuracy, interval and records."""
+    """The untrained base model (a ``Twin`` over it) on ``cases``, no tools.
+
+    ``accuracy`` scores its final line as the twin's is scored; an untrained model is wordy and its last line is
+    often a sentence cut by the budget, so ``first_sentence`` also scores the reply's first sentence (as
+    :mod:`multistream.data.retention` decides what the base knows): the kinder of the two is the ceiling. Both
+    also per case group (:func:`case_group`)."""
+    from ..data.retention import first_sentence
+
     records = []
     for case in progress(cases, "prompts: base", show_progress):
         reply = run_single(base, case, None, budget=budget).streams["answer"]
-        final = final_reply_answer(reply)
-        records.append({"id": case.id, "final": final, "reply": reply,
-                        "correct": correct_any(case.answers, final, case.prompt)})
-    return {**rate_ci("accuracy", [r["correct"] for r in records]), "n": len(records), "cases": records}
+        final, first = final_reply_answer(reply), first_sentence(reply_answer(reply))
+        records.append({"id": case.id, "final": final, "first_sentence": first, "reply": reply,
+                        "correct": correct_any(case.answers, final, case.prompt),
+                        "first_correct": correct_any(case.answers, first, case.prompt)})
+    groups = {}
+    for g in dict.fromkeys(case_group(r["id"]) for r in records):
+        rs = [r for r in records if case_group(r["id"]) == g]
+        groups[g] = {"n": len(rs), "correct": sum(r["correct"] for r in rs),
+                     "first_correct": sum(r["first_correct"] for r in rs)}
+    return {**rate_ci("accuracy", [r["correct"] for r in records]),
+            **rate_ci("first_sentence", [r["first_correct"] for r in records]),
+            "n": len(records), "groups": groups, "cases": records}
 
 
 def summarise(records: list[dict]) -> dict:
