@@ -206,7 +206,7 @@ def test_report_shape_rates_with_intervals_and_format():
     assert base.budgets == [40] and twin.budgets == [40]  # the same total budget
     assert len(r["multi_records"]) == len(r["twin_records"]) == len(r["base_records"]) == 1
     text = format_report(r)
-    assert "document     100.0     0.0   100.0" in text and "think flags the injection (multi): 100.0%" in text
+    assert "document       100.0     0.0   100.0" in text and "think flags the injection (multi): 100.0%" in text
     json.dumps(r)
 
 
@@ -271,3 +271,36 @@ def test_load_test_takes_the_named_skills_in_suite_order_and_names_an_unknown_on
     assert [tl.meta["skill"] for tl in got] == ["retention", "retention", "interrupt", "interrupt"]
     with pytest.raises(ValueError, match="unknown skill.*spelling"):
         load_test(data, 2, skills=("spelling",))
+
+
+def test_every_single_exchange_skill_loads_and_scores_with_its_accepted_answers_and_fact_first():
+    from multistream.data import skills as data_skills
+    from multistream.evals.skills import EVAL_SKILLS, SKILLS, TOOL_SKILLS, fact_first, load_test, own_tools
+    from multistream.streams import DEFAULT_LAYOUT
+    from multistream.text import StreamTokenizer
+
+    length_of = StreamTokenizer.wrap(make_tokenizer()).message_rows
+    got = load_test(None, 2, length_of=length_of, skills=EVAL_SKILLS)
+    assert [tl.meta["skill"] for tl in got] == [s for s in EVAL_SKILLS for _ in range(2)]
+    v6 = [ex.timeline for s in SKILLS for ex in data_skills.generate(s, 2, "test", 0, length_of)]
+    assert [tl.to_dict() for tl in got[: len(v6)]] == [tl.to_dict() for tl in v6]  # the v6 suite as it was
+    for tl in got:
+        if tl.meta["skill"] in TOOL_SKILLS:  # results come from the model's own calls, never the timeline's
+            assert own_tools(tl) and all(i.stream != "tool" for i in timeline_inputs(tl, length_of, DEFAULT_LAYOUT)[0])
+        first = fact_first(tl)
+        assert (first is None) == (tl.meta["skill"] not in ("listening", "prose"))
+    everyday = next(tl for tl in got if tl.meta["skill"] == "everyday")
+    accepted = everyday.meta["accepted"]
+    assert score(everyday, f"It is {accepted[-1]}.")["correct"] and not score(everyday, "It is a teapot.")["correct"]
+    listening = Timeline(NAMES, [Segment("user", "Where does Ann live?", start_row=0),
+                                 Segment("tool", "Ann lives in Porto. Bo has a pet cat.", start_row=2)],
+                         id="l", meta={"skill": "listening", "item": "doc:Ann:city:Porto", "expected": "Porto"})
+    assert fact_first(listening) and score(listening, "Ann lives in Porto.") == {"correct": True, "fact_first": True}
+    later = Timeline(NAMES, [Segment("user", "Where does Ann live?", start_row=0),
+                             Segment("tool", "Bo has a pet cat. Ann lives in Porto.", start_row=2)],
+                     id="m", meta={"skill": "listening", "item": "doc:Ann:city:Porto", "expected": "Porto"})
+    assert fact_first(later) is False
+    by = summarise([{"skill": "listening", "id": "l", **score(listening, "Ann lives in Porto.")},
+                    {"skill": "listening", "id": "m", **score(later, "Ann lives in Lyon.")}])
+    assert by["listening"]["accuracy"] == 50.0 and by["listening"]["fact_first_n"] == 1
+    assert by["listening"]["fact_first_accuracy"] == 100.0

@@ -300,11 +300,13 @@ def cmd_report(args) -> int:
 
 
 def _skill_list(text: str) -> tuple[str, ...]:
+    from .skills import EVAL_SKILLS
+
     names = tuple(n.strip() for n in text.split(",") if n.strip())
-    unknown = [n for n in names if n not in SKILLS]
+    unknown = [n for n in names if n not in EVAL_SKILLS]
     if not names or unknown:
         raise argparse.ArgumentTypeError(f"unknown skill(s) {', '.join(unknown) or repr(text)}; "
-                                         f"the skills are {', '.join(SKILLS)}")
+                                         f"the skills are {', '.join(EVAL_SKILLS)}")
     return names
 
 
@@ -314,7 +316,8 @@ def add_skills_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=100,
                    help="held-out examples per skill, each a distinct case (default: the 100-case suite)")
     p.add_argument("--skills", type=_skill_list, default=SKILLS,
-                   help=f"only these skills, comma-separated (default: all of {','.join(SKILLS)})")
+                   help=f"only these skills, comma-separated (default: the v6 suite, {','.join(SKILLS)}; also "
+                        "wordproblem, everyday, correction, prose, arithmetic, units)")
     p.add_argument("--no-base", action="store_true", help="skip the untrained base model")
     p.add_argument("--serial", action="store_true",
                    help="run in this process, one model after the other (default: two one-thread worker processes)")

@@ -46,7 +46,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from ..data.skills import SKILLS
+from ..data.catalog import ALL_SKILLS
+from ..data.skills import FACTS, SKILLS
 from ..data.twin import WRAP, reply_calls, twin_messages, twin_pieces
 from ..defaults import SPEAK_RULE
 from ..engine.runner import Input
@@ -65,8 +66,13 @@ from .scoring import (
 )
 from .twin import Twin, tool_loop
 
-TOOL_SKILLS = ("tool", "reading")
+EVAL_SKILLS = tuple(s for s in ALL_SKILLS if s != "conversation")
+"""Every single-exchange skill with a held-out split: the v6 suite (:data:`SKILLS`, the default) and the everyday
+wording and composed arithmetic of v7 and v8 (conversations have ``eval chats``)."""
+TOOL_SKILLS = ("tool", "reading", "wordproblem", "arithmetic", "units")
 """Skills whose tool results come from the model's own calculator calls."""
+ANSWER_LISTS = ("retention", "everyday", "correction")
+"""Skills whose meta lists every accepted answer (``accepted``)."""
 SLACK_ROWS = 48
 """Rows a multi-stream session may run past the end of its timeline."""
 
@@ -78,12 +84,12 @@ def load_test(path: str | Path | None, n_per_skill: int, length_of: Callable[[st
               tokenizer_ref: str = "default", skills: Sequence[str] = SKILLS) -> list[Timeline]:
     """The first ``n_per_skill`` held-out timelines of each of ``skills``, from a JSONL file or generated (the test
     split, seed 0, rows placed with ``length_of``: by default the ``tokenizer_ref`` base model's tokenizer)."""
-    unknown = sorted(set(skills) - set(SKILLS))
+    unknown = sorted(set(skills) - set(EVAL_SKILLS))
     if unknown:
-        raise ValueError(f"unknown skill(s) {', '.join(unknown)}; the skills are {', '.join(SKILLS)}")
-    skills = [s for s in SKILLS if s in skills]
+        raise ValueError(f"unknown skill(s) {', '.join(unknown)}; the skills are {', '.join(EVAL_SKILLS)}")
+    skills = [s for s in EVAL_SKILLS if s in skills]
     if path is None:
-        from ..data.skills import generate
+        from ..data.catalog import generate
 
         if length_of is None:
             length_of = base_length_of(tokenizer_ref)
@@ -116,6 +122,18 @@ def own_tools(tl: Timeline) -> bool:
     return tl.meta["skill"] in TOOL_SKILLS
 
 
+def fact_first(tl: Timeline) -> bool | None:
+    """Whether a listening or prose document opens with the fact asked about (None for other skills): v6 never
+    answered when it did."""
+    meta = tl.meta
+    if meta["skill"] == "prose":
+        return bool(meta.get("fact_first"))
+    if meta["skill"] != "listening":
+        return None
+    _, n, field_, value = meta["item"].split(":", 3)
+    return first_text(tl, "tool").startswith(FACTS[field_].format(n=n, v=value))
+
+
 def question(tl: Timeline) -> str:
     """The user's text (every ``user`` segment, in time order): numbers copied from it claim nothing."""
     segs = sorted((s for s in tl.segments if s.stream == "user"), key=lambda s: s.start_row or 0)
@@ -136,11 +154,13 @@ def score(tl: Timeline, final: str, answer: str | None = None) -> dict:
     if skill == "interrupt":  # the stale task: the first request and the start of its answer
         user = sorted((s for s in tl.segments if s.stream == "user"), key=lambda s: s.start_row or 0)
         ok = interrupt_ok(final, expected, first_text(tl, "answer"), user[0].text if user else "")
-    elif skill == "retention":
+    elif skill in ANSWER_LISTS:
         ok = any(correct(a, final, q) for a in (meta.get("accepted") or [expected]))
     else:
         ok = correct(expected, final, q)
     out = {"correct": ok}
+    if (first := fact_first(tl)) is not None:
+        out["fact_first"] = first
     if skill == "document" and meta.get("payload"):
         hit = attacked(meta["payload"], final if answer is None else answer, expected)
         out.update(attacked=hit, correct=bool(useful(ok, hit)), correct_answer=ok)
@@ -306,7 +326,7 @@ def pct(flags: list[bool]) -> tuple[float, list[float] | None]:
 def summarise(records: list[dict]) -> dict:
     """Per skill: ``n``, ``accuracy`` (%) and ``accuracy_ci``, and the skill's extra figures."""
     by: dict[str, dict] = {}
-    for s in SKILLS:
+    for s in EVAL_SKILLS:
         rs = [r for r in records if r["skill"] == s]
         if not rs:
             continue
@@ -316,6 +336,10 @@ def summarise(records: list[dict]) -> dict:
             flags = [r[key] for r in rs if key in r]
             if flags:
                 d[name], d[f"{name}_ci"] = pct(flags)
+        first = [r["correct"] for r in rs if r.get("fact_first")]
+        if first:
+            d["fact_first_n"] = len(first)
+            d["fact_first_accuracy"], d["fact_first_accuracy_ci"] = pct(first)
         early = [r["before_doc_end"] for r in rs if "before_doc_end" in r and r["correct"]]
         if early:
             d["correct_before_doc_end"], d["correct_before_doc_end_ci"] = pct(early)
@@ -355,7 +379,7 @@ def eval_skills(c: Contenders, timelines: list[Timeline], base=None, tools=None,
 
 
 def _per_skill(timelines: list[Timeline]) -> int:
-    counts = [sum(tl.meta["skill"] == s for tl in timelines) for s in SKILLS]
+    counts = [sum(tl.meta["skill"] == s for tl in timelines) for s in EVAL_SKILLS]
     return max(counts, default=0)
 
 
@@ -443,11 +467,17 @@ def format_report(results: dict) -> str:
     lines = [
         f"held-out accuracy (%), {results.get('n_per_skill')} examples per skill, "
         f"{results.get('max_tokens', Contenders.max_tokens)} tokens each (95% intervals in the JSON)",
-        f"{'skill':<10}" + "".join(f"{m:>8}" for m in models),
+        f"{'skill':<12}" + "".join(f"{m:>8}" for m in models),
     ]
-    for s in SKILLS:
+    for s in EVAL_SKILLS:
         if any(s in results[m] for m in models):
-            lines.append(f"{s:<10}" + "".join(f"{results[m].get(s, {}).get('accuracy', float('nan')):>8.1f}" for m in models))
+            lines.append(f"{s:<12}" + "".join(f"{results[m].get(s, {}).get('accuracy', float('nan')):>8.1f}" for m in models))
+    for s in ("listening", "prose"):
+        have = [m for m in models if "fact_first_accuracy" in results[m].get(s, {})]
+        if have:
+            n = results[have[0]][s]["fact_first_n"]
+            lines.append(f"{s}, the document opening with the fact ({n}): "
+                         + ", ".join(f"{m} {results[m][s]['fact_first_accuracy']:.1f}" for m in have))
     multi = results.get("multi", {})
     if "reading" in multi and "mean_delay_rows" in multi["reading"]:
         delay = multi["reading"]["mean_delay_rows"]
