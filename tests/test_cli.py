@@ -54,3 +54,16 @@ def test_input_wait_must_be_seconds_at_least_zero(capsys):
         with pytest.raises(SystemExit):
             parser.parse_args(["generate", "--input", "user=hi", "--input-wait", bad])
         assert "expected seconds >= 0" in capsys.readouterr().err
+
+
+def test_train_offers_every_recipe():
+    """`--recipe` spells the names out (no torch import at parse time); a recipe added to the table is offered too."""
+    from multistream.cli import build_parser
+    from multistream.train.recipes import RECIPES
+
+    parser = build_parser()
+    for name in RECIPES:
+        assert parser.parse_args(["train", "--recipe", name]).recipe == name
+    from multistream.train.cli import RECIPE_NAMES
+
+    assert set(RECIPE_NAMES) == set(RECIPES)

@@ -57,12 +57,16 @@ def cmd_train(args) -> int:
     return 0
 
 
+# the names of recipes.RECIPES, spelled out so that the CLI starts without importing torch (a test keeps them equal)
+RECIPE_NAMES = ("default", "quick", "refresh", "v7", "v8", "v9", "tiny")
+
+
 def register(sub, compare_silence=None, evaluate_recipe=None) -> None:
     """Add ``train``; ``compare_silence(args) -> exit code`` runs ``train --compare-silence`` (None: not offered);
     ``evaluate_recipe`` is ``--recipe``'s held-out report (``recipes.Evaluate``; None: a recipe trains without one)."""
     t = sub.add_parser("train", help="supervised fine-tuning (multi-stream or single-stream) from a YAML config or a recipe")
     t.add_argument("config", nargs="?", help="YAML file with TrainConfig fields")
-    t.add_argument("--recipe", choices=["default", "quick", "refresh", "v7", "v8", "tiny"],
+    t.add_argument("--recipe", choices=RECIPE_NAMES,
                    help="build data, train the multi-stream model and its twin (refresh: continue the shipped pair)")
     t.add_argument("--out", help="recipe output folder (default runs/RECIPE)")
     t.add_argument("--export", action="store_true", help="recipe: write the compact weights into the package (weights/default*)")
