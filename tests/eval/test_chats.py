@@ -176,6 +176,7 @@ def test_follow_up_turns_and_every_turn_right_are_counted_apart():
     assert d["all_turns_right"] == pytest.approx(100 / 3, abs=0.05)
     assert {k: (v["n"], v["accuracy"]) for k, v in d["by_turn"].items()} == {"1": (3, 66.7), "2": (3, 100.0),
                                                                             "3": (1, 0.0)}
+    assert (d["last_turn"]["n"], d["last_turn"]["accuracy"]) == (3, 66.7)  # turns 3, 2 and 2: wrong, right, right
     assert (d["follow_up"]["n"], d["follow_up"]["accuracy"]) == (3, 66.7)
     assert (d["standalone"]["n"], d["standalone"]["accuracy"]) == (4, 75.0)
     assert {k: v["n"] for k, v in d["by_skill"].items()} == {"tool": 6, "retention": 1}

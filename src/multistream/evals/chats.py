@@ -439,6 +439,8 @@ def summarise(conversations: list[list[dict]]) -> dict:
     d["all_turns_right"], d["all_turns_right_ci"] = pct(every) if every else (None, None)
     d["by_turn"] = {str(k): _rate([r["correct"] for r in turns if r["turn"] == k])
                     for k in range(1, MAX_TURNS + 1) if any(r["turn"] == k for r in turns)}
+    # each conversation's last turn, whatever its number: does accuracy hold up as a chat grows long?
+    d["last_turn"] = _rate([conv[-1]["correct"] for conv in conversations if conv])
     d["follow_up"] = _rate([r["correct"] for r in turns if r["follow_up"]])
     d["standalone"] = _rate([r["correct"] for r in turns if not r["follow_up"]])
     skills = list(dict.fromkeys(r["skill"] for r in turns))
@@ -482,7 +484,10 @@ def table_rows(results: dict) -> list[tuple[str, int, str, str]]:
     for k, d in m["by_turn"].items():
         rows.append((f"turn {k}", d["n"], _cell(d["accuracy"], d["accuracy_ci"]),
                      _cell(t["by_turn"][k]["accuracy"], t["by_turn"][k]["accuracy_ci"])))
-    for key, name in (("follow_up", "follow-up turns"), ("standalone", "standalone turns")):
+    for key, name in (("last_turn", "each chat's last turn"), ("follow_up", "follow-up turns"),
+                      ("standalone", "standalone turns")):
+        if key not in m:  # (results saved before the last turn was counted)
+            continue
         rows.append((name, m[key]["n"], _cell(m[key]["accuracy"], m[key]["accuracy_ci"]),
                      _cell(t[key]["accuracy"], t[key]["accuracy_ci"])))
     for s, d in m["by_skill"].items():
@@ -523,6 +528,8 @@ def card_line(results: dict, side: str = "multi") -> str:
             f"{d['conversations']} chats, {results['max_tokens']} tokens a reply): {d['turn_accuracy']}% of turns "
             f"right{ci(d['turn_accuracy_ci'])}, every turn right in {d['all_turns_right']}% of chats"
             f"{ci(d['all_turns_right_ci'])}")
+    if d.get("last_turn", {}).get("n"):
+        line += f", the last turn {d['last_turn']['accuracy']}% against the first {d['by_turn']['1']['accuracy']}%"
     if d["follow_up"]["n"]:
         line += f", follow-up turns {d['follow_up']['accuracy']}%{ci(d['follow_up']['accuracy_ci'])}"
     return line
