@@ -118,12 +118,14 @@ RECIPES = {
     # v9: continues v8 (--init-from its run folder) on fresh examples (seed 9) with what v8 lacked: prose facts in
     # longer, freer sentences and documents pasted a while after the question (v8 never answered "...she adopted a
     # rabbit called Pip" in a chat), training-only capitals with long names (v7/v8 said "Buenos." for Buenos Aires),
-    # and more of the v6 skills, whose held-out suite must stay within 2 points of v6's
+    # and more of the v6 skills, whose held-out suite must stay within 2 points of v6's: v8 lost 12 points on reading
+    # (a running total, 3% of its examples against v6's 17%) and stayed 5 below its twin on documents
     "v9": Recipe(
         "v9",
         SyntheticConfig(train_per_skill=350, test_per_skill=40, seed=9, skills=list(ALL_SKILLS),
                         train_counts={"conversation": 3000, "arithmetic": 800, "units": 600, "wordproblem": 300,
-                                      "everyday": 800, "correction": 600, "prose": 900}),
+                                      "everyday": 800, "correction": 600, "prose": 900, "reading": 1200,
+                                      "document": 700}),
         dict(_SHARED, seq_len=2048, base_dtype="bfloat16", lr=1e-4, new_token_lr=1e-4, stream_embed_lr=1e-4,
              warmup_steps=10, max_steps=500, save_every=5, eval_every=50, log_every=5),
         eval_per_skill=24,
