@@ -11,7 +11,11 @@ pytestmark = pytest.mark.slow
 
 
 def multistream(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "multistream.cli", *args], capture_output=True, text=True, timeout=timeout)
+    # --no-compile: these tests check what the commands report, and compiling the row forward costs minutes on a cold
+    # cache (CI's); the compiled path on the real model is tested by `generate` (tests/engine/test_runner.py), the
+    # server and the demo, and equals the eager one (tests/engine/test_compiled.py)
+    return subprocess.run([sys.executable, "-m", "multistream.cli", *args, "--no-compile"], capture_output=True,
+                          text=True, timeout=timeout)
 
 
 def test_eval_injection_json_on_the_default_model():

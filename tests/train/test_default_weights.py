@@ -71,5 +71,5 @@ def test_tiny_recipe_runs_end_to_end(tmp_path):
     assert main(["train", "--recipe", "tiny", "--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["multi"]["steps"] == report["single"]["steps"] == 3
-    assert set(report["eval"]["multi"]) == set(SKILLS)
+    assert set(report["eval"]["multi"]) == set(SKILLS) and report["eval"]["max_tokens"] == 32  # the recipe's budget
     assert (tmp_path / "multi" / "final" / "multistream_config.json").exists()

@@ -468,12 +468,13 @@ def register_evaluate_default(sub) -> None:
     e.set_defaults(func=cmd_evaluate_default)
 
 
-def evaluate_recipe(multi_dir, single_dir, test_file, n_per_skill: int) -> dict:
+def evaluate_recipe(multi_dir, single_dir, test_file, n_per_skill: int, max_tokens: int | None = None) -> dict:
     """``multistream train --recipe``'s held-out report of the pair it trained (:func:`.skills.evaluate_all`, the base
     model too), printed; returns the results (``multistream.train.recipes.Evaluate``)."""
     from .skills import evaluate_all, format_report
 
-    results = evaluate_all(multi_dir, single_dir, test_file, n_per_skill)
+    budget = {} if max_tokens is None else {"max_tokens": max_tokens}
+    results = evaluate_all(multi_dir, single_dir, test_file, n_per_skill, **budget)
     print(format_report(results))
     return results
 

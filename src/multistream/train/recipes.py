@@ -28,10 +28,11 @@ from .config import TrainConfig
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 
-Evaluate = Callable[[Path, Path, Path, int], dict]
-"""``evaluate(multi_dir, single_dir, test_file, n_per_skill) -> results``: a recipe's held-out report of the pair it
-trained (printed as it likes; the results must hold ``n_per_skill`` and, per contender ``multi`` and ``twin``, each
-skill's ``accuracy`` and ``accuracy_ci``, as :func:`model_card` reads them)."""
+Evaluate = Callable[[Path, Path, Path, int, "int | None"], dict]
+"""``evaluate(multi_dir, single_dir, test_file, n_per_skill, max_tokens) -> results``: a recipe's held-out report of
+the pair it trained, each reply within ``max_tokens`` (None: the evaluation's default), printed as it likes; the
+results must hold ``n_per_skill`` and, per contender ``multi`` and ``twin``, each skill's ``accuracy`` and
+``accuracy_ci``, as :func:`model_card` reads them."""
 
 
 @dataclass
@@ -41,6 +42,8 @@ class Recipe:
     train: dict = field(default_factory=dict)
     """TrainConfig fields shared by both runs."""
     eval_per_skill: int = 40
+    eval_max_tokens: int | None = None
+    """Each held-out reply's token budget (None: the evaluation's usual 144)."""
     init_from: dict[str, Path] | None = None
     """Per mode (``multi``, ``single``): a saved model folder the run continues from (TrainConfig.init_from)."""
 
@@ -136,6 +139,7 @@ RECIPES = {
         SyntheticConfig(train_per_skill=4, test_per_skill=1, seed=0),
         dict(_SHARED, max_steps=3, seq_len=768, warmup_steps=1, eval_every=3, save_every=2, log_every=1, eval_max_sequences=2),
         eval_per_skill=1,
+        eval_max_tokens=32,  # a smoke test of the report: untrained replies run to the budget
     ),
 }
 
@@ -374,7 +378,8 @@ def run_recipe(name: str, out: str | Path, do_export: bool = False, evaluate: Ev
     if do_export:
         multi_dir, single_dir = export(out)
     if evaluate is not None:
-        report["eval"] = evaluate(multi_dir, single_dir, out / "data" / "test.jsonl", recipe.eval_per_skill)
+        report["eval"] = evaluate(multi_dir, single_dir, out / "data" / "test.jsonl", recipe.eval_per_skill,
+                                  recipe.eval_max_tokens)
     report["total_seconds"] = round(time.perf_counter() - t0, 1)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     for mode, folder in (("multi", multi_dir), ("single", single_dir)):
