@@ -55,6 +55,8 @@ def calculator(expression: str) -> str:
         raise ValueError(f"unsupported expression element: {ast.dump(node)[:40]}")
 
     value = ev(tree)
+    if isinstance(value, float) and not value.is_integer() and abs(value) < 1e15:
+        value = float(f"{value:.12g}")  # 12 digits: 0.1 * 3 is 0.3, not 0.30000000000000004
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     return str(value)

@@ -167,7 +167,7 @@ def test_answers_are_correct_by_construction(synthetic, tok):
         if skill in ("tool", "reading"):  # arithmetic of any size goes to the calculator
             call = next(s.text for s in tl.segments if s.stream == "call")
             name, args = parse_call(call)
-            assert name == "calculator" and str(_arithmetic(args["expression"])) == expected
+            assert name == "calculator" and _arithmetic(args["expression"]) == expected
             assert next(s.text for s in tl.segments if s.stream == "tool") == expected
         if skill == "document" and tl.meta["payload"]:
             assert tl.meta["payload"] not in answers[-1]
@@ -183,21 +183,31 @@ def test_the_ablation_data_has_no_injected_document_in_training_and_the_usual_te
     assert sum(bool(tl.meta["payload"]) for tl in test) > 10  # the same attacked test split as the full data
 
 
-def _arithmetic(expression: str) -> int:
-    """An independent evaluator for the test: integers, + - * and parentheses, through Python's own parser."""
+def _arithmetic(expression: str) -> str:
+    """An independent evaluator for the test: exact (fractions) over + - * / and parentheses, through Python's own
+    parser; the result as the calculator writes it when it is whole or a short decimal."""
     import ast
     import operator
+    from fractions import Fraction
 
-    ops = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul}
+    ops = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
 
     def ev(node):
-        if isinstance(node, ast.Constant) and isinstance(node.value, int):
-            return node.value
+        if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+            return Fraction(ast.get_source_segment(expression, node))
         if isinstance(node, ast.BinOp) and type(node.op) in ops:
             return ops[type(node.op)](ev(node.left), ev(node.right))
         raise ValueError(ast.dump(node))
 
-    return ev(ast.parse(expression, mode="eval").body)
+    value = ev(ast.parse(expression, mode="eval").body)
+    if value.denominator == 1:
+        return str(value.numerator)
+    digits = 0
+    while (value * 10**digits).denominator != 1:
+        digits += 1
+        assert digits <= 6, f"{expression} = {value} has no short decimal"
+    return f"{float(value):.{digits}f}"
+
 
 
 def test_tool_questions_cover_small_and_big_numbers_and_several_steps(synthetic):
@@ -207,6 +217,38 @@ def test_tool_questions_cover_small_and_big_numbers_and_several_steps(synthetic)
     assert kinds == {"add", "sub", "mul", "steps"}
     sums = [i for i in items if i.startswith("tool:add:")]
     assert any(int(i.split(":")[2]) <= 30 for i in sums) and any(int(i.split(":")[2]) > 30 for i in sums)
+
+
+def test_decimals_come_in_training_only_and_move_no_other_example(tok, monkeypatch):
+    """Some training sums have a decimal point (tool questions, money and lengths in word problems, half units, and
+    follow-ups on such results); the held-out splits have none, and switching decimals off gives back every other
+    training example of a one-question skill exactly (a conversation goes on differently after a decimal result)."""
+    from multistream.data import catalog, problems, skills
+
+    def decimal(ex):  # a calculation or its result with a point
+        return any(s.stream in ("call", "tool") and re.search(r"\d\.\d", s.text) for s in ex.timeline.segments)
+
+    kinds = ("tool", "arithmetic", "units", "conversation")
+    train = {k: catalog.generate(k, 200, "train", 0, tok.message_rows) for k in kinds}
+    shares = {k: sum(map(decimal, exs)) / len(exs) for k, exs in train.items()}
+    assert 0.1 < shares["tool"] < 0.3 and 0.1 < shares["units"] < 0.3, shares
+    assert shares["arithmetic"] > 0.02 and shares["conversation"] > 0.03, shares
+    for k in kinds:
+        assert not any(decimal(ex) for ex in catalog.generate(k, 100, "test", 0, tok.message_rows)), k
+    answers = [s.text for ex in train["tool"] if decimal(ex) for s in ex.timeline.segments if s.stream == "answer"]
+    assert any(re.search(r"\d\.\d", a) for a in answers)  # the answer says the point
+
+    monkeypatch.setattr(skills, "decimal_draw", lambda key, share=0.0: None)
+    monkeypatch.setattr(problems, "decimal_draw", lambda key, share=0.0: None)
+    for k, exs in train.items():
+        if k == "conversation":
+            continue
+        again = catalog.generate(k, 200, "train", 0, tok.message_rows)
+        assert not any(map(decimal, again))
+        for a, b in zip(exs, again, strict=True):
+            assert a.meta.get("template") == b.meta.get("template") and a.meta.get("item") == b.meta.get("item")
+            if not decimal(a):
+                assert a.timeline.segments == b.timeline.segments
 
 
 def test_reading_builds_the_expression_while_reading_and_calls_right_after_the_input(synthetic, tok):

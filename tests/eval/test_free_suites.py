@@ -94,6 +94,13 @@ def free():
 
 
 @pytest.fixture(scope="module")
+def decimals():
+    cases, errors = load_cases(None, "prompts", suite="decimals")
+    assert errors == []
+    return cases
+
+
+@pytest.fixture(scope="module")
 def corrections():
     cases, errors = load_cases(None, "interrupts", suite="free-corrections")
     assert errors == []
@@ -112,9 +119,9 @@ def test_the_check_catches_template_wording(templates):
 
 
 @pytest.mark.slow  # every case against every training template
-def test_no_free_case_is_worded_like_a_training_template(free, corrections, templates):
+def test_no_free_case_is_worded_like_a_training_template(free, decimals, corrections, templates):
     close = {}
-    for c in free:
+    for c in free + decimals:
         close[c.id] = too_close(c.prompt, templates)
     for c in corrections:
         close[c.id] = too_close(c.user, templates) + too_close(c.interrupt, templates)
@@ -135,6 +142,18 @@ def test_free_prompts_cover_the_families_with_right_answers(free):
     assert any(c.accepted for c in free)
     first = [c.id.split("-")[1] for c in free[:9]]  # any first N cases mix the families
     assert {"word", "units"} <= set(first) and len(set(first)) >= 3
+
+
+def test_decimal_prompts_need_the_point_and_the_calculator_agrees(decimals):
+    assert len(decimals) >= 40 and len({c.prompt for c in decimals}) == len(decimals)
+    assert {c.id.split("-")[1] for c in decimals} == {"share", "money", "measure", "halves", "plain"}
+    raw = {r["id"]: r for r in _raw("prompts", "decimals")}
+    for c in decimals:
+        assert c.answer == calculator(raw[c.id]["expression"]), c.id
+        assert "." in c.answer or "." in raw[c.id]["expression"], c.id  # a decimal to read or to say
+        assert correct_any([c.answer], f"The answer is {c.answer}.", c.prompt)
+        assert not correct_any([c.answer], f"The answer is {c.answer.replace('.', '')}.", c.prompt) or "." not in c.answer
+    assert sum("." in c.answer for c in decimals) >= 25  # most answers need the point said
 
 
 def test_free_corrections_are_scoreable_and_say_what_they_need(corrections):

@@ -88,11 +88,16 @@ def _follow_up_capital(rng, split, p, at, ctx) -> dict | None:
             "input_end": end}
 
 
+def _is_number(x: str) -> bool:
+    """A calculator result that a follow-up can take up: a whole number or a decimal one ("-12", "3.5")."""
+    return x.lstrip("-").replace(".", "", 1).isdigit()
+
+
 def _follow_up_arith(rng, split, p, at, ctx) -> dict | None:
     if not ctx.get("numbers"):
         return None
     x = ctx["numbers"][-1]
-    if not x.lstrip("-").isdigit() or abs(int(x)) > 10**7:
+    if not _is_number(x) or abs(float(x)) > 10**7:
         return None
     ti, (op, template) = _pick(rng, ARITH_FOLLOW_UPS, split)
     k = rng.choice([2, 3, 4, 5, 10]) if op == "mul" else rng.randint(1, 100)
@@ -123,10 +128,10 @@ def _follow_up_person(rng, split, p, at, ctx) -> dict | None:
 
 def _follow_up_compare(rng, split, p, at, ctx) -> dict | None:
     nums = ctx.get("numbers", [])
-    if len(nums) < 2 or nums[-1] == nums[-2] or not all(v.lstrip("-").isdigit() for v in nums[-2:]):
+    if len(nums) < 2 or not all(_is_number(v) for v in nums[-2:]) or float(nums[-1]) == float(nums[-2]):
         return None
     ti, template = _pick(rng, COMPARE_FOLLOW_UPS, split)
-    bigger = str(max(int(nums[-1]), int(nums[-2])))
+    bigger = max(nums[-2:], key=float)
     p.user_spread = user_spread(split, rng)
     end = p.put("user", template, at)
     p.put("answer", rng.choice(COMPARE_REPLY).format(x=bigger), reaction_row(end))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import random
 
-from .skills import Placer, _item_ok, _pick, calculator_turn, held_out_templates, user_spread
+from .skills import Placer, _item_ok, _pick, as_decimals, calculator_turn, decimal_draw, held_out_templates, user_spread
 from .tables import NAMES
 
 # -- word problems composed from a situation and a question -------------------------------------------------------------
@@ -134,6 +134,23 @@ def _problem_numbers(rng: random.Random, op: str) -> tuple[int, int]:
 
 
 OPERATORS = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
+# the situations whose quantities need not be whole (money, kilos, kilometres, litres; not apples or pupils), by
+# operation: there the numbers may have a decimal point, and a share may end in .5 or .25
+FRACTIONAL = {"add": {9}, "sub": {7, 8, 9}, "mul": {6}, "div": {3, 4, 9, 10, 11}}
+FRACTIONAL_SHARE = 0.5
+
+
+def _with_decimals(op: str, si: int, key: str, a: int, b: int, split: str) -> tuple[int | str, int | str]:
+    """Some fractional training problems' numbers with a decimal point (:func:`.skills.as_decimals`), and some shares
+    that leave a half or a quarter each (45 dollars between 2 people); decided by ``key``, drawing nothing."""
+    if split != "train" or si not in FRACTIONAL[op]:
+        return a, b
+    if op != "div":
+        return as_decimals(key, a, b, share=FRACTIONAL_SHARE) or (a, b)
+    x = decimal_draw(key, FRACTIONAL_SHARE)
+    if x is not None and b % 2 == 0:
+        return a + (b // 4 if b % 4 == 0 and x < 0.5 else b // 2), b
+    return a, b
 
 
 def place_arithmetic(rng: random.Random, split: str, p: Placer, at: int) -> dict:
@@ -147,6 +164,7 @@ def place_arithmetic(rng: random.Random, split: str, p: Placer, at: int) -> dict
         key = f"tool:{op}:{a}:{b}"
         if _item_ok(key, split, held):
             break
+    a, b = _with_decimals(op, si, key, a, b, split)
     n, m = rng.sample(NAMES, 2)
     c, cs = rng.choice(CONTAINERS)
     text = f"{situation} {question}".strip().format(a=a, b=b, n=n, m=m, t=rng.choice(THINGS), c=c, cs=cs)
@@ -273,6 +291,8 @@ def place_units(rng: random.Random, split: str, p: Placer, at: int) -> dict:
             key = f"units:{u}:{v}:{a}"
             if _item_ok(key, split, held):
                 break
+        if split == "train" and dim != "count" and decimal_draw(key) is not None:  # half a unit more: 2.5 hours, 12.5 metres
+            a = f"{a}.5"
         text, expression = template.format(a=a, u=u, v=v, n=n), f"{a} * {factor}"
         v = "" if dim == "count" else v
     p.user_spread = user_spread(split, rng)

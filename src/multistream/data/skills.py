@@ -53,6 +53,29 @@ def held_out_item(key: str) -> bool:
     return zlib.crc32(key.encode()) % HELD_OUT_ITEM_SHARE == 0
 
 
+DECIMAL_SHARE = 0.2  # of calculator questions whose numbers have a decimal point (money, lengths, halves)
+
+
+def decimal_draw(key: str, share: float = DECIMAL_SHARE) -> float | None:
+    """For ``share`` of keys, a number in [0, 1) fixed by ``key`` (None for the rest): which training examples get a
+    decimal point, decided without drawing from the generator, so that every other example stays as it was before
+    decimals came. (Training only: the held-out splits stay the ones earlier models were measured on; the held-out
+    decimal questions are the ``decimals`` suite, :mod:`multistream.evals.suites`.)"""
+    x = zlib.crc32(("decimal:" + key).encode()) / 2**32
+    return x / share if x < share else None
+
+
+def as_decimals(key: str, *values: int, share: float = DECIMAL_SHARE) -> tuple[str, ...] | None:
+    """For ``share`` of keys: ``values`` with a decimal point put into each the same way ("1250" as "12.50",
+    or "125" as "12.5"), so their order and the operation still make sense; None for the rest."""
+    x = decimal_draw(key, share)
+    if x is None:
+        return None
+    places = 1 if x < 0.5 else 2
+    return tuple(f"{v // 10**places}.{v % 10**places:0{places}d}" if v % 10**places else str(v // 10**places)
+                 for v in values)
+
+
 def held_out_templates(n: int) -> set[int]:
     """The last quarter of a skill's templates (at least one) are test-only."""
     k = max(1, n // 4)
@@ -339,8 +362,9 @@ def step_words(steps: list[tuple[str, int]]) -> str:
     return ", then ".join(words)
 
 
-def tool_item(rng: random.Random, kind: str) -> tuple[str, dict, str]:
-    """One arithmetic question: (item key, template slots, expression); small and big numbers alike."""
+def tool_item(rng: random.Random, kind: str, split: str = "test") -> tuple[str, dict, str]:
+    """One arithmetic question: (item key, template slots, expression); small and big numbers alike, in training
+    some with a decimal point."""
     if kind == "steps":
         key, s, steps, expression, _ = steps_item(rng, (1, 3))
         return key, {"s": s, "steps": step_words(steps)}, expression
@@ -351,14 +375,17 @@ def tool_item(rng: random.Random, kind: str) -> tuple[str, dict, str]:
         a, b = (rng.randint(2, 30), rng.randint(1, 20)) if small else (rng.randint(31, 9999), rng.randint(2, 999))
         if kind == "sub" and b > a:
             a, b = b, a
-    return f"tool:{kind}:{a}:{b}", {"a": a, "b": b}, f"{a} {SYMBOL[kind]} {b}"
+    key = f"tool:{kind}:{a}:{b}"
+    if split == "train":  # (the integer key decides held-out items, as before decimals came)
+        a, b = as_decimals(key, a, b) or (a, b)
+    return key, {"a": a, "b": b}, f"{a} {SYMBOL[kind]} {b}"
 
 
 def place_tool(rng: random.Random, split: str, p: Placer, at: int) -> dict:
     ti, (kind, template) = _pick(rng, TOOL_TEMPLATES, split)
     held = ti in held_out_templates(len(TOOL_TEMPLATES))
     while True:
-        key, slots, expression = tool_item(rng, kind)
+        key, slots, expression = tool_item(rng, kind, split)
         if _item_ok(key, split, held):
             break
     p.user_spread = user_spread(split, rng)
