@@ -56,7 +56,11 @@ def calculator(expression: str) -> str:
 
     value = ev(tree)
     if isinstance(value, float) and not value.is_integer() and abs(value) < 1e15:
-        value = float(f"{value:.12g}")  # 12 digits: 0.1 * 3 is 0.3, not 0.30000000000000004
+        # without binary noise: 15 significant digits (0.1 * 3 is 0.3, not 0.30000000000000004), then 10 decimals
+        # (0.1 + 0.2 - 0.3 is 0, not 5.55e-17), written out without an exponent (0.00001, not 1e-05)
+        value = round(float(f"{value:.15g}"), 10)
+        if not value.is_integer():
+            return f"{value:.10f}".rstrip("0")
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     return str(value)

@@ -228,6 +228,10 @@ def test_decimals_come_in_training_only_and_move_no_other_example(tok, monkeypat
     def decimal(ex):  # a calculation or its result with a point
         return any(s.stream in ("call", "tool") and re.search(r"\d\.\d", s.text) for s in ex.timeline.segments)
 
+    assert all(not idx & held_out_templates(len(problems.SITUATIONS[op])) for op, idx in problems.FRACTIONAL.items())
+    # a decimal point shows in every converted sum: "350 + 420" never becomes "35 + 42", maybe a held-out item
+    converted = [skills.as_decimals(f"tool:add:{a}:{b}", a, b) for a in range(100, 2000, 10) for b in range(10, 400, 30)]
+    assert any(converted) and all("." in "".join(c) for c in converted if c)
     kinds = ("tool", "arithmetic", "units", "conversation")
     train = {k: catalog.generate(k, 200, "train", 0, tok.message_rows) for k in kinds}
     shares = {k: sum(map(decimal, exs)) / len(exs) for k, exs in train.items()}

@@ -139,9 +139,11 @@ def test_demo_tools():
     assert calculator("2 + 3 * (4 - 1)") == "11"
     assert calculator("sqrt(16) / 2") == "2"
     assert calculator("7 // 2 + 7 % 2 + 2 ** 3") == "12"
-    # decimals without binary noise (12 significant digits), whole results as integers, huge ones as they are
+    # decimals without binary noise or an exponent, whole results as integers, huge ones as they are
     assert calculator("0.1 * 3") == "0.3" and calculator("2.3 + 1.1") == "3.4" and calculator("12.50 - 0.37") == "12.13"
-    assert calculator("7 / 2") == "3.5" and calculator("2 / 3") == "0.666666666667" and calculator("1.5 * 4") == "6"
+    assert calculator("7 / 2") == "3.5" and calculator("2 / 3") == "0.6666666667" and calculator("1.5 * 4") == "6"
+    assert calculator("0.1 + 0.2 - 0.3") == "0" and calculator("1 / 100000") == "0.00001"
+    assert calculator("123456789012.75 + 0") == "123456789012.75" and calculator("-0.5 * 0") == "0"
     assert calculator("1e20 / 3") == str(int(1e20 / 3)) and calculator("-7 / 4") == "-1.75"  # (huge: not rounded)
     for bad in ("__import__('os')", "open('x')", "a + 1", "2 ** 1000", "(1).real"):
         with pytest.raises(ValueError):

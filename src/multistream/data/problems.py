@@ -134,9 +134,9 @@ def _problem_numbers(rng: random.Random, op: str) -> tuple[int, int]:
 
 
 OPERATORS = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
-# the situations whose quantities need not be whole (money, kilos, kilometres, litres; not apples or pupils), by
-# operation: there the numbers may have a decimal point, and a share may end in .5 or .25
-FRACTIONAL = {"add": {9}, "sub": {7, 8, 9}, "mul": {6}, "div": {3, 4, 9, 10, 11}}
+# the training situations whose quantities need not be whole (money and lengths; not apples or pupils), by operation:
+# there the numbers may have a decimal point, and a share may end in .5 or .25 (the held-out ones never have one)
+FRACTIONAL = {"add": set(), "sub": {7, 8}, "mul": {6}, "div": {3, 4}}
 FRACTIONAL_SHARE = 0.5
 
 

@@ -72,6 +72,9 @@ def as_decimals(key: str, *values: int, share: float = DECIMAL_SHARE) -> tuple[s
     if x is None:
         return None
     places = 1 if x < 0.5 else 2
+    if not any(v % 10**places for v in values):  # "350 + 420" would read "35 + 42": maybe a held-out item
+        return None
+    assert min(values) >= 0, values
     return tuple(f"{v // 10**places}.{v % 10**places:0{places}d}" if v % 10**places else str(v // 10**places)
                  for v in values)
 

@@ -349,8 +349,8 @@ def register(sub) -> None:
         suites = SUITES["prompts" if what == "latency" else what]
         if len(suites) > 1:
             source.add_argument("--suite", choices=sorted(suites), default="default",
-                                help="which built-in suite (default: default; free and free-corrections are written in "
-                                     "everyday words, unlike any training template)")
+                                help="which built-in suite (default: default; free, free-corrections and decimals are "
+                                     "written in everyday words, unlike any training template)")
         p.add_argument("--limit", type=int, help="use the first N cases")
         p.add_argument("--json", action="store_true")
         p.add_argument("--details", action="store_true", help="with --json: per-case records too")
