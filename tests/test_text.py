@@ -28,6 +28,27 @@ def test_message_ends_with_end_token_and_prefix_uses_template(tokenizer):
     assert tokenizer.decode(prefix) == "<|im_start|>system\nBe brief <|im_end|><|im_end|>\n"
 
 
+# ChatML with SmolLM2's habit: a chat with no system message gets a default one.
+CHATML_DEFAULT_SYSTEM = (
+    "{% if messages[0]['role'] != 'system' %}{{'<|im_start|>system\nYou are a helper.<|im_end|>\n'}}{% endif %}"
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+    "{% endfor %}"
+)
+
+
+def test_empty_prefix_is_what_the_template_adds_by_itself(tokenizer):
+    tok = StreamTokenizer.wrap(tokenizer)
+    assert tok.encode_prefix("") == []  # plain ChatML adds nothing
+    tokenizer.chat_template = CHATML_DEFAULT_SYSTEM
+    tok = StreamTokenizer.wrap(tokenizer)
+    # the single-stream model in a chat with no system message reads this block first; so does a session
+    assert tokenizer.decode(tok.encode_prefix("")) == "<|im_start|>system\nYou are a helper.<|im_end|>\n"
+    assert tok.encode_prefix("") == tok.encode_prefix("You are a helper.")
+    assert tok.encode_prefix("Be brief") != tok.encode_prefix("")
+    tokenizer.chat_template = None
+    assert StreamTokenizer.wrap(tokenizer).encode_prefix("") == []
+
+
 def test_decode_drops_silence_and_end(tokenizer):
     tok = StreamTokenizer.wrap(tokenizer)
     ids = [tok.silence_id] + tok.encode_message("hello world") + [tok.silence_id]

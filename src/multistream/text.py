@@ -25,6 +25,7 @@ class StreamTokenizer:
     silence_id: int
     end_id: int
     """Ends a message on any stream (the base model's end-of-turn token, e.g. ``<|im_end|>``)."""
+    _default_prefix: list[int] | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def wrap(cls, hf_tokenizer, silence_token: str = SILENCE_TOKEN, end_token: str | None = None) -> StreamTokenizer:
@@ -74,9 +75,9 @@ class StreamTokenizer:
 
         The template's markers are control tokens; the prompt text itself is plain text.
         """
-        if not text:
-            return []
         template = getattr(self.hf, "chat_template", None)
+        if not text:
+            return self._template_default_prefix() if template else []
         if not template:
             return self.encode_text(text)
         rendered = self.hf.apply_chat_template([{"role": "system", "content": _SENTINEL}], tokenize=False)
@@ -85,6 +86,25 @@ class StreamTokenizer:
             return self.encode_text(text)
         markup = lambda s: self.hf(s, add_special_tokens=False)["input_ids"] if s else []
         return markup(before) + self.encode_text(text) + markup(after)
+
+    def _template_default_prefix(self) -> list[int]:
+        """What the chat template puts before the first user turn of a chat with no system message.
+
+        Some templates add a default system message there (SmolLM2's does), so a single-stream model with no system
+        prompt never reads the user's first word at position 0; a session with no prefix gets the same. Without it the
+        question's first token is the sequence's first token, which a pretrained model reads poorly (the shipped v8
+        miscopied "1456 pupils ..." as ``4456 / 28``). Empty where the template adds nothing.
+        """
+        if self._default_prefix is None:
+            render = lambda msgs: self.hf.apply_chat_template(msgs, tokenize=False)
+            system, user = {"role": "system", "content": _SENTINEL}, {"role": "user", "content": _MESSAGE.format(0)}
+            alone = render([user]).partition(user["content"])[0]  # [default system block] + user header
+            block = render([system])
+            header = render([system, user]).partition(user["content"])[0]
+            header = header[len(block):] if header.startswith(block) else None
+            default = alone[: len(alone) - len(header)] if header is not None and alone.endswith(header) else ""
+            self._default_prefix = self.hf(default, add_special_tokens=False)["input_ids"] if default else []
+        return list(self._default_prefix)
 
     def decode(self, ids: list[int]) -> str:
         """Text of a stream's tokens, silence and end-of-message tokens dropped."""
