@@ -261,3 +261,24 @@ def test_load_checks_the_silence_rule(wrap, tmp_path):
     cfg["format_version"] = 1
     cfg_file.write_text(json.dumps(cfg))
     assert MultiStreamModel.load(folder).silence == "visible"
+
+
+def test_load_keeps_how_an_empty_prefix_was_trained(wrap, tmp_path):
+    import json
+
+    model = wrap("llama")
+    assert model.tok.empty_prefix == "template"  # a new model: the template's own block where no prompt is given
+    make_base("llama", len(make_tokenizer()) + 8).save_pretrained(tmp_path / "base")
+    model.base_ref = str(tmp_path / "base")
+    model.tok.empty_prefix = "none"
+    folder = model.save(tmp_path / "ms")
+    cfg_file = folder / "multistream_config.json"
+    assert MultiStreamModel.load(folder).tok.empty_prefix == "none"
+    cfg = json.loads(cfg_file.read_text())
+    del cfg["empty_prefix"]  # saved before the choice existed: trained with nothing there
+    cfg_file.write_text(json.dumps(cfg))
+    assert MultiStreamModel.load(folder).tok.empty_prefix == "none"
+    cfg["empty_prefix"] = "sometimes"
+    cfg_file.write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="empty_prefix must be one of"):
+        MultiStreamModel.load(folder)

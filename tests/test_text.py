@@ -45,6 +45,7 @@ def test_empty_prefix_is_what_the_template_adds_by_itself(tokenizer):
     assert tokenizer.decode(tok.encode_prefix("")) == "<|im_start|>system\nYou are a helper.<|im_end|>\n"
     assert tok.encode_prefix("") == tok.encode_prefix("You are a helper.")
     assert tok.encode_prefix("Be brief") != tok.encode_prefix("")
+    assert StreamTokenizer.wrap(tokenizer, empty_prefix="none").encode_prefix("") == []  # how v8 was trained
     tokenizer.chat_template = None
     assert StreamTokenizer.wrap(tokenizer).encode_prefix("") == []
 

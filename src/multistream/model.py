@@ -190,6 +190,7 @@ class MultiStreamModel(nn.Module):
             "silence": self.silence,
             "silence_token": self.tok.silence_token,
             "end_token": self.tok.end_token,
+            "empty_prefix": self.tok.empty_prefix,
             "new_token_ids": self.new_token_ids,
             "embedding_rows": core.get_input_embeddings().weight.shape[0],
             "adapter": adapter,
@@ -225,7 +226,7 @@ class MultiStreamModel(nn.Module):
             local = True
         base, _ = load_base(str(path / base_ref) if local else base_ref, dtype, tokenizer=False)
         tokenizer = AutoTokenizer.from_pretrained(path)
-        tok = StreamTokenizer.wrap(tokenizer, cfg["silence_token"], cfg["end_token"])
+        tok = StreamTokenizer.wrap(tokenizer, cfg["silence_token"], cfg["end_token"], cfg.get("empty_prefix", "none"))
         _make_rows(base, cfg["embedding_rows"])
         ids = torch.tensor(cfg["new_token_ids"], dtype=torch.long)
         with torch.no_grad():

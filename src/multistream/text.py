@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 SILENCE_TOKEN = "<|silence|>"
 _SENTINEL = "\u2063MULTISTREAM-PREFIX\u2063"
 _MESSAGE = "\u2063MSG{}\u2063"
+EMPTY_PREFIX_RULES = ("template", "none")
 
 
 @dataclass
@@ -25,11 +26,18 @@ class StreamTokenizer:
     silence_id: int
     end_id: int
     """Ends a message on any stream (the base model's end-of-turn token, e.g. ``<|im_end|>``)."""
+    empty_prefix: str = "template"
+    """A session with no system prompt: ``template`` starts it with what the chat template writes by itself in a
+    chat with no system message (see :meth:`encode_prefix`); ``none`` with nothing (models saved before this
+    choice existed, the shipped v8 among them, were trained so)."""
     _default_prefix: list[int] | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
-    def wrap(cls, hf_tokenizer, silence_token: str = SILENCE_TOKEN, end_token: str | None = None) -> StreamTokenizer:
+    def wrap(cls, hf_tokenizer, silence_token: str = SILENCE_TOKEN, end_token: str | None = None,
+             empty_prefix: str = "template") -> StreamTokenizer:
         """Add the silence token (if missing) and pick the end-of-message token."""
+        if empty_prefix not in EMPTY_PREFIX_RULES:
+            raise ValueError(f"empty_prefix must be one of {', '.join(EMPTY_PREFIX_RULES)}, got {empty_prefix!r}")
         if silence_token not in hf_tokenizer.get_vocab():
             hf_tokenizer.add_special_tokens({"additional_special_tokens": [silence_token]})
         if end_token is None:
@@ -37,7 +45,8 @@ class StreamTokenizer:
             end_token = "<|im_end|>" if "<|im_end|>" in vocab else hf_tokenizer.eos_token
         if end_token is None:
             raise ValueError("the tokenizer has no end-of-turn or eos token; pass end_token=")
-        return cls(hf_tokenizer, hf_tokenizer.convert_tokens_to_ids(silence_token), hf_tokenizer.convert_tokens_to_ids(end_token))
+        return cls(hf_tokenizer, hf_tokenizer.convert_tokens_to_ids(silence_token), hf_tokenizer.convert_tokens_to_ids(end_token),
+                   empty_prefix)
 
     @property
     def silence_token(self) -> str:
@@ -77,7 +86,7 @@ class StreamTokenizer:
         """
         template = getattr(self.hf, "chat_template", None)
         if not text:
-            return self._template_default_prefix() if template else []
+            return self._template_default_prefix() if template and self.empty_prefix == "template" else []
         if not template:
             return self.encode_text(text)
         rendered = self.hf.apply_chat_template([{"role": "system", "content": _SENTINEL}], tokenize=False)
