@@ -40,6 +40,9 @@ MAX_ROWS = 400
 TRAIN_MAX_TOKENS = 2048
 """A training session longer than this once packed (:func:`packed_tokens`) is drawn again: the recipes train on
 sequences of 2048 tokens, and a longer example stops training."""
+EMPTY_PREFIX_TOKENS = 24
+"""What a session with no system prompt may still hold before row 0: the chat template's own system block (21
+tokens for SmolLM2, see ``StreamTokenizer.encode_prefix``)."""
 TURNS = {"train": (2, 8), "test": (3, 8)}
 
 CAPITAL_FOLLOW_UPS = ["And of {c}?", "What about {c}?", "And {c}?", "How about {c}?", "And the capital of {c}?",
@@ -209,7 +212,8 @@ def packed_tokens(tl, length_of: Callable[[str], int]) -> int:
     rows, _, _ = resolve_rows(tl, length_of)
     last = max(r + span(length_of(s.text), s.spread) for r, s in zip(rows, tl.segments))
     inputs = sum(length_of(s.text) for s in tl.segments if DEFAULT_LAYOUT[s.stream].kind == "input")
-    return len(DEFAULT_LAYOUT.outputs) * last + inputs + length_of(tl.prefix) + 8
+    prefix = length_of(tl.prefix) if tl.prefix else EMPTY_PREFIX_TOKENS
+    return len(DEFAULT_LAYOUT.outputs) * last + inputs + prefix + 8
 
 
 def conversation(rng: random.Random, split: str, length_of: Callable[[str], int]) -> Example:
