@@ -226,7 +226,7 @@ class MultiStreamModel(nn.Module):
             local = True
         base, _ = load_base(str(path / base_ref) if local else base_ref, dtype, tokenizer=False)
         tokenizer = AutoTokenizer.from_pretrained(path)
-        tok = StreamTokenizer.wrap(tokenizer, cfg["silence_token"], cfg["end_token"], cfg.get("empty_prefix", "none"))
+        tok = StreamTokenizer.from_saved(tokenizer, cfg)
         _make_rows(base, cfg["embedding_rows"])
         ids = torch.tensor(cfg["new_token_ids"], dtype=torch.long)
         with torch.no_grad():

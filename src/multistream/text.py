@@ -10,6 +10,7 @@ Only the chat template around the prefix and the tokens this module adds on purp
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 SILENCE_TOKEN = "<|silence|>"
 _SENTINEL = "\u2063MULTISTREAM-PREFIX\u2063"
@@ -30,7 +31,6 @@ class StreamTokenizer:
     """A session with no system prompt: ``template`` starts it with what the chat template writes by itself in a
     chat with no system message (see :meth:`encode_prefix`); ``none`` with nothing (models saved before this
     choice existed, the shipped v8 among them, were trained so)."""
-    _default_prefix: list[int] | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def wrap(cls, hf_tokenizer, silence_token: str = SILENCE_TOKEN, end_token: str | None = None,
@@ -47,6 +47,12 @@ class StreamTokenizer:
             raise ValueError("the tokenizer has no end-of-turn or eos token; pass end_token=")
         return cls(hf_tokenizer, hf_tokenizer.convert_tokens_to_ids(silence_token), hf_tokenizer.convert_tokens_to_ids(end_token),
                    empty_prefix)
+
+    @classmethod
+    def from_saved(cls, hf_tokenizer, config: dict) -> StreamTokenizer:
+        """The tokenizer of a saved model, as its ``multistream_config.json`` says it was trained (a folder saved
+        before ``empty_prefix`` was recorded read an empty prefix as nothing)."""
+        return cls.wrap(hf_tokenizer, config["silence_token"], config["end_token"], config.get("empty_prefix", "none"))
 
     @property
     def silence_token(self) -> str:
@@ -86,17 +92,23 @@ class StreamTokenizer:
         """
         template = getattr(self.hf, "chat_template", None)
         if not text:
-            return self._template_default_prefix() if template and self.empty_prefix == "template" else []
+            return list(self._template_default_prefix) if template and self.empty_prefix == "template" else []
         if not template:
             return self.encode_text(text)
-        rendered = self.hf.apply_chat_template([{"role": "system", "content": _SENTINEL}], tokenize=False)
-        before, sep, after = rendered.partition(_SENTINEL)
+        before, sep, after = self._render([{"role": "system", "content": _SENTINEL}]).partition(_SENTINEL)
         if not sep:  # a template that drops or rewrites the system message
             return self.encode_text(text)
-        markup = lambda s: self.hf(s, add_special_tokens=False)["input_ids"] if s else []
-        return markup(before) + self.encode_text(text) + markup(after)
+        return self._markup(before) + self.encode_text(text) + self._markup(after)
 
-    def _template_default_prefix(self) -> list[int]:
+    def _render(self, messages: list[dict]) -> str:
+        return self.hf.apply_chat_template(messages, tokenize=False)
+
+    def _markup(self, text: str) -> list[int]:
+        """Template text, its markers parsed as the control tokens they are."""
+        return self.hf(text, add_special_tokens=False)["input_ids"] if text else []
+
+    @cached_property
+    def _template_default_prefix(self) -> tuple[int, ...]:
         """What the chat template puts before the first user turn of a chat with no system message.
 
         Some templates add a default system message there (SmolLM2's does), so a single-stream model with no system
@@ -104,16 +116,13 @@ class StreamTokenizer:
         question's first token is the sequence's first token, which a pretrained model reads poorly (the shipped v8
         miscopied "1456 pupils ..." as ``4456 / 28``). Empty where the template adds nothing.
         """
-        if self._default_prefix is None:
-            render = lambda msgs: self.hf.apply_chat_template(msgs, tokenize=False)
-            system, user = {"role": "system", "content": _SENTINEL}, {"role": "user", "content": _MESSAGE.format(0)}
-            alone = render([user]).partition(user["content"])[0]  # [default system block] + user header
-            block = render([system])
-            header = render([system, user]).partition(user["content"])[0]
-            header = header[len(block):] if header.startswith(block) else None
-            default = alone[: len(alone) - len(header)] if header is not None and alone.endswith(header) else ""
-            self._default_prefix = self.hf(default, add_special_tokens=False)["input_ids"] if default else []
-        return list(self._default_prefix)
+        system, user = {"role": "system", "content": _SENTINEL}, {"role": "user", "content": _MESSAGE.format(0)}
+        alone = self._render([user]).partition(user["content"])[0]  # [default system block] + user header
+        block = self._render([system])
+        header = self._render([system, user]).partition(user["content"])[0]
+        if not header.startswith(block) or not alone.endswith(header[len(block):]):
+            return ()
+        return tuple(self._markup(alone[: len(alone) - len(header) + len(block)]))
 
     def decode(self, ids: list[int]) -> str:
         """Text of a stream's tokens, silence and end-of-message tokens dropped."""

@@ -44,8 +44,7 @@ def layout_and_tokenizer(model_ref: str, layout_spec: str | None = None):
     if (folder / CONFIG_FILE).exists():
         cfg = json.loads((folder / CONFIG_FILE).read_text())
         layout = Layout.from_list(cfg["layout"])
-        tok = StreamTokenizer.wrap(AutoTokenizer.from_pretrained(folder), cfg["silence_token"], cfg["end_token"],
-                                   cfg.get("empty_prefix", "none"))
+        tok = StreamTokenizer.from_saved(AutoTokenizer.from_pretrained(folder), cfg)
     else:
         layout = DEFAULT_LAYOUT
         tok = StreamTokenizer.wrap(AutoTokenizer.from_pretrained(resolve_base(model_ref)))
