@@ -174,6 +174,23 @@ def test_two_processes_match_one(tiny, tmp_path):
         torch.testing.assert_close(b[k], a[k], rtol=1e-3, atol=1e-5, msg=k)
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_base_dtype_is_bf16_only_where_the_hardware_multiplies_it(tiny, tmp_path, monkeypatch, caplog, native):
+    from multistream.train import loop
+
+    root, base, data = tiny
+    monkeypatch.setattr(loop, "fast_bf16", lambda device: native)
+    frozen = lambda model: {p.dtype for p in model.parameters() if not p.requires_grad}  # noqa: E731
+    auto = tiny_config(tmp_path, base, data, output_dir=str(tmp_path / "a"), base_dtype="auto")
+    assert frozen(loop.build_model(auto)) == {torch.bfloat16 if native else torch.float32}
+    full = tiny_config(tmp_path, base, data, output_dir=str(tmp_path / "f"), base_dtype="auto", lora=False)
+    assert loop.base_dtype(full) == torch.float32  # full fine-tuning trains the base weights: never bf16
+    asked = tiny_config(tmp_path, base, data, output_dir=str(tmp_path / "b"), base_dtype="bfloat16")
+    with caplog.at_level("WARNING", logger=loop.__name__):
+        assert loop.base_dtype(asked) == torch.bfloat16  # what the config asks for, with a warning where it is slow
+    assert ("emulated" in caplog.text) == (not native)
+
+
 def test_config_checks(tmp_path):
     with pytest.raises(ValueError, match="mode"):
         TrainConfig(train_file="x", output_dir="y", mode="both")
@@ -181,6 +198,8 @@ def test_config_checks(tmp_path):
     path.write_text("train_file: a.jsonl\noutput_dir: out\nlearning_rate: 1\n")
     with pytest.raises(ValueError, match="learning_rate"):
         TrainConfig.from_yaml(path)
+    with pytest.raises(ValueError, match="base_dtype must be auto, float32 or bfloat16"):
+        TrainConfig(train_file="x", output_dir="y", base_dtype="float16")
 
 
 def test_killed_recipe_leaves_no_training_process_behind(tmp_path, monkeypatch):

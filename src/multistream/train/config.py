@@ -31,8 +31,9 @@ class TrainConfig:
     attended to; input silence is not materialised) or ``visible`` (the paper's original form)."""
     base_dtype: str = "float32"
     """dtype of the frozen base weights (LoRA only): ``bfloat16`` halves their memory; everything trained
-    (adapters, stream embeddings, the silence row) stays float32. On the 2-core CPU it was no faster than
-    float32 under bf16 autocast (172 against 173 s for 8 steps, side by side)."""
+    (adapters, stream embeddings, the silence row) stays float32. ``auto`` is bf16 where the training device
+    multiplies it natively (a GPU, a CPU with AMX or AVX-512 BF16) and float32 elsewhere: on an AVX2-only CPU a
+    bf16 base is emulated and a LoRA step ran about 20 times slower than in float32 (2026-12-07)."""
     init_from: str | None = None
     """A saved LoRA model folder of this mode (e.g. ``src/multistream/weights/default``) whose trained weights
     (adapter, and for ``multi`` the stream embeddings and added token rows) start this run: continued fine-tuning.
@@ -93,9 +94,9 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.silence not in ("invisible", "visible"):
             raise ConfigError(f"silence must be invisible or visible, got {self.silence!r}")
-        if self.base_dtype not in ("float32", "bfloat16"):
-            raise ConfigError(f"base_dtype must be float32 or bfloat16, got {self.base_dtype!r}")
-        if self.base_dtype != "float32" and not self.lora:
+        if self.base_dtype not in ("auto", "float32", "bfloat16"):
+            raise ConfigError(f"base_dtype must be auto, float32 or bfloat16, got {self.base_dtype!r}")
+        if self.base_dtype == "bfloat16" and not self.lora:
             raise ConfigError("base_dtype bfloat16 needs lora: true (full fine-tuning trains the base weights)")
         if self.mixed_precision not in ("auto", "bf16", "fp16", "no"):
             raise ConfigError(f"mixed_precision must be auto, bf16, fp16 or no, got {self.mixed_precision!r}")

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..hardware import cpu_has_bf16
+from ..hardware import cpu_has_bf16, fast_bf16
 from ..rows import IGNORE, Packed, collate, stream_causal_mask
 from .config import TrainConfig
 from .examples import load_chats, load_timelines
@@ -86,7 +86,7 @@ def build_model(cfg: TrainConfig) -> nn.Module:
     from ..bases import load_base
     from ..model import MultiStreamModel, unwrap_base
 
-    dtype = getattr(torch, cfg.base_dtype)
+    dtype = base_dtype(cfg)
     if cfg.mode == "multi":
         model = MultiStreamModel.from_base(cfg.base, silence=cfg.silence, dtype=dtype)
         model.stream_embed.float()  # trained at a high learning rate: float32 whatever the base
@@ -234,6 +234,23 @@ def _lr_lambda(cfg: TrainConfig):
     return f
 
 
+def _trains_on_cpu() -> bool:
+    return not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+
+
+def base_dtype(cfg: TrainConfig) -> torch.dtype:
+    """The frozen base weights' dtype: ``auto`` is bf16 only where it is native (LoRA runs; full fine-tuning
+    trains the base weights, which stay float32)."""
+    device = "cpu" if _trains_on_cpu() else "cuda"
+    if cfg.base_dtype == "auto":
+        return torch.bfloat16 if cfg.lora and fast_bf16(device) else torch.float32
+    if cfg.base_dtype == "bfloat16" and not fast_bf16(device):
+        log.warning("base_dtype bfloat16: this %s has no native bf16 (no AMX or AVX-512 BF16 on a CPU), so every "
+                    "matrix product is emulated and training runs many times slower; base_dtype auto or float32 "
+                    "avoids it", device.upper())
+    return getattr(torch, cfg.base_dtype)
+
+
 def _mixed_precision(cfg: TrainConfig, cpu: bool) -> str:
     if cfg.mixed_precision != "auto":
         return cfg.mixed_precision
@@ -273,7 +290,7 @@ def train(
 
     out_dir = Path(cfg.output_dir)
     if accelerator is None:
-        cpu = not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+        cpu = _trains_on_cpu()
         accelerator = Accelerator(mixed_precision=_mixed_precision(cfg, cpu), cpu=cpu)
     world, rank = accelerator.num_processes, accelerator.process_index
     if cfg.batch_size % (world * cfg.micro_batch_size):
@@ -376,6 +393,7 @@ def train(
             "tokens_per_s": round(tokens_seen / max(seconds, 1e-9), 1),
             "processes": world,
             "mixed_precision": str(accelerator.mixed_precision),
+            "base_dtype": str(next(raw.base.parameters()).dtype).removeprefix("torch."),
         }
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     accelerator.wait_for_everyone()
