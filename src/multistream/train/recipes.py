@@ -118,11 +118,13 @@ RECIPES = {
         eval_per_skill=24,
         init_from={"multi": WEIGHTS / "default", "single": WEIGHTS / "default-single"},
     ),
-    # v9: continues v8 (--init-from its run folder) on fresh examples (seed 9) with what v8 lacked: prose facts in
+    # v9: continues the shipped v8 pair on fresh examples (seed 9) with what v8 lacked: prose facts in
     # longer, freer sentences and documents pasted a while after the question (v8 never answered "...she adopted a
     # rabbit called Pip" in a chat), training-only capitals with long names (v7/v8 said "Buenos." for Buenos Aires),
     # and more of the v6 skills, whose held-out suite must stay within 2 points of v6's: v8 lost 12 points on reading
-    # (a running total, 3% of its examples against v6's 17%) and stayed 5 below its twin on documents
+    # (a running total, 3% of its examples against v6's 17%) and stayed 5 below its twin on documents. Sessions with
+    # no system prompt now carry the chat template's default block (StreamTokenizer.empty_prefix), which v8 never
+    # saw; 50 steps is what fits one 3-hour sitting on an AVX2-only 2-core CPU (float32: no native bf16 there)
     "v9": Recipe(
         "v9",
         SyntheticConfig(train_per_skill=350, test_per_skill=40, seed=9, skills=list(ALL_SKILLS),
@@ -130,7 +132,7 @@ RECIPES = {
                                       "everyday": 800, "correction": 600, "prose": 900, "reading": 1200,
                                       "document": 700}),
         dict(_SHARED, seq_len=2048, base_dtype="auto", lr=1e-4, new_token_lr=1e-4, stream_embed_lr=1e-4,
-             warmup_steps=10, max_steps=500, save_every=5, eval_every=50, log_every=5),
+             warmup_steps=10, max_steps=50, save_every=5, eval_every=50, log_every=5),
         eval_per_skill=24,
         init_from={"multi": WEIGHTS / "default", "single": WEIGHTS / "default-single"},
     ),
