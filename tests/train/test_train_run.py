@@ -274,6 +274,27 @@ def test_init_from_points_a_recipe_at_an_earlier_run(tmp_path, monkeypatch):
         recipes.run_recipe("tiny", tmp_path / "next", init_from=tmp_path / "nowhere")
 
 
+def test_max_steps_overrides_a_recipe_s_step_count_for_both_runs(tmp_path, monkeypatch, capsys):
+    from multistream.cli import main
+    from multistream.train import recipes
+
+    class Trained(Exception):
+        pass
+
+    def fake_train(configs, log_dir):
+        raise Trained([TrainConfig.from_yaml(c).max_steps for c in configs])
+
+    monkeypatch.setattr(recipes, "train_side_by_side", fake_train)
+    with pytest.raises(Trained) as got:
+        main(["train", "--recipe", "tiny", "--max-steps", "7", "--out", str(tmp_path / "longer")])
+    assert got.value.args[0] == [7, 7] and recipes.RECIPES["tiny"].train["max_steps"] == 3
+    with pytest.raises(SystemExit):
+        main(["train", "--recipe", "tiny", "--max-steps", "0"])
+    assert "--max-steps: a step count must be at least 1, got 0" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="max_steps must be at least 1"):
+        recipes.run_recipe("tiny", tmp_path / "none", max_steps=0)
+
+
 def test_a_continued_run_keeps_only_cards_the_toolkit_wrote(tmp_path):
     from multistream.train.recipes import earlier_cards, model_card
 

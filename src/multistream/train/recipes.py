@@ -344,7 +344,8 @@ def earlier_cards(init_from: dict[str, Path]) -> dict[str, dict]:
 
 
 def run_recipe(name: str, out: str | Path, do_export: bool = False, evaluate: Evaluate | None = None,
-               injected_share: float | None = None, init_from: str | Path | None = None) -> dict:
+               injected_share: float | None = None, init_from: str | Path | None = None,
+               max_steps: int | None = None) -> dict:
     """Build the data, train both models side by side, optionally export and evaluate them.
 
     ``evaluate``: the held-out report of the pair (None: none), kept under the report's ``eval`` and on the model
@@ -352,8 +353,13 @@ def run_recipe(name: str, out: str | Path, do_export: bool = False, evaluate: Ev
     imports nothing of them. ``injected_share``: the share of ``document`` examples carrying an injected
     instruction (None: the recipe's; 0 trains the ablation pair that never sees an attack in training). ``init_from``:
     an earlier recipe's output folder whose ``multi/final`` and ``single/final`` the runs continue from (None: the
-    recipe's own starting point)."""
+    recipe's own starting point). ``max_steps``: the optimizer steps of both runs instead of the recipe's (a CPU
+    recipe's count is what fits one sitting there; a GPU runs many more in minutes)."""
     recipe = RECIPES[name]
+    if max_steps is not None:
+        if max_steps < 1:
+            raise ValueError(f"max_steps must be at least 1, got {max_steps}")
+        recipe = replace(recipe, train={**recipe.train, "max_steps": max_steps})
     if init_from is not None:
         folders = {mode: Path(init_from) / mode / "final" for mode in ("multi", "single")}
         missing = [str(f) for f in folders.values() if not f.is_dir()]
