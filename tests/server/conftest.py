@@ -32,19 +32,21 @@ class EchoModel(nn.Module):
     ``repeats=0`` says it back forever (until interrupted or aborted); ``think`` writes
     ``len=N`` on the think stream first. A message containing ``+`` is also sent to the
     calculator on the ``call`` stream instead of being said back; with ``results``, a
-    tool result read after the user's message is then said back on the answer stream. The model keeps no state of its own: it reads the
+    tool result read after the user's message is then said back on the answer stream; with ``ack``, a sum first gets
+    "One moment." on the answer stream and its call only after that message ended. The model keeps no state of its own: it reads the
     tokens (ids, streams, positions) back from the engine's KV cache, so what it says
     comes only from what its session's cache holds.
     """
 
     def __init__(self, repeats: int = 1, delay: float = 0.0, think: bool = False, layout=DEFAULT_LAYOUT,
-                 results: bool = False):
+                 results: bool = False, ack: bool = False):
         super().__init__()
         self.layout = layout  # (the streams are found by their roles: any names will do)
         self.role_of = {name: role for role, name in layout.roles.items()}
         self.tok = StreamTokenizer.wrap(make_tokenizer())
         self.vocab = len(self.tok)
         self.repeats, self.delay, self.think, self.results = repeats, delay, think, results
+        self.ack = self.tok.encode_message("One moment.") if ack else []
         cfg = SimpleNamespace(num_hidden_layers=1, num_key_value_heads=1, head_dim=3, hidden_size=3, num_attention_heads=1)
         emb = nn.Embedding(self.vocab, 3)
         self.base = SimpleNamespace(config=cfg, get_input_embeddings=lambda: emb)
@@ -55,13 +57,13 @@ class EchoModel(nn.Module):
     def device(self):
         return torch.device("cpu")
 
-    def _target(self, stream: str, message: list[int], n: int) -> int | None:
+    def _target(self, stream: str, message: list[int], n: int, rows_after: int) -> int | None:
         tok = self.tok
         if stream == "result":  # (``results``) a tool result, said back once
             seq = message + [tok.end_id]
             return seq[n] if n < len(seq) else None
-        if stream == "answer" and "+" in tok.decode(message):
-            return None  # a sum goes to the calculator instead
+        if stream == "answer" and "+" in tok.decode(message):  # a sum goes to the calculator instead
+            return self.ack[n] if n < len(self.ack) else None
         if stream == "answer":
             if self.repeats == 0:
                 return message[n % len(message)]
@@ -69,6 +71,8 @@ class EchoModel(nn.Module):
         elif stream == "think" and self.think:
             seq = tok.encode_message(f"len={len(message)}")
         elif stream == "call" and "+" in tok.decode(message):
+            if rows_after <= len(self.ack) + 1:  # (after the acknowledgement's last token and its end)
+                return None
             expression = tok.decode(message).replace('"', "")
             seq = tok.encode_message(format_call("calculator", {"expression": expression}))
         else:
@@ -108,7 +112,7 @@ class EchoModel(nn.Module):
                     end_row = int(tool_pos[tool_ends[-1]])
                     stream = "result"
             mine = (sst == int(streams[j, q])) & (spos > end_row + 1) & (sid != silence)
-            target = self._target(stream, message, int(mine.sum()))
+            target = self._target(stream, message, int(mine.sum()), int(pos[j, q]) - end_row - 1)
             if target is not None:
                 logits[j, q, target] = 40.0
         return SimpleNamespace(logits=logits[logits_to_keep])
@@ -170,8 +174,9 @@ def echo_app(
     max_rows: int = 4096,
     layout=DEFAULT_LAYOUT,
     results: bool = False,
+    ack: bool = False,
 ):
-    model = EchoModel(repeats, delay, think, layout, results)
+    model = EchoModel(repeats, delay, think, layout, results, ack)
     core = EngineCore(model, EngineConfig(max_sessions=max_sessions, idle_rows=idle_rows, max_rows=max_rows))
     return create_app(AsyncEngine(core, demo_tools()), api_key=api_key, limits=limits, model_name="echo")
 

@@ -84,6 +84,25 @@ def test_max_tokens_gives_length_and_a_sum_gives_tool_calls(live):
     assert call.function.name == "calculator" and json.loads(call.function.arguments) == {"expression": "2+3"}
 
 
+def test_an_acknowledgement_before_the_call_does_not_end_the_completion(live):
+    """The shipped model says "one moment" on the answer stream, ends that message, then writes the call: the
+    completion waits for the call (finish ``tool_calls``, content and call together)."""
+    server = live(ack=True)
+    c = client(server)
+    messages = [{"role": "user", "content": "2+3"}]
+    r = c.chat.completions.create(model="echo", messages=messages)
+    choice = r.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content == "One moment."
+    call = choice.message.tool_calls[0]
+    assert call.function.name == "calculator" and json.loads(call.function.arguments) == {"expression": "2+3"}
+    chunks = list(c.chat.completions.create(model="echo", messages=messages, stream=True))
+    assert [ch.choices[0].finish_reason for ch in chunks if ch.choices[0].finish_reason] == ["tool_calls"]
+    assert "".join(ch.choices[0].delta.content or "" for ch in chunks) == "One moment."
+    # a plain answer still ends with stop, once the engine has paused the session
+    r = c.chat.completions.create(model="echo", messages=[{"role": "user", "content": "hello"}])
+    assert r.choices[0].finish_reason == "stop" and r.choices[0].message.content == "hello"
+
+
 def test_errors_in_openai_shape(live):
     server = live(limits=ServerLimits(max_input_chars=100, max_message_bytes=4000))
     c = client(server)

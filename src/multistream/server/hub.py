@@ -181,6 +181,11 @@ class Hub:
             info.reason or "closed",
         )
 
+    @property
+    def pauses(self) -> bool:
+        """Whether the engine pauses a session that has said nothing for a while (``idle_rows`` set)."""
+        return self.engine.core.config.idle_rows is not None
+
     def idle(self, sid: str) -> bool:
         """True when the engine has paused ``sid`` (nothing queued, nothing said for its idle rows)."""
         return self.engine.idle(sid)

@@ -9,11 +9,13 @@ text quoted as a JSON string so that none can pose as a line of another role. Ea
 ``tool`` stream (before the live messages) and the transcript only says where they went.
 The ``answer`` stream becomes ``content``, ``think`` becomes ``reasoning_content``, and
 each complete message of the ``call`` stream that parses as ``name({...})`` becomes a
-``tool_calls`` entry. A completion ends when the answer message ends (``stop``, or
-``length`` when its ``max_tokens`` ran out), when a tool call is complete and no answer
-has started (``tool_calls``), when the session reaches its row limit or the request its
-deadline (``completion_timeout_s``) (``length``), or when the engine has paused the
-session with nothing more to say (``stop``). If the session fails, the client gets an
+``tool_calls`` entry. A completion ends when a tool call is complete and no answer
+message is being written (``tool_calls``: the model waits for its result, which the client
+sends), when the engine has paused the session with nothing more to say (``stop``: an
+answer message that ends does not end the completion by itself, as the model often says
+"one moment" on the answer stream before it writes the call), when the answer's
+``max_tokens`` ran out, the session reaches its row limit or the request its deadline
+(``completion_timeout_s``) (``length``). If the session fails, the client gets an
 error (500, or an ``error`` chunk when streaming), never a truncated answer posing as whole.
 A streaming client that reads so slowly that ``max_outbox`` events wait for it has its
 session closed and gets, once it reads on, an ``error`` chunk with code ``slow_client``.
@@ -192,6 +194,8 @@ class _Completion:
         self.tool_calls: list[dict] = []
         self.completion_tokens = 0
         self.answer_tokens = 0
+        self.answer_open = False
+        """An answer message is being written (a call completed meanwhile waits for its end)."""
         self.finish: str | None = None
         self.error: tuple[str, str] | None = None
         """(code, message) when the session failed."""
@@ -224,8 +228,10 @@ class _Completion:
                 if left <= 0:
                     self.finish = "length"  # the request's deadline
                     break
+                # once something was said, look often whether the engine paused the session: that is the end
+                wait = self.hub.limits.completion_idle_s if not (self.content or self.tool_calls) else 0.05
                 try:
-                    ev = await asyncio.wait_for(queue.get(), min(left, self.hub.limits.completion_idle_s))
+                    ev = await asyncio.wait_for(queue.get(), min(left, wait))
                 except TimeoutError:
                     if self.hub.idle(self.sid) or (reader.done() and queue.empty()):
                         self.finish = "stop"
@@ -256,15 +262,25 @@ class _Completion:
         if ev.type == "token":
             self.completion_tokens += 1
             if ev.stream == self.answer:
+                text = ev.text
+                if self.content and not self.answer_open:  # a later answer message: on a line of its own
+                    text = "\n" + text
+                self.answer_open = True
                 self.answer_tokens += 1
-                self.content.append(ev.text)
-                return {"content": ev.text}
+                self.content.append(text)
+                return {"content": text}
             if ev.stream == self.think:
                 self.reasoning.append(ev.text)
                 return {"reasoning_content": ev.text}
             return None
         if ev.type == "message_end" and ev.stream == self.answer:
-            self.finish = "length" if ev.forced and self.budget is not None and self.answer_tokens >= self.budget else "stop"
+            self.answer_open = False
+            if ev.forced and self.budget is not None and self.answer_tokens >= self.budget:
+                self.finish = "length"
+            elif self.tool_calls:  # the call was complete before this message ended
+                self.finish = "tool_calls"
+            elif not self.hub.pauses:  # (an engine that never pauses: the answer's end is the only end there is)
+                self.finish = "stop"
             return None
         if ev.type == "message_end" and ev.stream == self.think and self.reasoning:
             self.reasoning.append("\n")
@@ -280,7 +296,7 @@ class _Completion:
                 "function": {"name": name, "arguments": json.dumps(args, ensure_ascii=False)},
             }
             self.tool_calls.append(call)
-            if not self.content:
+            if not self.answer_open:
                 self.finish = "tool_calls"
             return {"tool_calls": [{"index": len(self.tool_calls) - 1, **call}]}
         return None

@@ -14,7 +14,7 @@ import json
 import secrets
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from .protocol import ProtocolError, StreamSettings
 
@@ -32,7 +32,27 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-_Id = Annotated[str, Field(min_length=1, max_length=MAX_ID)]
+def _encodable(text: str) -> str:
+    """Refuse a string that cannot be sent back as UTF-8 (a lone surrogate such as ``"\\ud800"`` in JSON)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("not valid Unicode (a lone surrogate)") from None
+    return text
+
+
+_Id = Annotated[str, Field(min_length=1, max_length=MAX_ID), AfterValidator(_encodable)]
+
+
+_ID = TypeAdapter(_Id)
+
+
+def _client_id(value: object) -> str | None:
+    """A client's ``event_id`` as an error may echo it: a string an id field would accept, else none."""
+    try:
+        return _ID.validate_python(value)
+    except ValidationError:
+        return None
 
 
 # -- client -> server -------------------------------------------------------------------------
@@ -166,7 +186,7 @@ def parse_client(text: str) -> SessionUpdate | ItemCreate | ResponseCreate | Res
     if not isinstance(data, dict):
         raise EventError("invalid_json", f"an event is a JSON object with a 'type', not {type(data).__name__}")
     kind = data.get("type")
-    event_id = data.get("event_id") if isinstance(data.get("event_id"), str) else None
+    event_id = _client_id(data.get("event_id"))
     if kind in UNSUPPORTED_TYPES:
         raise EventError("unsupported_event", f"{kind!r} is not supported by this text-only server", "type", event_id)
     if kind not in CLIENT_TYPES:
