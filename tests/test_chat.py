@@ -60,9 +60,10 @@ def test_chat_without_a_terminal_reads_lines_and_prints_whole_messages():
 
     core = EngineCore(model, EngineConfig(idle_rows=4))
     asyncio.run(asyncio.wait_for(chat_lines(Recording(core), lines, out.append, settle_timeout=30), 60))
-    assert out[:2] == ["think: greeting", "answer: hello there, friend"]  # each message once, when complete
-    assert out[2].startswith("error: unknown input stream 'nosuchstream'")  # a bad line does not end the chat
-    assert len(out) == 3
+    # the line as it went in, then each message once, when complete
+    assert out[:3] == ["user: hi", "think: greeting", "answer: hello there, friend"]
+    assert out[3].startswith("error: unknown input stream 'nosuchstream'")  # a bad line does not end the chat
+    assert out[4:] == ["tool: some result"]
     assert sent == [("user", "hi"), ("tool", "some result")]  # nothing after /quit
     assert core.sessions == {}  # closed
 

@@ -64,11 +64,14 @@ def test_converted_file_validates(tmp_path, tokenizer):
     tok = StreamTokenizer.wrap(tokenizer)
     src, dst = tmp_path / "chat.jsonl", tmp_path / "tl.jsonl"
     bad = {"messages": [{"role": "robot", "content": "beep"}]}
-    src.write_text("\n".join([json.dumps(CHAT), "{broken", json.dumps(bad), json.dumps(CHAT)]) + "\n")
+    cut = '{"messages": [{"role": "user", "content": "Hi"} '
+    src.write_text("\n".join([json.dumps(CHAT), "{broken", json.dumps(bad), json.dumps(CHAT), cut, '{"a": 1 2}']) + "\n")
     for kind in ("after-input", "wait-k"):
         n, errors = convert_chat_file(src, dst, Schedule(kind, 3))
         assert n == 2
         assert errors[0].startswith("line 2: invalid JSON") and errors[1].startswith("line 3: messages[0].role")
+        assert errors[2].startswith("line 5: invalid JSON") and errors[2].endswith("(at the end of the line (cut short?))")
+        assert errors[3] == "line 6: invalid JSON: Expecting ',' delimiter (column 9)"
         assert validate_file(dst, DEFAULT_LAYOUT, tok.message_rows)[::2] == (2, [])
 
 
@@ -77,6 +80,7 @@ def test_converted_file_validates(tmp_path, tokenizer):
     [
         ({"messages": []}, "non-empty 'messages'"),
         ({"messages": [{"role": "user", "content": "hi"}]}, "no assistant output"),
+        ({"messages": [{"role": "user"}, {"role": "assistant", "content": "x"}]}, r"messages\[0\]: a user message with no content"),
         ({"messages": [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{x"}}]}]},
          "not valid JSON"),
     ],

@@ -137,8 +137,8 @@ def send_line(engine: AsyncEngine, sid: str, text: str) -> str:
 async def chat_lines(engine: AsyncEngine, lines: Iterable[str], write: Callable[[str], None] | None = None,
                      prefix: str = "", params=None, settle_timeout: float = 120.0) -> None:
     """The chat without a terminal: each line of ``lines`` as if typed, then wait until the model has settled
-    (idle, no tool call running; at most ``settle_timeout`` seconds); every complete output message and tool
-    result is written as ``stream: text`` (default: printed and flushed, for a program reading the pipe)."""
+    (idle, no tool call running; at most ``settle_timeout`` seconds); each line sent, every complete output message
+    and tool result is written as ``stream: text`` (default: printed and flushed, for a program reading the pipe)."""
     write = write or (lambda text: print(text, flush=True))
     loop = asyncio.get_running_loop()
     async with engine:
@@ -173,6 +173,7 @@ async def chat_lines(engine: AsyncEngine, lines: Iterable[str], write: Callable[
                 write(f"error: {e}")
                 continue
             if sent != "aborted":  # (an abort gives the model nothing to answer)
+                write(f"{sent}: {text if sent == 'user' else text[1:].partition(' ')[2]}")  # the transcript: who said what
                 await _settle(engine, sid, settle_timeout, write, pump_task)
         with contextlib.suppress(EngineError):  # (the engine may have closed it: row limit, failure)
             engine.close(sid)

@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     cc = csub.add_parser("chat", help="OpenAI-style chat JSONL to timelines")
     cc.add_argument("src")
     cc.add_argument("dst")
-    cc.add_argument("--schedule", choices=["after-input", "wait-k"], default="after-input")
+    cc.add_argument("--schedule", choices=["after-input", "wait-k"], default="after-input",
+                    help="when replies start: after the user message (default) or k rows into it (wait-k)")
     cc.add_argument("--k", type=int, default=3, help="rows to wait after the user message starts (wait-k)")
     cc.add_argument("--layout", help="layout spec (default: the default layout)")
     cc.set_defaults(func=cmd_convert_chat)

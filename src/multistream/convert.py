@@ -15,12 +15,11 @@ row after the call ends, and the next user turn one row after the reply ends.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from .streams import DEFAULT_LAYOUT, Layout
-from .timeline import REACT_DELAY, Segment, Timeline
+from .timeline import REACT_DELAY, JsonLineError, Segment, Timeline, json_line
 from .toolcall import ToolCallError, format_call
 
 SCHEDULES = ("after-input", "wait-k")
@@ -75,7 +74,7 @@ def chat_to_timeline(record: dict, schedule: Schedule, layout: Layout = DEFAULT_
             prefix = content
         elif role in ROLE_STREAMS:
             if not content:
-                continue
+                raise ConvertError(f"messages[{i}]: a {role} message with no content")
             last = last_input = place(ROLE_STREAMS[role], content, last)
             replied = False
         elif role == "assistant":
@@ -116,10 +115,10 @@ def convert_chat_file(
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = json_line(line, lineno)
                 timeline = chat_to_timeline(record, schedule, layout)
-            except json.JSONDecodeError as e:
-                errors.append(f"line {lineno}: invalid JSON: {e.msg} (column {e.colno})")
+            except JsonLineError as e:
+                errors.append(str(e))
                 continue
             except ConvertError as e:
                 errors.append(f"line {lineno}: {e}")

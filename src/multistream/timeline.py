@@ -328,6 +328,23 @@ def resolve_rows(
     return [int(s) for s in starts], lengths, total
 
 
+class JsonLineError(ValueError):
+    """A JSONL line that is not JSON; the message names the line and where in it."""
+
+
+def json_line(line: str, lineno: int):
+    """One JSONL line parsed, or :class:`JsonLineError` saying where it went wrong (a column of this line, or its
+    end: a record cut short)."""
+    text = line.rstrip("\r\n")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        where = f"column {e.pos + 1}" if e.pos < len(text) else "at the end of the line (cut short?)"
+        raise JsonLineError(f"line {lineno}: invalid JSON: {e.msg} ({where})") from None
+    except RecursionError:
+        raise JsonLineError(f"line {lineno}: invalid JSON: nested too deeply") from None
+
+
 def read_jsonl(path: str | Path, layout: Layout) -> Iterator[tuple[int, Timeline | None, list[str]]]:
     """Yield ``(line number, timeline or None, problems)`` for every non-blank line."""
     with open(path, encoding="utf-8") as f:
@@ -335,12 +352,9 @@ def read_jsonl(path: str | Path, layout: Layout) -> Iterator[tuple[int, Timeline
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                yield lineno, None, [f"line {lineno}: invalid JSON: {e.msg} (column {e.colno})"]
-                continue
-            except RecursionError:
-                yield lineno, None, [f"line {lineno}: invalid JSON: nested too deeply"]
+                obj = json_line(line, lineno)
+            except JsonLineError as e:
+                yield lineno, None, [str(e)]
                 continue
             try:
                 yield lineno, parse_timeline(obj, layout), []

@@ -69,6 +69,9 @@ def test_streamed_completion_and_earlier_turns(live):
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens >= 3
 
 
+CALCULATOR = {"type": "function", "function": {"name": "calculator", "parameters": {"type": "object"}}}
+
+
 def test_max_tokens_gives_length_and_a_sum_gives_tool_calls(live):
     server = live()
     c = client(server)
@@ -77,7 +80,7 @@ def test_max_tokens_gives_length_and_a_sum_gives_tool_calls(live):
     )
     assert r.choices[0].finish_reason == "length"
     assert "hello world, user tool think".startswith(r.choices[0].message.content) and r.usage.completion_tokens == 3
-    r = c.chat.completions.create(model="echo", messages=[{"role": "user", "content": "2+3"}])
+    r = c.chat.completions.create(model="echo", messages=[{"role": "user", "content": "2+3"}], tools=[CALCULATOR])
     choice = r.choices[0]
     assert choice.finish_reason == "tool_calls" and choice.message.content == ""
     call = choice.message.tool_calls[0]
@@ -90,17 +93,33 @@ def test_an_acknowledgement_before_the_call_does_not_end_the_completion(live):
     server = live(ack=True)
     c = client(server)
     messages = [{"role": "user", "content": "2+3"}]
-    r = c.chat.completions.create(model="echo", messages=messages)
+    r = c.chat.completions.create(model="echo", messages=messages, tools=[CALCULATOR])
     choice = r.choices[0]
     assert choice.finish_reason == "tool_calls" and choice.message.content == "One moment."
     call = choice.message.tool_calls[0]
     assert call.function.name == "calculator" and json.loads(call.function.arguments) == {"expression": "2+3"}
-    chunks = list(c.chat.completions.create(model="echo", messages=messages, stream=True))
+    chunks = list(c.chat.completions.create(model="echo", messages=messages, stream=True, tools=[CALCULATOR]))
     assert [ch.choices[0].finish_reason for ch in chunks if ch.choices[0].finish_reason] == ["tool_calls"]
     assert "".join(ch.choices[0].delta.content or "" for ch in chunks) == "One moment."
     # a plain answer still ends with stop, once the engine has paused the session
     r = c.chat.completions.create(model="echo", messages=[{"role": "user", "content": "hello"}])
     assert r.choices[0].finish_reason == "stop" and r.choices[0].message.content == "hello"
+
+
+def test_a_call_of_a_tool_the_request_does_not_declare_runs_on_the_server(live):
+    """The model calls its calculator unasked: with no ``tools`` in the request the server runs it, the model reads
+    the result, and the client gets the answer, not a call of a function it never declared."""
+    server = live(ack=True, results=True)
+    c = client(server)
+    r = c.chat.completions.create(model="echo", messages=[{"role": "user", "content": "2+3"}])
+    choice = r.choices[0]
+    assert choice.finish_reason == "stop" and not choice.message.tool_calls
+    assert choice.message.content == "One moment.\n5"  # two answer messages, one line each
+    other = {"type": "function", "function": {"name": "lookup"}}  # declaring another tool changes nothing
+    r = c.chat.completions.create(model="echo", messages=[{"role": "user", "content": "2+3"}], tools=[other], stream=True)
+    chunks = list(r)
+    assert "".join(ch.choices[0].delta.content or "" for ch in chunks) == "One moment.\n5"
+    assert [ch.choices[0].finish_reason for ch in chunks if ch.choices[0].finish_reason] == ["stop"]
 
 
 def test_errors_in_openai_shape(live):

@@ -235,7 +235,7 @@ def test_the_ablation_recipe_trains_without_injected_documents(tmp_path, monkeyp
     class Trained(Exception):
         pass
 
-    def fake_train(configs, log_dir):
+    def fake_train(configs, log_dir, *_):
         raise Trained([TrainConfig.from_yaml(c).train_file for c in configs])
 
     monkeypatch.setattr(recipes, "train_side_by_side", fake_train)
@@ -260,7 +260,7 @@ def test_init_from_points_a_recipe_at_an_earlier_run(tmp_path, monkeypatch):
     class Trained(Exception):
         pass
 
-    def fake_train(configs, log_dir):
+    def fake_train(configs, log_dir, *_):
         raise Trained([TrainConfig.from_yaml(c).init_from for c in configs])
 
     monkeypatch.setattr(recipes, "train_side_by_side", fake_train)
@@ -274,6 +274,27 @@ def test_init_from_points_a_recipe_at_an_earlier_run(tmp_path, monkeypatch):
         recipes.run_recipe("tiny", tmp_path / "next", init_from=tmp_path / "nowhere")
 
 
+def test_side_by_side_runs_get_a_bar_each_from_their_logs(tmp_path, capsys):
+    from multistream.train.recipes import _Progress
+
+    configs = []
+    for mode in ("multi", "single"):
+        cfg = TrainConfig(train_file="x.jsonl", output_dir=str(tmp_path / mode), mode=mode, max_steps=10)
+        cfg.save(tmp_path / f"{mode}.yaml")
+        configs.append(tmp_path / f"{mode}.yaml")
+    progress = _Progress(configs, show=True)
+    progress.update()  # no log yet: nothing moves
+    assert [b.n for b in progress.bars] == [0, 0] and [b.total for b in progress.bars] == [10, 10]
+    (tmp_path / "multi").mkdir()
+    record = {"step": 4, "loss": 1.5, "tokens": 800, "seconds": 4.0}
+    (tmp_path / "multi" / "log.jsonl").write_text(json.dumps({**record, "step": 2}) + "\n" + json.dumps(record) + "\n{\"st")
+    progress.update()  # the half-written last line is passed over
+    assert [b.n for b in progress.bars] == [4, 0]
+    progress.close()
+    err = capsys.readouterr().err
+    assert "train multi" in err and "4/10" in err and "loss=1.5000, tok_s=200" in err and "train single" in err
+
+
 def test_max_steps_overrides_a_recipe_s_step_count_for_both_runs(tmp_path, monkeypatch, capsys):
     from multistream.cli import main
     from multistream.train import recipes
@@ -281,7 +302,7 @@ def test_max_steps_overrides_a_recipe_s_step_count_for_both_runs(tmp_path, monke
     class Trained(Exception):
         pass
 
-    def fake_train(configs, log_dir):
+    def fake_train(configs, log_dir, *_):
         raise Trained([TrainConfig.from_yaml(c).max_steps for c in configs])
 
     monkeypatch.setattr(recipes, "train_side_by_side", fake_train)

@@ -106,8 +106,9 @@ def register(sub) -> None:
     t.add_argument("--batch-size", type=int, default=8)
     t.add_argument("--max-new-tokens", type=int, default=128)
     for p in (c, t):
-        p.add_argument("--schedule", choices=["after-input", "wait-k"], default="after-input")
-        p.add_argument("--k", type=int, default=3)
+        p.add_argument("--schedule", choices=["after-input", "wait-k"], default="after-input",
+                       help="when replies start: after the user message (default) or k rows into it (wait-k)")
+        p.add_argument("--k", type=int, default=3, help="rows to wait after the user message starts (wait-k)")
     c.set_defaults(func=cmd_chat)
     t.set_defaults(func=cmd_teacher)
 

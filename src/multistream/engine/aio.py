@@ -154,6 +154,11 @@ class AsyncEngine:
         """True when the session is paused and will say nothing more until it gets input."""
         return self.core.idle(session_id)
 
+    def quiet(self, session_id: str, rows: int) -> bool:
+        """The session has read and written nothing for at least ``rows`` rows and none of its tool calls runs."""
+        sess = self.core.sessions.get(session_id)
+        return sess is not None and sess.quiet_rows >= rows and not self._calls.get(session_id)
+
     def settled(self, session_id: str) -> bool:
         """Idle, with none of its tool calls running: nothing more comes until it gets input."""
         return self.core.idle(session_id) and not self._calls.get(session_id)

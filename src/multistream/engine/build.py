@@ -39,13 +39,12 @@ def warm_up(core: EngineCore, capacities: tuple[int, ...] = (), rows: int = WARM
     """Make the first real session as fast as the next ones; returns the seconds it took.
 
     A compiled engine (``EngineConfig.compiled``) compiles its row forward for the present cache shape and for each
-    of ``capacities`` first, saying so on stderr (the first time 20-50 s on an AMX CPU, 1-3 minutes on an AVX2 one;
-    seconds once torch's compile cache holds it). Then a throwaway session runs ``rows`` rows and is closed, so
+    of ``capacities`` first, saying so on stderr (20-50 s on an AMX CPU the first time, seconds from torch's compile
+    cache later; about a minute on a 2-core AVX2 CPU each time). Then a throwaway session runs ``rows`` rows and is closed, so
     that first-call set-up is paid here; it leaves nothing behind that another session could see."""
     t = time.perf_counter()
     if core.compiled is not None:
-        print("multistream: compiling the row forward (the first time up to a few minutes, by the CPU; seconds later; "
-              "--no-compile skips)",
+        print("multistream: compiling the row forward (up to a few minutes, by the CPU; --no-compile skips)",
               file=sys.stderr, flush=True)
         print(f"multistream: compiled in {core.warm_up(capacities):.1f} s", file=sys.stderr, flush=True)
     if rows:

@@ -67,8 +67,9 @@ def add_engine_args(p: argparse.ArgumentParser, autotune: bool = True) -> None:
                         f"or only when one spoken token alone does (argmax); default {SPEAK_RULE}")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
                    help="run ordinary rows through a torch.compile'd forward (EngineConfig.compiled; default): the same "
-                        "tokens, faster per row; each cache shape compiles once (the first time 20-50 s for SmolLM2 on an "
-                        "AMX CPU, 1-3 minutes on an AVX2 one; seconds once torch's compile cache holds it)")
+                        "tokens, faster per row; each cache shape compiles once per process (20-50 s for SmolLM2 on an AMX "
+                        "CPU the first time, seconds from torch's compile cache later; about 1 minute on a 2-core AVX2 "
+                        "CPU each time, 1-3 with other work beside it)")
     if autotune:
         p.add_argument("--autotune", action="store_true",
                        help="with --compile: inductor times its own matrix kernels (AMX; 4-bit ones with --quant int4) "

@@ -481,7 +481,8 @@ def format_report(results: dict) -> str:
     multi = results.get("multi", {})
     if "reading" in multi and "mean_delay_rows" in multi["reading"]:
         delay = multi["reading"]["mean_delay_rows"]
-        lines.append(f"reading: the multi-stream answer starts {delay} rows after the input's end on average")
+        when = f"{delay} rows after the input's end" if delay >= 0 else f"{-delay} rows before the input's end (too early)"
+        lines.append(f"reading: the multi-stream answer starts {when} on average")
     if "listening" in multi and "correct_before_doc_end" in multi["listening"]:
         lines.append(
             f"listening: {multi['listening']['correct_before_doc_end']}% of correct multi-stream answers began before the "

@@ -190,6 +190,10 @@ class Hub:
         """True when the engine has paused ``sid`` (nothing queued, nothing said for its idle rows)."""
         return self.engine.idle(sid)
 
+    def quiet(self, sid: str, rows: int) -> bool:
+        """True when ``sid`` has read and written nothing for ``rows`` rows, with none of its tool calls running."""
+        return self.engine.quiet(sid, rows)
+
     def settled(self, sid: str) -> bool:
         """True when ``sid`` is idle with none of its tool calls running: nothing more comes until it gets input."""
         return self.engine.settled(sid)

@@ -9,13 +9,15 @@ text quoted as a JSON string so that none can pose as a line of another role. Ea
 ``tool`` stream (before the live messages) and the transcript only says where they went.
 The ``answer`` stream becomes ``content``, ``think`` becomes ``reasoning_content``, and
 each complete message of the ``call`` stream that parses as ``name({...})`` becomes a
-``tool_calls`` entry. A completion ends when a tool call is complete and no answer
-message is being written (``tool_calls``: the model waits for its result, which the client
-sends), when the engine has paused the session with nothing more to say (``stop``: an
-answer message that ends does not end the completion by itself, as the model often says
-"one moment" on the answer stream before it writes the call), when the answer's
-``max_tokens`` ran out, the session reaches its row limit or the request its deadline
-(``completion_timeout_s``) (``length``). If the session fails, the client gets an
+``tool_calls`` entry, except a call of one of the server's tools (the calculator, the clock) that
+the request does not declare in ``tools``: the model calls those unasked, so the server runs them
+and the model answers with the result. A completion ends with ``tool_calls`` when a tool
+call is complete and no answer message is being written (the model waits for the result, which
+the client sends); with ``stop`` a few quiet rows after an answer message ended with no tool
+running (``AFTER_ANSWER_ROWS``: not at once, as the model often says "one moment" on the answer
+stream and then writes the call), or when the engine has paused the session with nothing more
+to say; with ``length`` when the answer's ``max_tokens`` ran out, the session reached its row
+limit or the request its deadline (``completion_timeout_s``). If the session fails, the client gets an
 error (500, or an ``error`` chunk when streaming), never a truncated answer posing as whole.
 A streaming client that reads so slowly that ``max_outbox`` events wait for it has its
 session closed and gets, once it reads on, an ``error`` chunk with code ``slow_client``.
@@ -42,6 +44,9 @@ from ..toolcall import ToolCallError, parse_call
 from .hub import Hub
 from .protocol import ProtocolError, check_temperature
 
+AFTER_ANSWER_ROWS = 4
+"""Quiet rows after an answer message that end a completion: the model starts its call (if any) within a row or two
+of its "one moment", and waiting for the engine's pause (32 rows) cost ~5 s a reply on a CPU."""
 _SLOW = object()  # the mark a completion's reader leaves when its client fell ``max_outbox`` events behind
 _STATUS = {
     "too_many_sessions": (429, "rate_limit_error"),
@@ -93,6 +98,16 @@ class ChatRequest(BaseModel):
     stop: _Stop | list[_Stop] | None = Field(None, max_length=MAX_STOP)
     seed: int | None = Field(None, ge=0, lt=MAX_SEED)
     n: int | None = Field(None, ge=1, le=1)
+    tools: list[dict[str, Any]] | None = Field(None, max_length=128)
+
+    def declared_tools(self) -> set[str]:
+        """The function names the request declares: the client runs these itself."""
+        names = set()
+        for t in self.tools or []:
+            fn = t.get("function")
+            if isinstance(fn, dict) and isinstance(fn.get("name"), str):
+                names.add(fn["name"])
+        return names
 
     @field_validator("temperature")
     @classmethod
@@ -179,7 +194,9 @@ class _Completion:
                 raise ProtocolError("invalid_value", f"this model has no input stream for {role!r} messages")
         self.sends = [(layout.roles[role], text) for role, text in sends]
         self.prompt_tokens = len(hub.tok.encode_prefix(prefix)) + sum(len(hub.tok.encode_message(t)) for _, t in self.sends)
-        self.sid = hub.open("http", peer, prefix=prefix, params=params, tools=False)
+        # the model calls its tools (the calculator) unasked: the server runs those the request does not declare
+        self.server_tools = frozenset(set(hub.tools) - req.declared_tools())
+        self.sid = hub.open("http", peer, prefix=prefix, params=params, tools=self.server_tools or False)
         try:
             for stream, text in self.sends:
                 hub.send(self.sid, stream, text, bulk=True)  # whole messages: read like a prompt
@@ -196,6 +213,8 @@ class _Completion:
         self.answer_tokens = 0
         self.answer_open = False
         """An answer message is being written (a call completed meanwhile waits for its end)."""
+        self.answered = False
+        """An answer message has ended."""
         self.finish: str | None = None
         self.error: tuple[str, str] | None = None
         """(code, message) when the session failed."""
@@ -233,7 +252,8 @@ class _Completion:
                 try:
                     ev = await asyncio.wait_for(queue.get(), min(left, wait))
                 except TimeoutError:
-                    if self.hub.idle(self.sid) or (reader.done() and queue.empty()):
+                    done = self.answered and not self.answer_open and self.hub.quiet(self.sid, AFTER_ANSWER_ROWS)
+                    if done or self.hub.settled(self.sid) or (reader.done() and queue.empty()):
                         self.finish = "stop"
                     continue
                 if ev is _SLOW:
@@ -274,7 +294,7 @@ class _Completion:
                 return {"reasoning_content": ev.text}
             return None
         if ev.type == "message_end" and ev.stream == self.answer:
-            self.answer_open = False
+            self.answer_open, self.answered = False, True
             if ev.forced and self.budget is not None and self.answer_tokens >= self.budget:
                 self.finish = "length"
             elif self.tool_calls:  # the call was complete before this message ended
@@ -289,6 +309,8 @@ class _Completion:
             try:
                 name, args = parse_call(ev.text)
             except ToolCallError:
+                return None
+            if name in self.server_tools:  # the engine runs it; its result goes back to the model
                 return None
             call = {
                 "id": f"call_{secrets.token_hex(8)}",

@@ -26,7 +26,7 @@ def cmd_train(args) -> int:
         out = args.out or f"runs/{args.recipe}"
         report = run_recipe(args.recipe, out, do_export=args.export,
                             evaluate=None if args.no_eval else args.evaluate_recipe, injected_share=args.injected_share,
-                            init_from=args.init_from, max_steps=args.max_steps)
+                            init_from=args.init_from, max_steps=args.max_steps, show_progress=not args.no_progress)
         print(json.dumps({k: v for k, v in report.items() if k != "eval"}, indent=2))
         return 0
     if not args.config:

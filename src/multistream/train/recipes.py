@@ -195,8 +195,50 @@ def _exit_on_sigterm(signum, frame):
     raise SystemExit(128 + signum)
 
 
-def train_side_by_side(configs: list[Path], log_dir: Path) -> None:
-    """Run one ``multistream train CONFIG`` process per config at once, one thread each."""
+def _last_record(log_file: Path) -> dict | None:
+    """The last complete record of a run's ``log.jsonl`` (None: none yet)."""
+    try:
+        lines = log_file.read_text().splitlines()
+    except FileNotFoundError:
+        return None
+    for line in reversed(lines):
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError:  # (a line being written)
+            continue
+    return None
+
+
+class _Progress:
+    """One bar per run, fed from the runs' ``log.jsonl`` (the processes themselves write no bar: their output goes
+    to a log file)."""
+
+    def __init__(self, configs: list[Path], show: bool):
+        from tqdm.auto import tqdm
+
+        cfgs = [TrainConfig.from_yaml(c) for c in configs]
+        self.logs = [Path(c.output_dir) / "log.jsonl" for c in cfgs]
+        self.bars = [tqdm(total=c.max_steps, desc=f"train {c.mode}", position=i, dynamic_ncols=True, disable=not show)
+                     for i, c in enumerate(cfgs)]
+
+    def update(self) -> None:
+        for log_file, bar in zip(self.logs, self.bars):
+            r = _last_record(log_file)
+            if r is None or r.get("step", 0) <= bar.n:
+                continue
+            rate = r["tokens"] / r["seconds"] if r.get("seconds") else 0
+            bar.set_postfix(loss=f"{r['loss']:.4f}", tok_s=f"{rate:.0f}", refresh=False)
+            bar.update(r["step"] - bar.n)
+
+    def close(self) -> None:
+        self.update()
+        for bar in self.bars:
+            bar.close()
+
+
+def train_side_by_side(configs: list[Path], log_dir: Path, show_progress: bool = True) -> None:
+    """Run one ``multistream train CONFIG`` process per config at once, one thread each; a bar per run follows
+    their logs."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
            # large tensors always mapped and unmapped (glibc otherwise raises the threshold after the first frees and
            # serves them from its heap, which then only grows: a v7 run's memory rose 1 GB every 10 steps)
@@ -216,15 +258,22 @@ def train_side_by_side(configs: list[Path], log_dir: Path) -> None:
                 logf,
             )
         )
+    print("training " + " and ".join(c.stem for c in configs) + " side by side; their output: "
+          + ", ".join(str(log_dir / f"{c.stem}.log") for c in configs), file=sys.stderr, flush=True)
     failed = []
     main_thread = threading.current_thread() is threading.main_thread()
     if main_thread:  # so that `kill` also runs the clean-up below
         previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    progress = _Progress(configs, show_progress)
     try:
+        while any(p.poll() is None for _, p, _ in procs):
+            progress.update()
+            time.sleep(2.0)
         for c, p, logf in procs:
-            if p.wait() != 0:
+            if p.returncode != 0:
                 failed.append(f"{c} (exit {p.returncode}, log {logf.name})")
     finally:  # interrupted or killed: no orphaned training process keeps writing into the run folder
+        progress.close()
         for _, p, logf in procs:
             if p.poll() is None:
                 p.terminate()
@@ -345,7 +394,7 @@ def earlier_cards(init_from: dict[str, Path]) -> dict[str, dict]:
 
 def run_recipe(name: str, out: str | Path, do_export: bool = False, evaluate: Evaluate | None = None,
                injected_share: float | None = None, init_from: str | Path | None = None,
-               max_steps: int | None = None) -> dict:
+               max_steps: int | None = None, show_progress: bool = True) -> dict:
     """Build the data, train both models side by side, optionally export and evaluate them.
 
     ``evaluate``: the held-out report of the pair (None: none), kept under the report's ``eval`` and on the model
@@ -354,7 +403,8 @@ def run_recipe(name: str, out: str | Path, do_export: bool = False, evaluate: Ev
     instruction (None: the recipe's; 0 trains the ablation pair that never sees an attack in training). ``init_from``:
     an earlier recipe's output folder whose ``multi/final`` and ``single/final`` the runs continue from (None: the
     recipe's own starting point). ``max_steps``: the optimizer steps of both runs instead of the recipe's (a CPU
-    recipe's count is what fits one sitting there; a GPU runs many more in minutes)."""
+    recipe's count is what fits one sitting there; a GPU runs many more in minutes). ``show_progress``: a bar per
+    run while they train."""
     recipe = RECIPES[name]
     if max_steps is not None:
         if max_steps < 1:
@@ -374,7 +424,7 @@ def run_recipe(name: str, out: str | Path, do_export: bool = False, evaluate: Ev
     # read before training: an export replaces the folders a continued run started from
     continued_from = earlier_cards(recipe.init_from or {})
     multi_cfg, single_cfg = prepare(recipe, out)
-    train_side_by_side([multi_cfg, single_cfg], out)
+    train_side_by_side([multi_cfg, single_cfg], out, show_progress)
     report: dict = {"recipe": name, "train_seconds": round(time.perf_counter() - t0, 1), "hardware": hardware(),
                     "train_per_skill": recipe.data.train_per_skill, "skills": list(recipe.data.skills),
                     "train_counts": dict(recipe.data.train_counts), "injected_share": recipe.data.injected_share,
