@@ -63,7 +63,7 @@ def test_chat_without_a_terminal_reads_lines_and_prints_whole_messages():
     # the line as it went in, then each message once, when complete
     assert out[:3] == ["user: hi", "think: greeting", "answer: hello there, friend"]
     assert out[3].startswith("error: unknown input stream 'nosuchstream'")  # a bad line does not end the chat
-    assert out[4:] == ["tool: some result"]
+    assert out[4:] == ["tool (typed): some result"]
     assert sent == [("user", "hi"), ("tool", "some result")]  # nothing after /quit
     assert core.sessions == {}  # closed
 

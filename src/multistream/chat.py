@@ -173,7 +173,8 @@ async def chat_lines(engine: AsyncEngine, lines: Iterable[str], write: Callable[
                 write(f"error: {e}")
                 continue
             if sent != "aborted":  # (an abort gives the model nothing to answer)
-                write(f"{sent}: {text if sent == 'user' else text[1:].partition(' ')[2]}")  # the transcript: who said what
+                # the transcript: who said what (a line typed into another stream marked, unlike a tool's own result)
+                write(f"user: {text}" if sent == "user" else f"{sent} (typed): {text[1:].partition(' ')[2]}")
                 await _settle(engine, sid, settle_timeout, write, pump_task)
         with contextlib.suppress(EngineError):  # (the engine may have closed it: row limit, failure)
             engine.close(sid)

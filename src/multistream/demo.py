@@ -107,10 +107,12 @@ def run_multi(core, scene: Scene, tools, rate: float = ARRIVAL_RATE) -> dict:
 # -- the single-stream twin ------------------------------------------------------------------------------------------------
 
 
-def run_twin(baseline, scene: Scene, tools, rate: float = ARRIVAL_RATE) -> dict:
+def run_twin(baseline, scene: Scene, tools, rate: float = ARRIVAL_RATE, doc_end: float | None = None) -> dict:
     """The twin as an ordinary chat (the single-stream tool loop, :func:`multistream.evals.twin.tool_loop`, each
     exchange within the baseline's ``max_new_tokens``): it reads whole messages and answers one at a time; a
-    correction is read once its reply is complete."""
+    correction is read once its reply is complete. A document must have arrived whole first: at ``doc_end``
+    seconds, when the multi-stream session got its last token (on a slow machine its rows, not ``rate``, set the
+    pace: the same clock for both), else after its tokens at ``rate``."""
     from .evals.scoring import reply_answer
     from .evals.twin import tool_loop
 
@@ -119,7 +121,8 @@ def run_twin(baseline, scene: Scene, tools, rate: float = ARRIVAL_RATE) -> dict:
     convo.append({"role": "user", "content": content})
     waited = 0.0
     if scene.document:  # a chat model starts once the whole document has arrived
-        waited = len(baseline.tokenizer(scene.document, add_special_tokens=False)["input_ids"]) / rate
+        waited = doc_end if doc_end is not None else (
+            len(baseline.tokenizer(scene.document, add_special_tokens=False)["input_ids"]) / rate)
     lines, replies, offset = [], [], waited
 
     def note(reply: str, seconds: float) -> None:  # seconds into the exchange; it started at `offset`
@@ -133,7 +136,7 @@ def run_twin(baseline, scene: Scene, tools, rate: float = ARRIVAL_RATE) -> dict:
         second, _ = tool_loop(baseline, convo + added + [{"role": "user", "content": scene.correction}], tools,
                               on_reply=note)
         spent += second.e2e
-    return {"answer": reply_answer(replies[-1]), "time": waited + spent, "lines": lines, "doc_wait": waited}
+    return {"answer": reply_answer(replies[-1]), "time": waited + spent, "lines": lines}
 
 
 def run_demo(model_name: str = "default", single_name: str = "default-single", rate: float = ARRIVAL_RATE,
@@ -158,7 +161,7 @@ def run_demo(model_name: str = "default", single_name: str = "default-single", r
     wrong = []
     for scene in SCENES:
         multi = run_multi(core, scene, tools, rate)
-        twin = run_twin(baseline, scene, tools, rate)
+        twin = run_twin(baseline, scene, tools, rate, doc_end=multi["doc_end"])
         ok_m, ok_t = right(scene, multi["answer"]), right(scene, twin["answer"])
         if not ok_m:
             wrong.append(scene.title)
@@ -172,12 +175,9 @@ def run_demo(model_name: str = "default", single_name: str = "default-single", r
         print(f"twin ({mark(ok_t)}):")
         print("\n".join(twin["lines"]))
         if scene.document and multi["fact_time"] is not None and multi["time"] is not None:
-            # the twin starts once the document has ended as the multi-stream session got it (on a slow machine its
-            # rows, not the nominal rate, set the pace), then spends its own reply time: the same clock for both
-            after = multi["doc_end"] - multi["fact_time"]
             print(f"-> answer complete {multi['time'] - multi['fact_time']:.2f} s after the fact arrived "
-                  f"(the document ended {after:.2f} s after it); "
-                  f"the twin: {after + twin['time'] - twin['doc_wait']:.2f} s")
+                  f"(the document ended {multi['doc_end'] - multi['fact_time']:.2f} s after it); "
+                  f"the twin: {twin['time'] - multi['fact_time']:.2f} s")
         elif scene.correction and multi["correction_time"] is not None and multi["time"] is not None:
             print(f"-> corrected answer complete {multi['time'] - multi['correction_time']:.2f} s after the correction; "
                   f"the twin finishes its first reply before it can read it: {twin['time']:.2f} s in all")

@@ -440,6 +440,18 @@ def test_from_teacher_validates(tmp_path, tok):
     assert all("answer" in tl["segments"] for tl in lines)
 
 
+def test_prompts_with_an_empty_message_are_refused_before_the_teacher_runs(tmp_path):
+    from multistream.data.build import DataError, read_prompts
+
+    src = tmp_path / "prompts.jsonl"
+    src.write_text(json.dumps({"prompt": "fine"}) + "\n" + json.dumps({"prompt": ""}) + "\n")
+    with pytest.raises(DataError, match=r"line 2: messages\[0\] has no content"):
+        read_prompts(src)
+    src.write_text('{"prompt": "cut short"\n')
+    with pytest.raises(DataError, match="line 1: invalid JSON: .*at the end of the line"):
+        read_prompts(src)
+
+
 def test_cli_synthetic(tmp_path):
     from multistream.cli import main
 

@@ -101,9 +101,20 @@ def test_an_acknowledgement_before_the_call_does_not_end_the_completion(live):
     chunks = list(c.chat.completions.create(model="echo", messages=messages, stream=True, tools=[CALCULATOR]))
     assert [ch.choices[0].finish_reason for ch in chunks if ch.choices[0].finish_reason] == ["tool_calls"]
     assert "".join(ch.choices[0].delta.content or "" for ch in chunks) == "One moment."
-    # a plain answer still ends with stop, once the engine has paused the session
+    # a plain answer ends with stop a few quiet rows after its message
     r = c.chat.completions.create(model="echo", messages=[{"role": "user", "content": "hello"}])
     assert r.choices[0].finish_reason == "stop" and r.choices[0].message.content == "hello"
+
+
+def test_a_stop_string_ends_the_completion_and_is_never_sent(live):
+    server = live(repeats=0)  # says the question back forever
+    c = client(server)
+    messages = [{"role": "user", "content": "hello world, again"}]
+    r = c.chat.completions.create(model="echo", messages=messages, stop=["world"])
+    assert r.choices[0].finish_reason == "stop" and r.choices[0].message.content == "hello "
+    chunks = list(c.chat.completions.create(model="echo", messages=messages, stop=["xyz", "d, a"], stream=True))
+    assert "".join(ch.choices[0].delta.content or "" for ch in chunks) == "hello worl"  # nothing of the stop string
+    assert [ch.choices[0].finish_reason for ch in chunks if ch.choices[0].finish_reason] == ["stop"]
 
 
 def test_a_call_of_a_tool_the_request_does_not_declare_runs_on_the_server(live):
@@ -120,6 +131,13 @@ def test_a_call_of_a_tool_the_request_does_not_declare_runs_on_the_server(live):
     chunks = list(r)
     assert "".join(ch.choices[0].delta.content or "" for ch in chunks) == "One moment.\n5"
     assert [ch.choices[0].finish_reason for ch in chunks if ch.choices[0].finish_reason] == ["stop"]
+
+
+@pytest.mark.parametrize("idle_rows", [8, None])
+def test_the_answer_after_a_server_tool_comes_whether_or_not_the_engine_pauses(live, idle_rows):
+    server = live(ack=True, results=True, idle_rows=idle_rows)
+    r = client(server).chat.completions.create(model="echo", messages=[{"role": "user", "content": "2+3"}])
+    assert r.choices[0].finish_reason == "stop" and r.choices[0].message.content == "One moment.\n5"
 
 
 def test_errors_in_openai_shape(live):
@@ -143,6 +161,8 @@ def test_errors_in_openai_shape(live):
         )
     assert "end with a user or tool message" in e.value.message
 
+    status, body = post(server, "/v1/chat/completions", b'{"model": "echo", "messages": [{"role": "user", "content": "a\\ud800"}]}')
+    assert status == 400 and "lone surrogate" in body["error"]["message"]  # (it was a 500 from the tokenizer)
     status, body = post(server, "/v1/chat/completions", b"{broken")
     assert status == 400 and body["error"]["code"] == "invalid_json" and body["error"]["type"] == "invalid_request_error"
     status, body = post(server, "/v1/chat/completions", {"model": "echo", "messages": [{"role": "user", "content": "y" * 5000}]})

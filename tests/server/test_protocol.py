@@ -23,6 +23,7 @@ from multistream.server.protocol import Input, Open, ProtocolError, from_event, 
         ('{"type": "input", "text": 5}', "invalid_message", "text"),
         ('{"type": "open", "streams": {"answer": {"top_p": 0}}}', "invalid_message", "streams.answer.top_p"),
         ('{"type": "abort", "stream": "answer", "now": true}', "invalid_message", "now"),
+        ('{"type": "input", "text": "a\\ud800"}', "invalid_message", "lone surrogate"),
     ],
 )
 def test_parse_client_names_what_is_wrong(frame, code, words):

@@ -615,7 +615,10 @@ def fuzz_server():
 @pytest.mark.slow  # hypothesis fuzzing through a live server
 @settings(_FUZZ, max_examples=60)
 @given(frames=st.lists(_frame, min_size=1, max_size=6))
-@example(frames=['{"type": null, "event_id": "\\ud800"}'])  # an id that cannot go back as UTF-8 once closed the socket
+# text that cannot go back as UTF-8 (a lone surrogate escape) once closed the socket
+@example(frames=['{"type": null, "event_id": "\\ud800"}'])
+@example(frames=['{"type": "conversation.item.create", "item": {"type": "message", "role": "user", '
+                 '"content": [{"type": "input_text", "text": "a\\ud800"}]}}'])
 def test_realtime_frames_of_any_shape(fuzz_server, frames):
     url = f"ws://127.0.0.1:{fuzz_server.port}/v1/realtime"
     witness = WsClient(fuzz_server.ws)

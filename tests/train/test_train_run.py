@@ -5,6 +5,7 @@ import math
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
@@ -303,12 +304,16 @@ def test_max_steps_overrides_a_recipe_s_step_count_for_both_runs(tmp_path, monke
         pass
 
     def fake_train(configs, log_dir, *_):
-        raise Trained([TrainConfig.from_yaml(c).max_steps for c in configs])
+        cfgs = [TrainConfig.from_yaml(c) for c in configs]
+        raise Trained([(c.max_steps, c.max_minutes, c.save_every) for c in cfgs])
 
     monkeypatch.setattr(recipes, "train_side_by_side", fake_train)
+    monkeypatch.setitem(recipes.RECIPES, "tiny", replace(recipes.RECIPES["tiny"], train={
+        **recipes.RECIPES["tiny"].train, "max_minutes": 5}))  # (the time limit goes: the steps asked for are run)
     with pytest.raises(Trained) as got:
-        main(["train", "--recipe", "tiny", "--max-steps", "7", "--out", str(tmp_path / "longer")])
-    assert got.value.args[0] == [7, 7] and recipes.RECIPES["tiny"].train["max_steps"] == 3
+        main(["train", "--recipe", "tiny", "--max-steps", "30", "--out", str(tmp_path / "longer")])
+    # tiny: 3 steps, a checkpoint every 2; 30 steps keep about as many checkpoints
+    assert got.value.args[0] == [(30, None, 20), (30, None, 20)] and recipes.RECIPES["tiny"].train["max_steps"] == 3
     with pytest.raises(SystemExit):
         main(["train", "--recipe", "tiny", "--max-steps", "0"])
     assert "--max-steps: a step count must be at least 1, got 0" in capsys.readouterr().err

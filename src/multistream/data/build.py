@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..convert import Schedule, chat_to_timeline, convert_chat_file
 from ..streams import DEFAULT_LAYOUT, Layout
-from ..timeline import Timeline, validate_file
+from ..timeline import JsonLineError, Timeline, json_line, validate_file
 from .catalog import ALL_SKILLS, generate
 from .skills import INJECTED_SHARE, SKILLS
 from .twin import twin_record
@@ -99,13 +99,17 @@ def read_prompts(path: str | Path) -> list[dict]:
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}: line {lineno}: invalid JSON: {e.msg}") from e
+                obj = json_line(line, lineno)
+            except JsonLineError as e:
+                raise DataError(f"{path}: {e}") from e
             if isinstance(obj, dict) and isinstance(obj.get("prompt"), str):
                 obj = {**obj, "messages": [{"role": "user", "content": obj.pop("prompt")}]}
             if not isinstance(obj, dict) or not isinstance(obj.get("messages"), list):
                 raise DataError(f"{path}: line {lineno}: needs 'messages' or 'prompt'")
+            empty = [i for i, m in enumerate(obj["messages"]) if isinstance(m, dict) and not m.get("content")
+                     and m.get("role") in ("user", "tool")]
+            if empty:  # caught here, before the teacher spends its time on the file
+                raise DataError(f"{path}: line {lineno}: messages[{empty[0]}] has no content")
             records.append(obj)
     return records
 

@@ -155,9 +155,11 @@ class AsyncEngine:
         return self.core.idle(session_id)
 
     def quiet(self, session_id: str, rows: int) -> bool:
-        """The session has read and written nothing for at least ``rows`` rows and none of its tool calls runs."""
+        """The session has read and written nothing for at least ``rows`` rows, has nothing to read (a tool result
+        sent is a command until the next step applies it) and none of its tool calls runs."""
         sess = self.core.sessions.get(session_id)
-        return sess is not None and sess.quiet_rows >= rows and not self._calls.get(session_id)
+        return (sess is not None and sess.quiet_rows >= rows and not sess.pending_input and not self._calls.get(session_id)
+                and self.core.pending_commands(session_id) == 0)
 
     def settled(self, session_id: str) -> bool:
         """Idle, with none of its tool calls running: nothing more comes until it gets input."""

@@ -181,15 +181,6 @@ class Hub:
             info.reason or "closed",
         )
 
-    @property
-    def pauses(self) -> bool:
-        """Whether the engine pauses a session that has said nothing for a while (``idle_rows`` set)."""
-        return self.engine.core.config.idle_rows is not None
-
-    def idle(self, sid: str) -> bool:
-        """True when the engine has paused ``sid`` (nothing queued, nothing said for its idle rows)."""
-        return self.engine.idle(sid)
-
     def quiet(self, sid: str, rows: int) -> bool:
         """True when ``sid`` has read and written nothing for ``rows`` rows, with none of its tool calls running."""
         return self.engine.quiet(sid, rows)

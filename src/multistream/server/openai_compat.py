@@ -42,8 +42,10 @@ from ..engine.sampling import MAX_SEED, SamplingParams
 from ..engine.session import MAX_STOP, MAX_STOP_CHARS, StreamParams
 from ..toolcall import ToolCallError, parse_call
 from .hub import Hub
-from .protocol import ProtocolError, check_temperature
+from .protocol import ProtocolError, check_temperature, check_unicode
 
+POLL_S = 0.05
+"""How often a completion with no event looks whether its session has ended."""
 AFTER_ANSWER_ROWS = 4
 """Quiet rows after an answer message that end a completion: the model starts its call (if any) within a row or two
 of its "one moment", and waiting for the engine's pause (32 rows) cost ~5 s a reply on a CPU."""
@@ -176,6 +178,7 @@ class _Completion:
         if self.answer is None:
             raise ProtocolError("invalid_value", f"this model ({', '.join(layout.names)}) has no answer stream")
         stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
+        self.stops = tuple(stop)
         try:
             sampling = SamplingParams(req.temperature or 0.0, 0, req.top_p or 1.0, req.seed)
             self.budget = req.max_completion_tokens or req.max_tokens
@@ -215,6 +218,10 @@ class _Completion:
         """An answer message is being written (a call completed meanwhile waits for its end)."""
         self.answered = False
         """An answer message has ended."""
+        self.held = ""
+        """Answer text not sent yet: it may be the start of a stop string."""
+        self.cut = False
+        """A stop string ended the answer message being written: the rest of it is dropped."""
         self.finish: str | None = None
         self.error: tuple[str, str] | None = None
         """(code, message) when the session failed."""
@@ -241,21 +248,23 @@ class _Completion:
         reader = asyncio.create_task(read())
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.hub.limits.completion_timeout_s
+        last_event = loop.time()
         try:
             while self.finish is None:
                 left = deadline - loop.time()
                 if left <= 0:
                     self.finish = "length"  # the request's deadline
                     break
-                # once something was said, look often whether the engine paused the session: that is the end
-                wait = self.hub.limits.completion_idle_s if not (self.content or self.tool_calls) else 0.05
                 try:
-                    ev = await asyncio.wait_for(queue.get(), min(left, wait))
+                    ev = await asyncio.wait_for(queue.get(), min(left, POLL_S))
                 except TimeoutError:
-                    done = self.answered and not self.answer_open and self.hub.quiet(self.sid, AFTER_ANSWER_ROWS)
-                    if done or self.hub.settled(self.sid) or (reader.done() and queue.empty()):
+                    answered = self.answered and not self.answer_open and self.hub.quiet(self.sid, AFTER_ANSWER_ROWS)
+                    # an answer message left open with nothing written for a while ends where it stopped
+                    stalled = self.answer_open and loop.time() - last_event > self.hub.limits.completion_idle_s
+                    if answered or stalled or self.hub.settled(self.sid) or (reader.done() and queue.empty()):
                         self.finish = "stop"
                     continue
+                last_event = loop.time()
                 if ev is _SLOW:
                     self.error = ("slow_client", f"{bound} events waited for a client that did not read them (max_outbox)")
                     self.finish = "error"
@@ -263,6 +272,10 @@ class _Completion:
                 delta = self._on_event(ev)
                 if delta:
                     yield delta
+            if self.held and self.error is None:  # ended otherwise than by the answer's end: what it said stands
+                self.content.append(self.held)
+                yield {"content": self.held}
+                self.held = ""
         finally:
             self.hub.close(self.sid)
             reader.cancel()
@@ -282,25 +295,31 @@ class _Completion:
         if ev.type == "token":
             self.completion_tokens += 1
             if ev.stream == self.answer:
-                text = ev.text
-                if self.content and not self.answer_open:  # a later answer message: on a line of its own
-                    text = "\n" + text
-                self.answer_open = True
                 self.answer_tokens += 1
-                self.content.append(text)
-                return {"content": text}
+                if not self.answer_open:
+                    self.answer_open, self.cut = True, False
+                    self.held = "\n" if self.content else ""  # a later answer message: on a line of its own
+                if self.cut:
+                    return None
+                self.held += ev.text
+                return self._release()
             if ev.stream == self.think:
                 self.reasoning.append(ev.text)
                 return {"reasoning_content": ev.text}
             return None
         if ev.type == "message_end" and ev.stream == self.answer:
             self.answer_open, self.answered = False, True
+            if self.cut:  # a stop string ends the completion
+                self.finish = "stop"
+                return None
             if ev.forced and self.budget is not None and self.answer_tokens >= self.budget:
                 self.finish = "length"
             elif self.tool_calls:  # the call was complete before this message ended
                 self.finish = "tool_calls"
-            elif not self.hub.pauses:  # (an engine that never pauses: the answer's end is the only end there is)
-                self.finish = "stop"
+            rest, self.held = self.held, ""
+            if rest:
+                self.content.append(rest)
+                return {"content": rest}
             return None
         if ev.type == "message_end" and ev.stream == self.think and self.reasoning:
             self.reasoning.append("\n")
@@ -322,6 +341,23 @@ class _Completion:
                 self.finish = "tool_calls"
             return {"tool_calls": [{"index": len(self.tool_calls) - 1, **call}]}
         return None
+
+    def _release(self) -> dict | None:
+        """The held answer text that can be sent: all of it without stop strings; else up to a stop string (which
+        ends the message: ``cut``), keeping back a tail that may be the start of one."""
+        if not self.stops:
+            out, self.held = self.held, ""
+        else:
+            hits = [self.held.index(stop) for stop in self.stops if stop in self.held]
+            if hits:
+                out, self.held, self.cut = self.held[: min(hits)], "", True
+            else:
+                n = max(0, len(self.held) - (max(map(len, self.stops)) - 1))
+                out, self.held = self.held[:n], self.held[n:]
+        if not out:
+            return None
+        self.content.append(out)
+        return {"content": out}
 
     def usage(self) -> dict:
         return {
@@ -412,6 +448,10 @@ async def chat_completions(hub: Hub, request: Request):
         return openai_error("invalid_json", f"the request body is not valid JSON: {e}")
     except RecursionError:
         return openai_error("invalid_json", "the request body is not valid JSON: nested too deeply")
+    try:
+        check_unicode(data)
+    except ProtocolError as e:
+        return openai_error("invalid_value", e.message)
     try:
         req = ChatRequest.model_validate(data)
     except ValidationError as e:

@@ -191,6 +191,16 @@ class ProtocolError(Exception):
         self.code, self.message = code, message
 
 
+def check_unicode(data) -> None:
+    """Refuse parsed JSON holding a lone surrogate (``"\\ud800"`` is valid JSON, but no UTF-8 text): it could
+    neither be tokenised nor sent back."""
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ProtocolError("invalid_message", "the message holds text that is not valid Unicode (a lone surrogate "
+                            "escape such as \\ud800)") from None
+
+
 def parse_client(text: str) -> Open | Input | Abort | Mute | Ping | Close:
     """One client frame -> a typed message, or :class:`ProtocolError` naming what is wrong."""
     try:
@@ -201,6 +211,7 @@ def parse_client(text: str) -> Open | Input | Abort | Mute | Ping | Close:
         raise ProtocolError("bad_json", "not valid JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise ProtocolError("invalid_message", f"a message is a JSON object with a 'type', not {type(data).__name__}")
+    check_unicode(data)
     kind = data.get("type")
     if kind not in CLIENT_TYPES:
         raise ProtocolError("unknown_type", f"unknown message type {kind!r}; expected one of: {', '.join(CLIENT_TYPES)}")

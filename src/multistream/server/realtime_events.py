@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from .protocol import ProtocolError, StreamSettings
+from .protocol import ProtocolError, StreamSettings, check_unicode
 
 MAX_ID = 64
 """Characters of an id a client may choose (an item's, an event's)."""
@@ -187,6 +187,10 @@ def parse_client(text: str) -> SessionUpdate | ItemCreate | ResponseCreate | Res
         raise EventError("invalid_json", f"an event is a JSON object with a 'type', not {type(data).__name__}")
     kind = data.get("type")
     event_id = _client_id(data.get("event_id"))
+    try:
+        check_unicode(data)
+    except ProtocolError as e:
+        raise EventError("invalid_value", e.message, None, event_id) from None
     if kind in UNSUPPORTED_TYPES:
         raise EventError("unsupported_event", f"{kind!r} is not supported by this text-only server", "type", event_id)
     if kind not in CLIENT_TYPES:

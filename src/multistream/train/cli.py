@@ -84,8 +84,9 @@ def register(sub, compare_silence=None, evaluate_recipe=None) -> None:
                         "the recipe's starting point (the shipped pair for refresh, v7 and v8)")
     t.add_argument("--max-steps", type=_steps, metavar="N",
                    help="recipe: optimizer steps of both runs instead of the recipe's (the CPU recipes take what fits "
-                        "one sitting on a 2-core CPU; on a GPU, e.g. --recipe v9 --max-steps 1500); a run resumed with "
-                        "another count stretches its learning-rate schedule to it")
+                        "one sitting on a 2-core CPU; on a GPU, e.g. --recipe v9 --max-steps 1500), with no time limit and "
+                        "about as many checkpoints as the recipe's; a run resumed with another count stretches its "
+                        "learning-rate schedule to it")
     t.add_argument("--injected-share", type=float,
                    help="recipe: share of document examples with an injected instruction (default: the recipe's, 0.6; "
                    "0 trains the ablation pair, which never sees an attack; the test split is the same)")

@@ -10,6 +10,7 @@ copies and evaluates them on the held-out split (with the evaluation the caller 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -27,6 +28,7 @@ from ..data.catalog import ALL_SKILLS
 from .config import TrainConfig
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+log = logging.getLogger(__name__)
 
 Evaluate = Callable[[Path, Path, Path, int, "int | None"], dict]
 """``evaluate(multi_dir, single_dir, test_file, n_per_skill, max_tokens) -> results``: a recipe's held-out report of
@@ -216,10 +218,16 @@ class _Progress:
     def __init__(self, configs: list[Path], show: bool):
         from tqdm.auto import tqdm
 
-        cfgs = [TrainConfig.from_yaml(c) for c in configs]
-        self.logs = [Path(c.output_dir) / "log.jsonl" for c in cfgs]
-        self.bars = [tqdm(total=c.max_steps, desc=f"train {c.mode}", position=i, dynamic_ncols=True, disable=not show)
-                     for i, c in enumerate(cfgs)]
+        self.logs, self.bars = [], []
+        for i, path in enumerate(configs):
+            try:
+                c = TrainConfig.from_yaml(path)
+            except Exception as e:  # (a display: it never stops the training; the run itself reports the config)
+                log.warning("no progress bar for %s: %s", path, e)
+                continue
+            self.logs.append(Path(c.output_dir) / "log.jsonl")
+            self.bars.append(tqdm(total=c.max_steps, desc=f"train {c.mode}", position=i, dynamic_ncols=True,
+                                  disable=not show))
 
     def update(self) -> None:
         for log_file, bar in zip(self.logs, self.bars):
@@ -409,7 +417,11 @@ def run_recipe(name: str, out: str | Path, do_export: bool = False, evaluate: Ev
     if max_steps is not None:
         if max_steps < 1:
             raise ValueError(f"max_steps must be at least 1, got {max_steps}")
-        recipe = replace(recipe, train={**recipe.train, "max_steps": max_steps})
+        # the steps asked for, not the recipe's time limit; checkpoints about as many as the recipe's (a checkpoint
+        # every 5 steps of 1,500 would cost a GPU run more than its steps)
+        save_every = recipe.train.get("save_every", 1)
+        every = max(save_every, round(max_steps * save_every / recipe.train["max_steps"]))
+        recipe = replace(recipe, train={**recipe.train, "max_steps": max_steps, "max_minutes": None, "save_every": every})
     if init_from is not None:
         folders = {mode: Path(init_from) / mode / "final" for mode in ("multi", "single")}
         missing = [str(f) for f in folders.values() if not f.is_dir()]
