@@ -1,3 +1,6 @@
+import json
+import warnings
+
 import pytest
 import torch
 from conftest import FAMILIES, make_base, make_tokenizer
@@ -220,10 +223,22 @@ def test_save_then_load_with_lora_adapter(wrap, tmp_path):
     make_base("llama", len(make_tokenizer()) + 8).save_pretrained(base_dir)
     model.base_ref = str(base_dir)
     model.base = get_peft_model(model.base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    # as in training: the adapter names a base folder whose vocabulary is smaller (the silence token was added)
+    original = tmp_path / "original"
+    original.mkdir()
+    config = json.loads((base_dir / "config.json").read_text())
+    (original / "config.json").write_text(json.dumps({**config, "vocab_size": config["vocab_size"] - 2}))
+    model.base.peft_config["default"].base_model_name_or_path = str(original)
     packed = pack_grid(random_grid(model, 4), model.row_format)
     with torch.no_grad():
         before = forward_packed(model.eval(), packed)
-    model.save(tmp_path / "ms")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (peft warned that it saved whole embedding matrices the vocabulary grew)
+        model.save(tmp_path / "ms")
+    from safetensors.torch import load_file
+
+    saved = load_file(tmp_path / "ms" / "adapter_model.safetensors")
+    assert saved and not any("embed_tokens" in k or "lm_head" in k for k in saved)  # the base has them
     loaded = MultiStreamModel.load(tmp_path / "ms")
     with torch.no_grad():
         after = forward_packed(loaded, packed)
@@ -231,7 +246,6 @@ def test_save_then_load_with_lora_adapter(wrap, tmp_path):
 
 
 def test_load_rejects_layout_mismatch(wrap, tmp_path):
-    import json
 
     model = wrap("llama")
     folder = model.save(tmp_path / "ms")
@@ -243,7 +257,6 @@ def test_load_rejects_layout_mismatch(wrap, tmp_path):
 
 
 def test_load_checks_the_silence_rule(wrap, tmp_path):
-    import json
 
     model = wrap("llama")
     make_base("llama", len(make_tokenizer()) + 8).save_pretrained(tmp_path / "base")
@@ -264,7 +277,6 @@ def test_load_checks_the_silence_rule(wrap, tmp_path):
 
 
 def test_load_keeps_how_an_empty_prefix_was_trained(wrap, tmp_path):
-    import json
 
     model = wrap("llama")
     assert model.tok.empty_prefix == "template"  # a new model: the template's own block where no prompt is given

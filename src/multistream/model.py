@@ -181,8 +181,8 @@ class MultiStreamModel(nn.Module):
             core.save_pretrained(path / "base")
             base_ref = "./base"
         adapter = hasattr(self.base, "peft_config")
-        if adapter:
-            self.base.save_pretrained(path)
+        if adapter:  # the added token rows are saved above, the rest of the embeddings is the base's
+            self.base.save_pretrained(path, save_embedding_layers=False)
         config = {
             "format_version": FORMAT_VERSION,
             "base_model": base_ref,

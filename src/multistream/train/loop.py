@@ -494,17 +494,4 @@ def save_final(raw: nn.Module, path: Path, dtype: torch.dtype | None = None) -> 
         (path / "single_config.json").write_text(json.dumps({"base_model": raw.base_ref, "format": kind}, indent=2) + "\n")
         return path
     raw.save(path, save_base=not hasattr(raw.base, "peft_config"))  # full fine-tuning: the base is the model
-    _drop_embedding_copies(path)
     return path
-
-
-def _drop_embedding_copies(path: Path) -> None:
-    """PEFT stores whole embedding matrices when the vocabulary grew (the silence token); the base has them,
-    and ``MultiStreamModel.save`` stores the added rows, so the adapter keeps only what was trained."""
-    f = path / "adapter_model.safetensors"
-    if not f.exists():
-        return
-    weights = load_file(f)
-    kept = {k: v for k, v in weights.items() if not k.endswith(("embed_tokens.weight", "lm_head.weight"))}
-    if len(kept) != len(weights):
-        save_file(kept, f, metadata={"format": "pt"})
