@@ -136,6 +136,17 @@ def test_generate_command_on_the_default_model():
     assert any(e["stream"] == "user" for e in out["events"])
 
 
+def test_generate_prints_each_stream_with_where_it_started_or_that_it_stayed_silent(capsys):
+    import re
+
+    from multistream.cli import main
+
+    assert main(["generate", "--model", "tiny", "--input", "user=hi", "--max-rows", "8", "--no-compile"]) == 0
+    headers = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
+    assert [h.split("]")[0][1:] for h in headers] == ["think", "answer", "call"]
+    assert all(re.fullmatch(r"\[\w+\] \((from row \d+|silent)\)", h) for h in headers), headers
+
+
 def test_input_wait_is_checked():
     with pytest.raises(ValueError, match="input_wait"):
         EngineConfig(input_wait=-1.0)

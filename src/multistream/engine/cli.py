@@ -116,7 +116,10 @@ def cmd_generate(args) -> int:
         print(json.dumps({k: d[k] for k in ("streams", "rows", "first_output_row", "events")}, ensure_ascii=False))
     else:
         for name, text in result.streams.items():
-            print(f"[{name}] (from row {result.first_output_row.get(name, '-')})\n{text}\n")
+            if name in result.first_output_row:
+                print(f"[{name}] (from row {result.first_output_row[name]})\n{text}\n")
+            else:
+                print(f"[{name}] (silent)\n")
         print(f"{result.rows} rows")
     return 0
 
