@@ -117,6 +117,29 @@ def test_a_stop_string_ends_the_completion_and_is_never_sent(live):
     assert [ch.choices[0].finish_reason for ch in chunks if ch.choices[0].finish_reason] == ["stop"]
 
 
+def test_a_client_s_tool_result_is_answered_by_replaying_the_exchange(live):
+    """The model was trained on a result that follows its own call: the server replays the exchange (the question
+    again), and when the model writes the same call, the client's result goes in; the "one moment" said again is not
+    sent twice."""
+    server = live(ack=True, results=True)
+    c = client(server)
+    messages = [{"role": "user", "content": "2+3"}]
+    first = c.chat.completions.create(model="echo", messages=messages, tools=[CALCULATOR]).choices[0]
+    assert first.finish_reason == "tool_calls" and first.message.content == "One moment."
+    messages += [{"role": "assistant", "content": first.message.content,
+                  "tool_calls": [first.message.tool_calls[0].model_dump()]},
+                 {"role": "tool", "tool_call_id": first.message.tool_calls[0].id, "content": "5"}]
+    r = c.chat.completions.create(model="echo", messages=messages, tools=[CALCULATOR])
+    assert r.choices[0].finish_reason == "stop" and r.choices[0].message.content == "5"
+    chunks = list(c.chat.completions.create(model="echo", messages=messages, tools=[CALCULATOR], stream=True))
+    assert "".join(ch.choices[0].delta.content or "" for ch in chunks) == "5"
+    # a result for some other call than the one the model writes: that call goes back to the client
+    other = messages[:1] + [{**messages[1], "tool_calls": [{"id": "x", "type": "function", "function": {
+        "name": "calculator", "arguments": '{"expression": "7+7"}'}}]}, {**messages[2], "tool_call_id": "x"}]
+    r = c.chat.completions.create(model="echo", messages=other, tools=[CALCULATOR])
+    assert r.choices[0].finish_reason == "tool_calls" and r.choices[0].message.content == ""
+
+
 def test_a_call_of_a_tool_the_request_does_not_declare_runs_on_the_server(live):
     """The model calls its calculator unasked: with no ``tools`` in the request the server runs it, the model reads
     the result, and the client gets the answer, not a call of a function it never declared."""

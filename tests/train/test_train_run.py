@@ -285,13 +285,17 @@ def test_side_by_side_runs_get_a_bar_each_from_their_logs(tmp_path, capsys):
         configs.append(tmp_path / f"{mode}.yaml")
     progress = _Progress(configs, show=True)
     progress.update()  # no log yet: nothing moves
-    assert [b.n for b in progress.bars] == [0, 0] and [b.total for b in progress.bars] == [10, 10]
+    bars = [bar for _, bar in progress.runs.values()]
+    assert [b.n for b in bars] == [0, 0] and [b.total for b in bars] == [10, 10]
     (tmp_path / "multi").mkdir()
     record = {"step": 4, "loss": 1.5, "tokens": 800, "seconds": 4.0}
     (tmp_path / "multi" / "log.jsonl").write_text(json.dumps({**record, "step": 2}) + "\n" + json.dumps(record) + "\n{\"st")
     progress.update()  # the half-written last line is passed over
-    assert [b.n for b in progress.bars] == [4, 0]
+    assert [b.n for b in bars] == [4, 0]
+    progress.update(finished={0})  # the first run ended: its bar closes, the other goes on
+    assert list(progress.runs) == [1]
     progress.close()
+    assert not progress.runs
     err = capsys.readouterr().err
     assert "train multi" in err and "4/10" in err and "loss=1.5000, tok_s=200" in err and "train single" in err
 

@@ -129,8 +129,9 @@ class AsyncEngine:
         self._wake.set()
         return sid
 
-    def send(self, session_id: str, stream: str, text: str, bulk: bool = False, end: bool = True) -> None:
-        self.core.send(session_id, stream, text, bulk=bulk, end=end)
+    def send(self, session_id: str, stream: str, text: str, bulk: bool = False, end: bool = True,
+             not_before: int | None = None) -> None:
+        self.core.send(session_id, stream, text, bulk=bulk, end=end, not_before=not_before)
         self._wake.set()
 
     def abort(self, session_id: str, stream: str | None = None) -> None:

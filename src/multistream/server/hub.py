@@ -96,14 +96,15 @@ class Hub:
         log.debug("session %s opened (%s, %s)", sid, kind, peer)
         return sid
 
-    def send(self, sid: str, stream: str, text: str, bulk: bool = False, end: bool = True) -> None:
+    def send(self, sid: str, stream: str, text: str, bulk: bool = False, end: bool = True,
+             not_before: int | None = None) -> None:
         if len(text) > self.limits.max_input_chars:
             raise ProtocolError(
                 "input_too_long", f"text has {len(text)} characters; max_input_chars is {self.limits.max_input_chars}"
             )
         self.check_stream(stream, "input")
         try:
-            self.engine.send(sid, stream, text, bulk=bulk, end=end)
+            self.engine.send(sid, stream, text, bulk=bulk, end=end, not_before=not_before)
         except EngineError as e:
             raise ProtocolError(_code(e), str(e)) from None
 

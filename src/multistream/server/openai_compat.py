@@ -40,6 +40,7 @@ from starlette.requests import Request
 
 from ..engine.sampling import MAX_SEED, SamplingParams
 from ..engine.session import MAX_STOP, MAX_STOP_CHARS, StreamParams
+from ..engine.tools import RESULT_DELAY_ROWS
 from ..toolcall import ToolCallError, parse_call
 from .hub import Hub
 from .protocol import ProtocolError, check_temperature, check_unicode
@@ -166,6 +167,42 @@ def _map_messages(req: ChatRequest, max_chars: int) -> tuple[str, list[tuple[str
     return prefix, [("tool", t) for t in earlier_tool] + [("user" if m.role == "user" else "tool", m.text()) for m in live]
 
 
+def _call_key(name: str, args: dict) -> str:
+    return f"{name}({json.dumps(args, sort_keys=True)})"
+
+
+def _round_trip(req: ChatRequest) -> tuple[ChatRequest, dict[str, str], set[str]] | None:
+    """A conversation that ends with the client's tool results for the calls of its last exchange (user, then
+    assistant messages with ``tool_calls``, then ``tool`` messages): the request without that exchange's replies, the
+    results by call (``_call_key``) and what the assistant said in it. The model was trained on a result that comes
+    after its own call, not after a transcript: the exchange is replayed, and when it writes a call again, that
+    call's result goes in."""
+    turns = [m for m in req.messages if m.role not in ("system", "developer")]
+    last_user = max((i for i, m in enumerate(turns) if m.role == "user"), default=None)
+    tail = turns[last_user + 1 :] if last_user is not None else []
+    if not tail or tail[-1].role != "tool" or any(m.role not in ("assistant", "tool") for m in tail):
+        return None
+    if any(m.role == "assistant" and not m.tool_calls for m in tail):
+        return None  # (a reply after the results: not one exchange)
+    calls, replies = {}, {}
+    for m in tail:
+        for call in (m.tool_calls or []) if m.role == "assistant" else []:
+            fn = call.get("function") if isinstance(call.get("function"), dict) else {}
+            try:
+                args = json.loads(fn.get("arguments") or "{}")
+            except (TypeError, json.JSONDecodeError):
+                continue
+            if isinstance(fn.get("name"), str) and isinstance(args, dict):
+                calls[call.get("id")] = _call_key(fn["name"], args)
+        if m.role == "tool" and m.tool_call_id in calls:
+            replies[calls[m.tool_call_id]] = m.text()
+    if not replies:
+        return None
+    said = {m.text().strip() for m in tail if m.role == "assistant" and m.text().strip()}
+    kept = [m for m in req.messages if m.role in ("system", "developer")] + turns[: last_user + 1]
+    return req.model_copy(update={"messages": kept}), replies, said
+
+
 class _Completion:
     """Collects one session's events into an OpenAI completion, as deltas or as a whole."""
 
@@ -174,7 +211,7 @@ class _Completion:
         self.id = f"chatcmpl-{secrets.token_hex(12)}"
         self.created = int(time.time())
         layout = hub.layout
-        self.answer, self.think, self.call = (layout.roles.get(r) for r in ("answer", "think", "call"))
+        self.answer, self.think, self.call, self.tool = (layout.roles.get(r) for r in ("answer", "think", "call", "tool"))
         if self.answer is None:
             raise ProtocolError("invalid_value", f"this model ({', '.join(layout.names)}) has no answer stream")
         stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
@@ -191,7 +228,11 @@ class _Completion:
                     params[s.name] = StreamParams(sampling, side)
         except ValueError as e:
             raise ProtocolError("invalid_value", str(e)) from None
-        prefix, sends = _map_messages(req, hub.limits.max_input_chars)
+        trip = _round_trip(req)
+        self.replies, self.said = (trip[1], trip[2]) if trip and layout.roles.get("tool") else ({}, set())
+        """The client's results of the exchange being replayed, by call, and what the assistant said in it."""
+        self.replayed = False
+        prefix, sends = _map_messages(trip[0] if self.replies else req, hub.limits.max_input_chars)
         for role, _ in sends:
             if role not in layout.roles:
                 raise ProtocolError("invalid_value", f"this model has no input stream for {role!r} messages")
@@ -220,6 +261,8 @@ class _Completion:
         """An answer message has ended."""
         self.held = ""
         """Answer text not sent yet: it may be the start of a stop string."""
+        self.message = ""
+        """The answer message being written."""
         self.cut = False
         """A stop string ended the answer message being written: the rest of it is dropped."""
         self.finish: str | None = None
@@ -297,10 +340,11 @@ class _Completion:
             if ev.stream == self.answer:
                 self.answer_tokens += 1
                 if not self.answer_open:
-                    self.answer_open, self.cut = True, False
+                    self.answer_open, self.cut, self.message = True, False, ""
                     self.held = "\n" if self.content else ""  # a later answer message: on a line of its own
                 if self.cut:
                     return None
+                self.message += ev.text
                 self.held += ev.text
                 return self._release()
             if ev.stream == self.think:
@@ -309,18 +353,17 @@ class _Completion:
             return None
         if ev.type == "message_end" and ev.stream == self.answer:
             self.answer_open, self.answered = False, True
+            if self._echo():  # the replayed exchange's "one moment" again: the client has it already
+                self.held = ""
+                return None
+            delta = self._release(final=True)
             if self.cut:  # a stop string ends the completion
                 self.finish = "stop"
-                return None
-            if ev.forced and self.budget is not None and self.answer_tokens >= self.budget:
+            elif ev.forced and self.budget is not None and self.answer_tokens >= self.budget:
                 self.finish = "length"
             elif self.tool_calls:  # the call was complete before this message ended
                 self.finish = "tool_calls"
-            rest, self.held = self.held, ""
-            if rest:
-                self.content.append(rest)
-                return {"content": rest}
-            return None
+            return delta
         if ev.type == "message_end" and ev.stream == self.think and self.reasoning:
             self.reasoning.append("\n")
             return {"reasoning_content": "\n"}
@@ -330,6 +373,11 @@ class _Completion:
             except ToolCallError:
                 return None
             if name in self.server_tools:  # the engine runs it; its result goes back to the model
+                return None
+            result = self.replies.pop(_call_key(name, args), None)
+            if result is not None:  # the replayed exchange's call: the client's result goes in, as a tool's would
+                self.hub.send(self.sid, self.tool, result, not_before=ev.row + RESULT_DELAY_ROWS)
+                self.replayed = True
                 return None
             call = {
                 "id": f"call_{secrets.token_hex(8)}",
@@ -342,18 +390,28 @@ class _Completion:
             return {"tool_calls": [{"index": len(self.tool_calls) - 1, **call}]}
         return None
 
-    def _release(self) -> dict | None:
+    def _echo(self, partial: bool = False) -> bool:
+        """The answer message being written is (``partial``: may still become) one the assistant already said in
+        the replayed exchange, before the replayed call got its result."""
+        if self.replayed or not self.said:
+            return False
+        text = self.message.strip()
+        return any(s.startswith(text) for s in self.said) if partial else text in self.said
+
+    def _release(self, final: bool = False) -> dict | None:
         """The held answer text that can be sent: all of it without stop strings; else up to a stop string (which
-        ends the message: ``cut``), keeping back a tail that may be the start of one."""
-        if not self.stops:
+        ends the message: ``cut``), keeping back a tail that may be the start of one (all of it while it may be an
+        echo), until the message ends (``final``)."""
+        if not final and self._echo(partial=True):
+            return None
+        hits = [self.held.index(stop) for stop in self.stops if stop in self.held]
+        if hits:
+            out, self.held, self.cut = self.held[: min(hits)], "", True
+        elif final or not self.stops:
             out, self.held = self.held, ""
         else:
-            hits = [self.held.index(stop) for stop in self.stops if stop in self.held]
-            if hits:
-                out, self.held, self.cut = self.held[: min(hits)], "", True
-            else:
-                n = max(0, len(self.held) - (max(map(len, self.stops)) - 1))
-                out, self.held = self.held[:n], self.held[n:]
+            n = max(0, len(self.held) - (max(map(len, self.stops)) - 1))
+            out, self.held = self.held[:n], self.held[n:]
         if not out:
             return None
         self.content.append(out)

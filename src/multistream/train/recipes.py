@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -218,30 +218,30 @@ class _Progress:
     def __init__(self, configs: list[Path], show: bool):
         from tqdm.auto import tqdm
 
-        self.logs, self.bars = [], []
+        self.runs = {}  # the config's index -> (its log, its bar)
         for i, path in enumerate(configs):
             try:
                 c = TrainConfig.from_yaml(path)
             except Exception as e:  # (a display: it never stops the training; the run itself reports the config)
                 log.warning("no progress bar for %s: %s", path, e)
                 continue
-            self.logs.append(Path(c.output_dir) / "log.jsonl")
-            self.bars.append(tqdm(total=c.max_steps, desc=f"train {c.mode}", position=i, dynamic_ncols=True,
-                                  disable=not show))
+            bar = tqdm(total=c.max_steps, desc=f"train {c.mode}", position=i, dynamic_ncols=True, disable=not show)
+            self.runs[i] = (Path(c.output_dir) / "log.jsonl", bar)
 
-    def update(self) -> None:
-        for log_file, bar in zip(self.logs, self.bars):
+    def update(self, finished: Collection[int] = ()) -> None:
+        """Move the bars; close those of the runs that ``finished`` (config indices): each keeps its own time."""
+        for i, (log_file, bar) in list(self.runs.items()):
             r = _last_record(log_file)
-            if r is None or r.get("step", 0) <= bar.n:
-                continue
-            rate = r["tokens"] / r["seconds"] if r.get("seconds") else 0
-            bar.set_postfix(loss=f"{r['loss']:.4f}", tok_s=f"{rate:.0f}", refresh=False)
-            bar.update(r["step"] - bar.n)
+            if r is not None and r.get("step", 0) > bar.n:
+                rate = r["tokens"] / r["seconds"] if r.get("seconds") else 0
+                bar.set_postfix(loss=f"{r['loss']:.4f}", tok_s=f"{rate:.0f}", refresh=False)
+                bar.update(r["step"] - bar.n)
+            if i in finished:
+                bar.close()
+                del self.runs[i]
 
     def close(self) -> None:
-        self.update()
-        for bar in self.bars:
-            bar.close()
+        self.update(finished=set(self.runs))
 
 
 def train_side_by_side(configs: list[Path], log_dir: Path, show_progress: bool = True) -> None:
@@ -275,7 +275,7 @@ def train_side_by_side(configs: list[Path], log_dir: Path, show_progress: bool =
     progress = _Progress(configs, show_progress)
     try:
         while any(p.poll() is None for _, p, _ in procs):
-            progress.update()
+            progress.update(finished={i for i, (_, p, _) in enumerate(procs) if p.poll() is not None})
             time.sleep(2.0)
         for c, p, logf in procs:
             if p.returncode != 0:
@@ -448,10 +448,14 @@ def run_recipe(name: str, out: str | Path, do_export: bool = False, evaluate: Ev
     if do_export:
         multi_dir, single_dir = export(out)
     if evaluate is not None:
+        print(f"evaluating both models on the held-out split ({recipe.eval_per_skill} cases per skill)",
+              file=sys.stderr, flush=True)
         report["eval"] = evaluate(multi_dir, single_dir, out / "data" / "test.jsonl", recipe.eval_per_skill,
                                   recipe.eval_max_tokens)
     report["total_seconds"] = round(time.perf_counter() - t0, 1)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     for mode, folder in (("multi", multi_dir), ("single", single_dir)):
         (folder / "README.md").write_text(model_card(report, mode))
+    print(f"models: {multi_dir} and {single_dir} (each with a model card); report: {out / 'report.json'}",
+          file=sys.stderr, flush=True)
     return report
