@@ -24,8 +24,8 @@ class ServerLimits:
     max_outbox: int = 10_000
     """Events waiting for a client that does not read; past it the session is closed (``slow_client``)."""
     completion_idle_s: float = 1.0
-    """Chat completions and Realtime responses: an answer message left open with nothing written for this long ends
-    where it stopped (what it said is the answer)."""
+    """Realtime responses: an answer message left open with nothing written for this long ends where it stopped
+    (what it said is the answer). Chat completions end on the session's rows instead."""
     completion_timeout_s: float = 600.0
     """Chat completions: the deadline; a completion still running then ends there (``finish_reason: length``)."""
     completion_side_tokens: int = 1024

@@ -291,7 +291,6 @@ class _Completion:
         reader = asyncio.create_task(read())
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.hub.limits.completion_timeout_s
-        last_event = loop.time()
         try:
             while self.finish is None:
                 left = deadline - loop.time()
@@ -302,12 +301,9 @@ class _Completion:
                     ev = await asyncio.wait_for(queue.get(), min(left, POLL_S))
                 except TimeoutError:
                     answered = self.answered and not self.answer_open and self.hub.quiet(self.sid, AFTER_ANSWER_ROWS)
-                    # an answer message left open with nothing written for a while ends where it stopped
-                    stalled = self.answer_open and loop.time() - last_event > self.hub.limits.completion_idle_s
-                    if answered or stalled or self.hub.settled(self.sid) or (reader.done() and queue.empty()):
+                    if answered or self.hub.settled(self.sid) or (reader.done() and queue.empty()):
                         self.finish = "stop"
                     continue
-                last_event = loop.time()
                 if ev is _SLOW:
                     self.error = ("slow_client", f"{bound} events waited for a client that did not read them (max_outbox)")
                     self.finish = "error"
