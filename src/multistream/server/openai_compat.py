@@ -229,7 +229,7 @@ class _Completion:
         except ValueError as e:
             raise ProtocolError("invalid_value", str(e)) from None
         trip = _round_trip(req)
-        self.replies, self.said = (trip[1], trip[2]) if trip and layout.roles.get("tool") else ({}, set())
+        self.replies, self.said = (trip[1], trip[2]) if trip and self.tool else ({}, set())
         """The client's results of the exchange being replayed, by call, and what the assistant said in it."""
         self.replayed = False
         prefix, sends = _map_messages(trip[0] if self.replies else req, hub.limits.max_input_chars)

@@ -14,7 +14,7 @@ import json
 import secrets
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from .protocol import ProtocolError, StreamSettings, check_unicode
 
@@ -32,26 +32,19 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def _encodable(text: str) -> str:
-    """Refuse a string that cannot be sent back as UTF-8 (a lone surrogate such as ``"\\ud800"`` in JSON)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("not valid Unicode (a lone surrogate)") from None
-    return text
-
-
-_Id = Annotated[str, Field(min_length=1, max_length=MAX_ID), AfterValidator(_encodable)]
+_Id = Annotated[str, Field(min_length=1, max_length=MAX_ID)]
 
 
 _ID = TypeAdapter(_Id)
 
 
 def _client_id(value: object) -> str | None:
-    """A client's ``event_id`` as an error may echo it: a string an id field would accept, else none."""
+    """A client's ``event_id`` as an error may echo it: a string an id field would accept and UTF-8 can carry back,
+    else none."""
     try:
+        check_unicode(value)
         return _ID.validate_python(value)
-    except ValidationError:
+    except (ProtocolError, ValidationError):
         return None
 
 
